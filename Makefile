@@ -1,0 +1,28 @@
+# Short names for the common jobs. Each is one uv command; see README.md.
+UV ?= python3 -m uv
+
+.PHONY: run test lint fmt typecheck bench lock
+
+run:        ## start the server on :8080 (offline model unless a provider key is set)
+	$(UV) run --extra providers endpoints-hello
+
+test:       ## the whole test suite (starts its own servers and fakes)
+	$(UV) run --all-extras pytest
+
+lint:       ## ruff lint + format check + mypy strict
+	$(UV) run --all-extras ruff check src tests bench
+	$(UV) run --all-extras ruff format --check src tests bench
+	$(UV) run --all-extras mypy
+
+fmt:        ## format and autofix
+	$(UV) run --all-extras ruff format src tests bench
+	$(UV) run --all-extras ruff check --fix src tests bench
+
+typecheck:
+	$(UV) run --all-extras mypy
+
+bench:      ## side-by-side benchmark: ours vs a bare FastAPI app (installs wrk if missing)
+	$(UV) run --all-extras python bench/run.py
+
+lock:
+	$(UV) lock

@@ -1,0 +1,1 @@
+"""The sample app: flows, schemas, settings and a thin main."""

@@ -1,0 +1,7 @@
+"""``python -m endpoints_hello``."""
+
+import sys
+
+from endpoints_hello.main import main
+
+sys.exit(main())

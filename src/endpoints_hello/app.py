@@ -1,0 +1,96 @@
+"""Assembly: settings in, a served ASGI application out (``create_app``).
+
+Everything is built here, when called, never at import: the Genkit instance, the model
+plugins, the flows and their route table, readiness, the framework app and the
+middleware stack.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import structlog
+from genkit import Genkit
+
+from endpoints_hello.flows import build_routes
+from endpoints_hello.settings import Settings
+from genkit_endpoints.adapters.fastapi import create_fastapi_app
+from genkit_endpoints.asgi.stack import build_stack
+from genkit_endpoints.asgi.types import ASGIApp
+from genkit_endpoints.generation import ModelClient
+from genkit_endpoints.health import Readiness
+from genkit_endpoints.providers import ModelChoice, choose_model, warm_up
+from genkit_endpoints.routes import RouteTable
+
+PROMPTS_DIR = Path(__file__).resolve().parent / "prompts"
+_log = structlog.get_logger(__name__)
+
+
+@dataclass
+class Service:
+    """The running pieces, for ``main`` and for tests."""
+
+    asgi: ASGIApp
+    ai: Genkit
+    table: RouteTable
+    readiness: Readiness
+    choice: ModelChoice
+
+    def start_draining(self) -> None:
+        self.readiness.draining = True
+
+
+class _WarmUp:
+    """Warms the model plugins up at start-up, retrying in the background until it works."""
+
+    def __init__(self, ai: Genkit, max_delay: float = 30.0) -> None:
+        self.ai = ai
+        self.ok = False
+        self.max_delay = max_delay
+
+    async def ready(self) -> bool:
+        return self.ok
+
+    async def run(self) -> None:
+        delay = 0.5
+        while not (ok := await warm_up(self.ai)):
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self.max_delay)
+        self.ok = ok
+
+
+def create_service(settings: Settings) -> Service:
+    """Build the whole service from settings (no I/O until the server starts it)."""
+    choice = choose_model(settings.provider_config())
+    ai = Genkit(plugins=list(choice.plugins), model=choice.model, prompt_dir=PROMPTS_DIR)
+    table = build_routes(ai, ModelClient(ai, settings.model_call_policy()))
+    readiness = Readiness()
+    warm = _WarmUp(ai)
+    readiness.add_check("model", warm.ready)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Any) -> AsyncIterator[None]:
+        if choice.offline:
+            _log.warning(
+                "using_offline_model",
+                model=choice.model,
+                hint="set GEMINI_API_KEY or OPENAI_API_KEY (and MODEL) for a real provider",
+            )
+        else:
+            _log.info("using_model", model=choice.model, provider=choice.provider)
+        task = asyncio.create_task(warm.run())
+        try:
+            yield
+        finally:
+            task.cancel()
+
+    framework_app = create_fastapi_app(
+        table, readiness, debug=settings.debug, title="endpoints-hello", lifespan=lifespan
+    )
+    asgi = build_stack(framework_app, request_timeout=settings.request_timeout)
+    return Service(asgi=asgi, ai=ai, table=table, readiness=readiness, choice=choice)

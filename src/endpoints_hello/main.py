@@ -1,0 +1,117 @@
+"""Command line entry point: ``endpoints-hello`` / ``python -m endpoints_hello``.
+
+Parses flags, builds settings once, configures logging, builds the service and hands it
+to the chosen server. A bad flag or setting is one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
+
+from pydantic import ValidationError
+
+from endpoints_hello.settings import Settings, load_settings
+from genkit_endpoints.logging import configure_logging, default_format
+from genkit_endpoints.providers import ProviderConfigError
+
+PROG = "endpoints-hello"
+EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        # argparse prints the whole usage block; one line is easier to read in a log.
+        fail(message)
+
+
+def fail(message: str) -> NoReturn:
+    print(f"{PROG}: error: {message}", file=sys.stderr)
+    sys.exit(EXIT_USAGE)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog=PROG,
+        description="Serve the sample Genkit flows over REST + SSE. Flags override "
+        "environment variables, which override .<env>.env and .env files.",
+    )
+    p.add_argument("--host", help="bind address (HOST, default 0.0.0.0)")
+    p.add_argument("--port", type=int, help="REST port (PORT, default 8080)")
+    p.add_argument("--framework", help="web framework (FRAMEWORK): fastapi")
+    p.add_argument("--server", help="ASGI server (SERVER): uvicorn")
+    p.add_argument("--env", metavar="NAME", help="also read .NAME.env (after .env)")
+    p.add_argument(
+        "--debug",
+        action="store_true",
+        default=None,
+        help="docs UI at /docs and console logs (DEBUG); never tracebacks in responses",
+    )
+    p.add_argument("--log-level", help="debug|info|warning|error|critical (LOG_LEVEL)")
+    p.add_argument("--log-format", help="json|console (LOG_FORMAT; default: auto)")
+    p.add_argument(
+        "--model", help="e.g. googleai/gemini-2.5-flash, openai/gpt-4o-mini, offline/default"
+    )
+    p.add_argument(
+        "--request-timeout", type=float, help="seconds until 504 (REQUEST_TIMEOUT, default 120)"
+    )
+    return p
+
+
+def _one_line(exc: ValidationError) -> str:
+    err = exc.errors(include_url=False)[0]
+    loc = ".".join(str(p) for p in err["loc"])
+    where = f"{loc.upper()}: " if loc else ""
+    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    msg = str(err["msg"]).removeprefix("Value error, ")
+    return f"invalid setting {where}{msg}{more}"
+
+
+def parse_settings(argv: Sequence[str] | None = None) -> Settings:
+    """Settings from flags, environment and env files; exits 2 with one line on error."""
+    args = build_parser().parse_args(argv)
+    if args.env and not Path(f".{args.env}.env").is_file():
+        fail(f"--env {args.env}: file .{args.env}.env not found in {Path.cwd()}")
+    try:
+        return load_settings(
+            args.env,
+            host=args.host,
+            port=args.port,
+            framework=args.framework,
+            server=args.server,
+            debug=args.debug,
+            log_level=args.log_level,
+            log_format=args.log_format,
+            model=args.model,
+            request_timeout=args.request_timeout,
+        )
+    except ValidationError as exc:
+        fail(_one_line(exc))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    settings = parse_settings(argv)
+    configure_logging(settings.log_level, settings.log_format or default_format(settings.debug))
+
+    # Imported here: Genkit and the providers are heavy, and --help should stay instant.
+    from endpoints_hello.app import create_service
+    from genkit_endpoints.servers import run
+
+    try:
+        service = create_service(settings)
+    except ProviderConfigError as exc:
+        fail(str(exc))
+    run(
+        service.asgi,
+        settings.server,
+        settings.server_config(),
+        on_shutdown_signal=service.start_draining,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,140 @@
+"""Settings of the sample app (SPEC §7), built once in ``main`` and passed to factories.
+
+Priority: CLI flags > environment > ``.<env>.env`` (``--env NAME``) > ``.env`` > defaults.
+Variable names follow the reference sample (PORT, LOG_LEVEL, LLM_TIMEOUT, …). Every
+value is validated here, at start-up, so a bad one is one clear line, not a stack trace
+on the first request.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from genkit_endpoints.generation import ModelCallPolicyConfig
+from genkit_endpoints.models.offline import OfflineModelConfig
+from genkit_endpoints.providers import ProviderConfig
+from genkit_endpoints.servers import ServerConfig
+
+Framework = Literal["fastapi", "litestar", "quart"]
+Server = Literal["uvicorn", "granian", "hypercorn"]
+AVAILABLE_FRAMEWORKS = ("fastapi",)
+AVAILABLE_SERVERS = ("uvicorn",)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        case_sensitive=False,
+        validate_default=True,
+    )
+
+    # Serving
+    host: str = Field(default="0.0.0.0", description="Bind address.")  # noqa: S104
+    port: int = Field(default=8080, ge=1, le=65535, description="REST port.")
+    framework: Framework = "fastapi"
+    server: Server = "uvicorn"
+    debug: bool = Field(default=False, description="Docs UI, console logs; never tracebacks.")
+    keep_alive_timeout: float = Field(default=75, gt=0, le=3600, description="Seconds.")
+    shutdown_grace: float = Field(default=25, ge=1, le=3600, description="Seconds to drain.")
+    request_timeout: float = Field(
+        default=120, gt=0, le=3600, description="Seconds until 504 if no response started."
+    )
+
+    # Logging
+    log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
+    log_format: Literal["json", "console"] | None = Field(
+        default=None, description="Unset: console in DEBUG or on a terminal, else JSON."
+    )
+
+    # Models
+    model: str | None = Field(default=None, description="e.g. googleai/gemini-2.5-flash")
+    gemini_api_key: SecretStr | None = None
+    gemini_base_url: str | None = None
+    openai_api_key: SecretStr | None = None
+    openai_base_url: str | None = None
+    llm_timeout: int = Field(default=60_000, gt=0, le=3_600_000, description="ms per model call")
+    llm_first_chunk_timeout: int | None = Field(
+        default=None, gt=0, le=3_600_000, description="ms until a stream's first chunk"
+    )
+    llm_max_retries: int = Field(default=2, ge=0, le=10)
+    llm_retry_base_delay: int = Field(default=500, ge=0, le=60_000, description="ms")
+    llm_retry_max_delay: int = Field(default=10_000, ge=0, le=600_000, description="ms")
+    offline_first_chunk_delay: float = Field(default=0, ge=0, le=600_000, description="ms")
+    offline_chunk_delay: float = Field(default=0, ge=0, le=600_000, description="ms")
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower_level(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
+
+    @field_validator("model", "gemini_base_url", "openai_base_url", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @model_validator(mode="after")
+    def _available(self) -> Settings:
+        if self.framework not in AVAILABLE_FRAMEWORKS:
+            raise ValueError(
+                f"framework {self.framework!r} is not available yet; use one of: "
+                + ", ".join(AVAILABLE_FRAMEWORKS)
+            )
+        if self.server not in AVAILABLE_SERVERS:
+            raise ValueError(
+                f"server {self.server!r} is not available yet; use one of: "
+                + ", ".join(AVAILABLE_SERVERS)
+            )
+        return self
+
+    # Views for the kit's factories: the kit never reads settings or the environment.
+
+    def provider_config(self) -> ProviderConfig:
+        return ProviderConfig(
+            model=self.model,
+            gemini_api_key=_secret(self.gemini_api_key),
+            gemini_base_url=self.gemini_base_url,
+            openai_api_key=_secret(self.openai_api_key),
+            openai_base_url=self.openai_base_url,
+            timeout_ms=self.llm_timeout,
+            offline=OfflineModelConfig(
+                first_chunk_delay_ms=self.offline_first_chunk_delay,
+                chunk_delay_ms=self.offline_chunk_delay,
+            ),
+        )
+
+    def model_call_policy(self) -> ModelCallPolicyConfig:
+        return ModelCallPolicyConfig(
+            timeout_ms=self.llm_timeout,
+            first_chunk_timeout_ms=self.llm_first_chunk_timeout,
+            max_retries=self.llm_max_retries,
+            base_delay_ms=self.llm_retry_base_delay,
+            max_delay_ms=self.llm_retry_max_delay,
+        )
+
+    def server_config(self) -> ServerConfig:
+        return ServerConfig(
+            host=self.host,
+            port=self.port,
+            keep_alive=self.keep_alive_timeout,
+            shutdown_grace=self.shutdown_grace,
+            log_level=self.log_level,
+        )
+
+
+def _secret(value: SecretStr | None) -> str | None:
+    return value.get_secret_value() if value is not None else None
+
+
+def load_settings(env: str | None = None, **overrides: Any) -> Settings:
+    """Settings from ``.env``, then ``.<env>.env``, then the environment, then overrides."""
+    files: tuple[Path, ...] = (Path(".env"),)
+    if env:
+        files = (*files, Path(f".{env}.env"))
+    clean = {k: v for k, v in overrides.items() if v is not None}
+    return Settings(_env_file=files, **clean)  # type: ignore[call-arg]

@@ -1,0 +1,1 @@
+"""Production serving for Genkit flows: REST + SSE and gRPC endpoints with policies."""

@@ -1,0 +1,1 @@
+"""Framework adapters generated from the flow route table."""

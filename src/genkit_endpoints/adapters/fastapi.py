@@ -1,0 +1,141 @@
+"""FastAPI adapter: wiring from the route table to FastAPI routes, nothing more.
+
+Request parsing, validation and error bodies live in ``genkit_endpoints.http`` so every
+framework answers the same bytes. FastAPI's own body handling is not used; the input
+schemas are attached to the OpenAPI document (served only in DEBUG) for the docs UI.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import Response, StreamingResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from genkit_endpoints import http
+from genkit_endpoints.errors import (
+    BadRequest,
+    EndpointError,
+    InternalError,
+    MethodNotAllowed,
+    NotFound,
+)
+from genkit_endpoints.health import Readiness
+from genkit_endpoints.http import HttpReply
+from genkit_endpoints.routes import FlowRoute, RouteTable
+
+Lifespan = Callable[[Any], AbstractAsyncContextManager[None]]
+
+
+def to_response(reply: HttpReply) -> Response:
+    headers = dict(reply.headers)
+    if reply.stream is not None:
+        return StreamingResponse(reply.stream, status_code=reply.status, headers=headers)
+    return Response(reply.body, status_code=reply.status, headers=headers)
+
+
+def _flow_handler(route: FlowRoute) -> Callable[[Request], Awaitable[Response]]:
+    async def handle(request: Request) -> Response:
+        reply = await http.flow_endpoint(
+            route,
+            path=request.url.path,
+            body=await request.body(),
+            content_type=request.headers.get("content-type"),
+        )
+        return to_response(reply)
+
+    handle.__name__ = route.name
+    return handle
+
+
+def _openapi_for(route: FlowRoute) -> dict[str, Any]:
+    # Input models are flat, so their schema needs no $defs to be resolved by the docs UI.
+    schema = route.input_model.model_json_schema()
+    extra: dict[str, Any] = {
+        "requestBody": {"required": False, "content": {"application/json": {"schema": schema}}},
+    }
+    if route.streaming:
+        extra["responses"] = {
+            "200": {"description": "Server-Sent Events", "content": {"text/event-stream": {}}}
+        }
+    return extra
+
+
+def _problem_from_http_exception(exc: StarletteHTTPException) -> EndpointError:
+    if exc.status_code == 404:
+        return NotFound()
+    if exc.status_code == 405:
+        allow = (exc.headers or {}).get("Allow", "")
+        return MethodNotAllowed([m.strip() for m in allow.split(",") if m.strip()])
+    if exc.status_code == 400:
+        return BadRequest()
+    return InternalError()
+
+
+def create_fastapi_app(
+    table: RouteTable,
+    readiness: Readiness,
+    *,
+    debug: bool = False,
+    title: str = "Genkit endpoints",
+    lifespan: Lifespan | None = None,
+) -> FastAPI:
+    """A FastAPI app serving every route of ``table`` plus health, readiness and §2.4."""
+
+    async def on_http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)  # noqa: S101 - registered for that type
+        err = _problem_from_http_exception(exc)
+        return to_response(http.problem_reply(err, instance=request.url.path))
+
+    async def on_unexpected(request: Request, exc: Exception) -> Response:
+        # Starlette re-raises after sending this; the outer error envelope logs it.
+        return to_response(http.problem_reply(InternalError(), instance=request.url.path))
+
+    app = FastAPI(
+        title=title,
+        debug=False,  # never render tracebacks, also in DEBUG (SPEC §2.3)
+        docs_url="/docs" if debug else None,
+        redoc_url=None,
+        openapi_url="/openapi.json" if debug else None,
+        lifespan=lifespan,
+        redirect_slashes=False,
+        exception_handlers={StarletteHTTPException: on_http_error, Exception: on_unexpected},
+    )
+
+    for route in table:
+        app.add_api_route(
+            route.path,
+            _flow_handler(route),
+            methods=["POST"],
+            summary=route.summary or route.name,
+            openapi_extra=_openapi_for(route),
+            response_model=None,
+        )
+
+    async def call_flow(flow_name: str, request: Request) -> Response:
+        reply = await http.callable_endpoint(
+            table,
+            flow_name,
+            path=request.url.path,
+            body=await request.body(),
+            content_type=request.headers.get("content-type"),
+            accept=request.headers.get("accept"),
+            query_string=request.scope.get("query_string", b""),
+        )
+        return to_response(reply)
+
+    async def health() -> Response:
+        return to_response(http.health())
+
+    async def ready() -> Response:
+        return to_response(await http.ready(readiness))
+
+    app.add_api_route(
+        "/flows/{flow_name}", call_flow, methods=["POST"], summary="Genkit callable protocol"
+    )
+    app.add_api_route("/health", health, methods=["GET"], summary="Liveness")
+    app.add_api_route("/ready", ready, methods=["GET"], summary="Readiness")
+    return app

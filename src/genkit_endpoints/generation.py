@@ -1,0 +1,214 @@
+"""How flows call models: one policy per model call, failures as typed errors, output validated.
+
+Genkit 0.12 returns failed generations instead of raising (``response.error``), and does
+not validate structured output against the requested schema. ``ModelClient`` closes both
+gaps for every flow (SPEC §3.1), and puts ``ModelCallPolicy`` — a Genkit generate
+middleware — on every call so each model request gets the deadline and retry rules of
+SPEC §3.3, including the turns of a tool loop and Dotprompt calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+import structlog
+from genkit import Genkit, GenkitError, ModelResponse, ModelResponseChunk
+from genkit.middleware import BaseMiddleware
+from pydantic import BaseModel, Field, ValidationError
+
+from genkit_endpoints.errors import (
+    EndpointError,
+    InternalError,
+    InvalidModelOutput,
+    UpstreamError,
+    UpstreamTimeout,
+)
+
+T = TypeVar("T", bound=BaseModel)
+_log = structlog.get_logger(__name__)
+
+# Statuses worth another attempt: the provider was busy or briefly unreachable.
+# DEADLINE_EXCEEDED is not here: LLM_TIMEOUT is a deadline for the whole call, so
+# there is no budget left to retry a timed-out attempt with.
+_TRANSIENT = frozenset({"UNAVAILABLE", "RESOURCE_EXHAUSTED", "ABORTED"})
+
+
+class ModelCallPolicyConfig(BaseModel):
+    """Deadlines and retry budget of one model call (SPEC §3.3). Times in milliseconds."""
+
+    timeout_ms: float = Field(default=60_000, gt=0)
+    first_chunk_timeout_ms: float | None = Field(default=None, gt=0)
+    max_retries: int = Field(default=2, ge=0, le=10)
+    base_delay_ms: float = Field(default=500, ge=0)
+    max_delay_ms: float = Field(default=10_000, ge=0)
+
+
+class ModelCallPolicy(BaseMiddleware[ModelCallPolicyConfig]):
+    """Deadline, time-to-first-chunk limit and bounded retries around each model request.
+
+    ``genkit_middleware.Retry`` is not used: it retries after a stream has started
+    (duplicating tokens the client already saw) and has no deadline.
+    """
+
+    async def wrap_model(self, params: Any, ctx: Any, next_fn: Any) -> ModelResponse:
+        cfg = self.config
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + cfg.timeout_ms / 1000
+        attempt = 0
+        while True:
+            started = False
+            downstream = ctx.on_chunk
+            try:
+                async with asyncio.timeout(deadline) as timer:
+                    if downstream is not None:
+                        if cfg.first_chunk_timeout_ms is not None:
+                            timer.reschedule(
+                                min(deadline, loop.time() + cfg.first_chunk_timeout_ms / 1000)
+                            )
+
+                        def on_chunk(chunk: ModelResponseChunk, _t: Any = timer) -> None:
+                            nonlocal started
+                            if not started:
+                                started = True
+                                _t.reschedule(deadline)
+                            downstream(chunk)
+
+                        ctx.replace_on_chunk(on_chunk)
+                    return await next_fn(params, ctx)  # type: ignore[no-any-return]
+            except TimeoutError:
+                phase = "first chunk" if downstream is not None and not started else "answer"
+                raise GenkitError(
+                    status="DEADLINE_EXCEEDED", message=f"model call timed out waiting for {phase}"
+                ) from None
+            except GenkitError as exc:
+                delay = self._retry_delay(exc, attempt, started, deadline - loop.time())
+                if delay is None:
+                    raise
+                _log.warning(
+                    "model_call_retry", attempt=attempt + 1, status=exc.status, delay_s=delay
+                )
+                await asyncio.sleep(delay)
+                attempt += 1
+            finally:
+                if downstream is not None:
+                    ctx.replace_on_chunk(downstream)
+
+    def _retry_delay(
+        self, exc: GenkitError, attempt: int, started: bool, remaining_s: float
+    ) -> float | None:
+        """Seconds to wait before the next attempt, or None when it must not be retried."""
+        cfg = self.config
+        if started or attempt >= cfg.max_retries or exc.status not in _TRANSIENT:
+            return None
+        backoff_ms = min(cfg.max_delay_ms, cfg.base_delay_ms * 2**attempt)
+        # Full jitter spreads the retries of many clients hit by the same outage.
+        delay_ms = random.uniform(backoff_ms / 2, backoff_ms)  # noqa: S311 - not crypto
+        retry_after = (exc.response_metadata or {}).get("retry_after_ms")
+        if isinstance(retry_after, int | float):
+            if retry_after > cfg.max_delay_ms:
+                return None  # the provider asked for longer than we are willing to wait
+            delay_ms = max(delay_ms, float(retry_after))
+        if delay_ms / 1000 >= remaining_s:
+            return None
+        return delay_ms / 1000
+
+
+def error_from_genkit(status: str | None, message: str | None, reason: str | None = None) -> EndpointError:
+    """The client-facing error for a Genkit failure; the internal message is only logged."""
+    _log.warning("model_call_failed", status=status, reason=reason, message=message)
+    if reason == "INVALID_OUTPUT":
+        return InvalidModelOutput()
+    if status == "DEADLINE_EXCEEDED":
+        return UpstreamTimeout()
+    if status == "NOT_FOUND":
+        return InternalError("The configured model is not available.")
+    return UpstreamError()
+
+
+def raise_for_response(response: ModelResponse) -> None:
+    """Raise the typed error for a failed generation (Genkit 0.12 does not raise)."""
+    err = response.error
+    if err is None and str(response.finish_reason or "") != "failed":
+        return
+    details = getattr(err, "details", None)
+    reason = details.get("reason") if isinstance(details, Mapping) else None
+    raise error_from_genkit(
+        getattr(err, "status", None),
+        getattr(err, "message", None) or response.finish_message,
+        reason if isinstance(reason, str) else None,
+    )
+
+
+def validate_output(response: ModelResponse, schema: type[T]) -> T:
+    """The response's structured output, validated against ``schema`` (SPEC §2.1)."""
+    output = response.output
+    if output is None:
+        raise InvalidModelOutput()
+    try:
+        if isinstance(output, BaseModel):
+            output = output.model_dump(by_alias=True)
+        return schema.model_validate(output)
+    except ValidationError as exc:
+        _log.warning("model_output_invalid", schema=schema.__name__, errors=exc.error_count())
+        raise InvalidModelOutput() from None
+
+
+class ModelClient:
+    """The one way flows reach a model: policy on every call, typed failures."""
+
+    def __init__(self, ai: Genkit, policy: ModelCallPolicyConfig) -> None:
+        self.ai = ai
+        self.policy = policy
+
+    def _use(self) -> list[BaseMiddleware[Any]]:
+        # A fresh instance per call: Genkit middleware instances may hold per-call state.
+        return [ModelCallPolicy(config=self.policy)]
+
+    async def generate(self, **kwargs: Any) -> ModelResponse:
+        """``ai.generate`` with the policy; raises a typed error instead of returning a failure."""
+        try:
+            response = await self.ai.generate(use=self._use(), **kwargs)
+        except GenkitError as exc:
+            raise error_from_genkit(exc.status, str(exc)) from None
+        raise_for_response(response)
+        return response
+
+    async def structured(self, schema: type[T], **kwargs: Any) -> T:
+        """Generate structured output and validate it against ``schema``."""
+        response = await self.generate(output_schema=schema, **kwargs)
+        return validate_output(response, schema)
+
+    async def stream(self, on_chunk: Callable[[str], None], **kwargs: Any) -> ModelResponse:
+        """Stream text chunks to ``on_chunk``; the model call is cancelled if the caller is."""
+        sr = self.ai.generate_stream(use=self._use(), **kwargs)
+        future: asyncio.Future[ModelResponse] = sr.response  # type: ignore[assignment]
+        try:
+            async for chunk in sr.stream:
+                if chunk.text:
+                    on_chunk(chunk.text)
+            response = await future
+        except GenkitError as exc:
+            raise error_from_genkit(exc.status, str(exc)) from None
+        finally:
+            # generate_stream runs the model in a task of its own; a cancelled consumer
+            # must take it down too, or tokens keep being generated for nobody (§2.2).
+            if not future.done():
+                future.cancel()
+        raise_for_response(response)
+        return response
+
+    async def prompt(
+        self, name: str, variables: Mapping[str, Any], schema: type[T]
+    ) -> T:
+        """Run a Dotprompt file with the policy and validate its structured output."""
+        executable = self.ai.prompt(name)
+        try:
+            response = await executable(dict(variables), use=self._use())
+        except GenkitError as exc:
+            raise error_from_genkit(exc.status, str(exc)) from None
+        raise_for_response(response)
+        return validate_output(response, schema)
+

@@ -1,0 +1,153 @@
+"""Transport-neutral HTTP handling: what every framework adapter answers, byte for byte.
+
+Adapters read the request (path, headers, body) in their framework's way, call one of
+these handlers and write the ``HttpReply`` back. Parsing, validation, status codes and
+bodies therefore cannot drift between FastAPI, Litestar and Quart (SPEC §2.1, §2.3).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from genkit_endpoints import routes, sse
+from genkit_endpoints.context import current_request_id
+from genkit_endpoints.errors import (
+    PROBLEM_CONTENT_TYPE,
+    EndpointError,
+    InvalidInput,
+    NotFound,
+    UnsupportedMediaType,
+)
+from genkit_endpoints.health import Readiness
+from genkit_endpoints.routes import FlowRoute, RouteTable
+
+JSON_CONTENT_TYPE = "application/json"
+
+
+@dataclass(slots=True)
+class HttpReply:
+    """A complete response: either ``body`` or a ``stream`` of byte frames."""
+
+    status: int
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    body: bytes = b""
+    stream: AsyncIterator[bytes] | None = None
+
+
+def json_reply(obj: Any, status: int = 200) -> HttpReply:
+    return HttpReply(status, [("content-type", JSON_CONTENT_TYPE)], orjson.dumps(obj))
+
+
+def problem_reply(err: EndpointError, *, instance: str) -> HttpReply:
+    headers = [("content-type", PROBLEM_CONTENT_TYPE), *err.headers.items()]
+    body = err.problem_bytes(instance=instance, request_id=current_request_id())
+    return HttpReply(err.status, headers, body)
+
+
+def is_json(content_type: str | None) -> bool:
+    """``application/json`` or any ``application/*+json``, parameters ignored."""
+    if not content_type:
+        return False
+    mime = content_type.split(";", 1)[0].strip().lower()
+    return mime == JSON_CONTENT_TYPE or (mime.startswith("application/") and mime.endswith("+json"))
+
+
+def _require_json(content_type: str | None, body: bytes) -> None:
+    # An empty body needs no type: every input has defaults, so `curl -X POST` works.
+    if body and not is_json(content_type):
+        raise UnsupportedMediaType()
+
+
+async def flow_endpoint(
+    route: FlowRoute, *, path: str, body: bytes, content_type: str | None
+) -> HttpReply:
+    """``POST /<route>``: JSON in, JSON (or SSE for streaming routes) out."""
+    try:
+        _require_json(content_type, body)
+        payload = routes.parse_input(route, body)
+        if route.streaming:
+            frames = sse.route_frames(
+                route,
+                routes.stream(route, payload),
+                instance=path,
+                request_id=current_request_id(),
+            )
+            return HttpReply(200, list(sse.SSE_HEADERS), stream=frames)
+        return json_reply(await routes.invoke(route, payload))
+    except EndpointError as err:
+        return problem_reply(err, instance=path)
+
+
+def _wants_stream(accept: str | None, query_string: bytes) -> bool:
+    if accept and "text/event-stream" in accept.lower():
+        return True
+    return any(
+        part.lower() in (b"stream=true", b"stream=1") for part in query_string.split(b"&")
+    )
+
+
+async def callable_endpoint(
+    table: RouteTable,
+    name: str,
+    *,
+    path: str,
+    body: bytes,
+    content_type: str | None,
+    accept: str | None,
+    query_string: bytes,
+) -> HttpReply:
+    """``POST /flows/{name}`` with ``{"data": input}`` → ``{"result": output}`` (SPEC §2.4)."""
+    try:
+        route = table.by_name.get(name)
+        if route is None:
+            raise NotFound(f"There is no flow named {name!r}.")
+        _require_json(content_type, body)
+        envelope = _callable_envelope(body)
+        payload = routes.parse_input(route, envelope)
+        if _wants_stream(accept, query_string):
+            frames = sse.callable_frames(routes.stream(route, payload))
+            return HttpReply(200, list(sse.SSE_HEADERS), stream=frames)
+        if route.streaming:
+            output = None
+            async for event in routes.stream(route, payload):
+                if isinstance(event, routes.Final):
+                    output = event.output
+            return json_reply({"result": output})
+        return json_reply({"result": await routes.invoke(route, payload)})
+    except EndpointError as err:
+        return problem_reply(err, instance=path)
+
+
+def _callable_envelope(body: bytes) -> Any:
+    """The ``data`` member of the callable request; missing or null means ``{}``."""
+    if not body:
+        return {}
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise InvalidInput(
+            errors=[{"field": "body", "message": "Invalid JSON", "type": "json_invalid"}]
+        ) from None
+    if not isinstance(doc, dict):
+        raise InvalidInput(
+            errors=[{"field": "body", "message": 'Expected {"data": ...}', "type": "dict_type"}]
+        )
+    data = doc.get("data")
+    return {} if data is None else data
+
+
+HEALTH_BODY = orjson.dumps({"status": "ok"})
+
+
+def health() -> HttpReply:
+    """Liveness: the process answers. Never touches a model."""
+    return HttpReply(200, [("content-type", JSON_CONTENT_TYPE)], HEALTH_BODY)
+
+
+async def ready(readiness: Readiness) -> HttpReply:
+    ok, checks = await readiness.report()
+    return json_reply({"status": "ok" if ok else "unavailable", "checks": checks}, 200 if ok else 503)

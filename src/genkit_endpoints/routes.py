@@ -1,0 +1,177 @@
+"""The flow route table: every flow declared once, driving every transport (SPEC §1).
+
+A ``FlowRoute`` names a Genkit flow, its REST path, its input and output schemas, whether
+it streams and whether it may be cached. Framework adapters and the gRPC servicer are
+generated from a ``RouteTable``; nothing here knows about HTTP or gRPC. The two runners,
+``invoke`` and ``stream``, are the only places a transport starts a flow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from genkit import Action, GenkitError
+from pydantic import BaseModel
+
+from genkit_endpoints.errors import EndpointError, InternalError, InvalidInput
+from genkit_endpoints.errors import field_errors_from_pydantic as _field_errors
+
+_PATH = re.compile(r"^/[a-z0-9][a-z0-9/_-]*$")
+
+
+@dataclass(frozen=True, slots=True)
+class FlowRoute:
+    """One flow exposed on the network.
+
+    ``stream_key`` makes it a streaming route: chunks are sent as they come and the final
+    frame carries the flow's output under that key (``{"done": true, "joke": ...}``).
+    """
+
+    flow: Action[Any, Any, Any, Any]
+    path: str
+    input_model: type[BaseModel]
+    output_model: type[BaseModel] | None = None
+    stream_key: str | None = None
+    cacheable: bool = False
+    grpc_method: str | None = None
+    summary: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.flow.name
+
+    @property
+    def streaming(self) -> bool:
+        return self.stream_key is not None
+
+    def __post_init__(self) -> None:
+        if not _PATH.match(self.path):
+            raise ValueError(f"route path {self.path!r} must look like /lower-case-words")
+        if self.stream_key is None and self.output_model is None:
+            raise ValueError(f"route {self.path}: a unary route needs an output_model")
+
+
+@dataclass(frozen=True)
+class RouteTable:
+    """All routes of an app, indexed by path and by flow name."""
+
+    routes: tuple[FlowRoute, ...]
+    by_path: Mapping[str, FlowRoute] = field(init=False)
+    by_name: Mapping[str, FlowRoute] = field(init=False)
+
+    def __init__(self, routes: Iterable[FlowRoute]) -> None:
+        routes = tuple(routes)
+        by_path: dict[str, FlowRoute] = {}
+        by_name: dict[str, FlowRoute] = {}
+        for route in routes:
+            if route.path in by_path:
+                raise ValueError(f"duplicate route path {route.path}")
+            if route.name in by_name:
+                raise ValueError(f"duplicate flow name {route.name}")
+            by_path[route.path] = route
+            by_name[route.name] = route
+        object.__setattr__(self, "routes", routes)
+        object.__setattr__(self, "by_path", by_path)
+        object.__setattr__(self, "by_name", by_name)
+
+    def __iter__(self) -> Any:
+        return iter(self.routes)
+
+
+def parse_input(route: FlowRoute, raw: bytes | Mapping[str, Any] | None) -> BaseModel:
+    """Validate a JSON document (bytes) or decoded object against the route's input model.
+
+    An empty body is ``{}``: every input field has a default (SPEC §2.1).
+    """
+    model = route.input_model
+    try:
+        if raw is None or raw == b"":
+            return model.model_validate({})
+        if isinstance(raw, bytes):
+            return model.model_validate_json(raw)
+        return model.model_validate(raw)
+    except ValueError as exc:  # pydantic.ValidationError is a ValueError
+        errors = getattr(exc, "errors", None)
+        fields = _field_errors(errors(include_url=False, include_input=False)) if errors else []
+        raise InvalidInput(errors=fields) from None
+
+
+def to_jsonable(route: FlowRoute, output: Any) -> Any:
+    """The flow output as plain JSON data, validated against the declared output model."""
+    if route.output_model is not None:
+        if not isinstance(output, route.output_model):
+            output = route.output_model.model_validate(output)
+        return output.model_dump(mode="json", by_alias=True)
+    if isinstance(output, BaseModel):
+        return output.model_dump(mode="json", by_alias=True)
+    return output
+
+
+def _unwrap(exc: BaseException) -> BaseException:
+    """The error a flow raised, if Genkit wrapped it on the way out."""
+    seen = 0
+    while isinstance(exc, GenkitError) and seen < 5:
+        cause = exc.cause if isinstance(exc.cause, BaseException) else exc.__cause__
+        if cause is None:
+            break
+        exc, seen = cause, seen + 1
+    return exc
+
+
+def as_endpoint_error(exc: BaseException) -> EndpointError:
+    """Every failure of a flow run, as a client-facing error (SPEC §2.3)."""
+    inner = _unwrap(exc)
+    if isinstance(inner, EndpointError):
+        return inner
+    if isinstance(inner, GenkitError) and inner.status == "INVALID_ARGUMENT":
+        return InvalidInput()
+    return InternalError()
+
+
+async def invoke(route: FlowRoute, payload: BaseModel) -> Any:
+    """Run a flow to completion and return its JSON-ready output."""
+    try:
+        result = await route.flow.run(payload)
+    except (EndpointError, GenkitError) as exc:
+        raise as_endpoint_error(exc) from exc
+    return to_jsonable(route, result.response)
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    value: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Final:
+    output: Any
+
+
+_END = object()
+
+
+async def stream(route: FlowRoute, payload: BaseModel) -> AsyncIterator[Chunk | Final]:
+    """Run a flow, yielding its chunks as they are produced and then its output.
+
+    The flow runs in a task owned here: when the consumer goes away (client disconnect,
+    gRPC cancellation) the generator is closed and the flow — with its model call — is
+    cancelled (SPEC §2.2).
+    """
+    queue: asyncio.Queue[Any] = asyncio.Queue()
+    task = asyncio.ensure_future(route.flow.run(payload, on_chunk=queue.put_nowait))
+    task.add_done_callback(lambda _: queue.put_nowait(_END))
+    try:
+        while (item := await queue.get()) is not _END:
+            yield Chunk(item)
+        try:
+            result = task.result()
+        except (EndpointError, GenkitError) as exc:
+            raise as_endpoint_error(exc) from exc
+        yield Final(to_jsonable(route, result.response))
+    finally:
+        if not task.done():
+            task.cancel()

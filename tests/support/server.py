@@ -1,0 +1,136 @@
+"""Start the real app as a separate process on a free loopback port, and stop it.
+
+End-to-end tests talk to it over sockets only. The process's log (stderr, JSON lines)
+is kept in a file so tests can assert on what the server logged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+# Variables from the developer's shell must not leak into the process under test.
+_SCRUB = ("GEMINI_API_KEY", "OPENAI_API_KEY", "OPENAI_BASE_URL", "MODEL", "GENKIT_ENV", "DEBUG")
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class ServerProcess:
+    proc: subprocess.Popen[bytes]
+    port: int
+    log_path: Path
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def client(self, **kwargs: Any) -> httpx.Client:
+        return httpx.Client(base_url=self.base_url, timeout=kwargs.pop("timeout", 30), **kwargs)
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def log_events(self) -> list[dict[str, Any]]:
+        events = []
+        for line in self.log_text().splitlines():
+            with contextlib.suppress(ValueError):
+                obj = json.loads(line)
+                if isinstance(obj, dict):
+                    events.append(obj)
+        return events
+
+    def wait_for_log(self, event: str, timeout: float = 10) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for e in self.log_events():
+                if e.get("event") == event:
+                    return e
+            time.sleep(0.05)
+        raise AssertionError(f"event {event!r} not logged within {timeout}s:\n{self.log_text()}")
+
+    def terminate(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=5)
+            raise
+
+
+def app_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    base = {k: v for k, v in os.environ.items() if k not in _SCRUB}
+    base.setdefault("LOG_FORMAT", "json")
+    base["PYTHONUNBUFFERED"] = "1"
+    base.update(env or {})
+    return base
+
+
+@contextlib.contextmanager
+def run_server(
+    tmp_path: Path,
+    *,
+    args: Sequence[str] = (),
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    ready_timeout: float = 30,
+) -> Iterator[ServerProcess]:
+    """Start ``python -m endpoints_hello`` and wait for ``/health`` to answer 200."""
+    port = free_port()
+    log_path = tmp_path / f"server-{port}.log"
+    log = log_path.open("wb")
+    cmd = [sys.executable, "-m", "endpoints_hello", "--host", "127.0.0.1", "--port", str(port), *args]
+    proc = subprocess.Popen(
+        cmd, stdout=log, stderr=subprocess.STDOUT, env=app_env(env), cwd=cwd or tmp_path
+    )
+    server = ServerProcess(proc, port, log_path)
+    try:
+        deadline = time.monotonic() + ready_timeout
+        while True:
+            if proc.poll() is not None:
+                raise AssertionError(f"server exited with {proc.returncode}:\n{server.log_text()}")
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(server.base_url + "/health", timeout=1).status_code == 200:
+                    break
+            if time.monotonic() > deadline:
+                raise AssertionError(f"server not healthy in {ready_timeout}s:\n{server.log_text()}")
+            time.sleep(0.05)
+        yield server
+    finally:
+        with contextlib.suppress(Exception):
+            server.terminate(timeout=15)
+        log.close()
+
+
+def run_cli(
+    args: Sequence[str], *, env: Mapping[str, str] | None = None, cwd: Path, timeout: float = 30
+) -> subprocess.CompletedProcess[str]:
+    """Run the CLI to completion (for flags that make it exit)."""
+    return subprocess.run(
+        [sys.executable, "-m", "endpoints_hello", *args],
+        capture_output=True,
+        text=True,
+        env=app_env(env),
+        cwd=cwd,
+        timeout=timeout,
+        check=False,
+    )
