@@ -62,7 +62,7 @@ class ModelCallPolicy(BaseMiddleware[ModelCallPolicyConfig]):
             started = False
             downstream = ctx.on_chunk
             try:
-                async with asyncio.timeout(deadline) as timer:
+                async with asyncio.timeout_at(deadline) as timer:
                     if downstream is not None:
                         if cfg.first_chunk_timeout_ms is not None:
                             timer.reschedule(

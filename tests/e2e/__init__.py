@@ -1,0 +1,1 @@
+"""End-to-end tests: real server processes on free loopback ports."""

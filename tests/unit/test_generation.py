@@ -1,0 +1,219 @@
+"""ModelClient and ModelCallPolicy against scripted models (the upstream boundary).
+
+The scripted model is a real Genkit model action whose behaviour the test dictates:
+fail N times with a status, hang, stream some chunks then fail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from genkit import (
+    ActionRunContext,
+    Genkit,
+    GenkitError,
+    Message,
+    ModelInfo,
+    ModelRequest,
+    ModelResponse,
+    ModelResponseChunk,
+    Part,
+    Supports,
+)
+from pydantic import BaseModel, Field
+
+from genkit_endpoints.errors import InvalidModelOutput, UpstreamError, UpstreamTimeout
+from genkit_endpoints.generation import ModelCallPolicyConfig, ModelClient
+
+Step = Callable[[ActionRunContext], Awaitable[str]]
+
+
+@dataclass
+class Script:
+    steps: list[Step] = field(default_factory=list)
+    calls: int = 0
+
+    async def model(self, request: ModelRequest, ctx: ActionRunContext) -> ModelResponse:
+        step = self.steps[min(self.calls, len(self.steps) - 1)]
+        self.calls += 1
+        text = await step(ctx)
+        return ModelResponse(
+            message=Message(role="model", content=[Part.from_text(text)]), finish_reason="stop"
+        )
+
+
+def fail(status: str, retry_after_ms: float | None = None) -> Step:
+    async def step(ctx: ActionRunContext) -> str:
+        meta = {"retry_after_ms": retry_after_ms} if retry_after_ms is not None else None
+        raise GenkitError(status=status, message="upstream said no", response_metadata=meta)
+
+    return step
+
+
+def answer(text: str, *, chunks: int = 0, delay: float = 0, fail_after: bool = False) -> Step:
+    async def step(ctx: ActionRunContext) -> str:
+        await asyncio.sleep(delay)
+        for i in range(chunks):
+            if ctx.is_streaming:
+                ctx.send_chunk(ModelResponseChunk(role="model", content=[Part.from_text(f"c{i} ")]))
+            await asyncio.sleep(0.01)
+        if fail_after:
+            raise GenkitError(status="UNAVAILABLE", message="dropped mid-stream")
+        return text
+
+    return step
+
+
+def client(script: Script, **policy: Any) -> ModelClient:
+    ai = Genkit()
+    ai.define_model(
+        name="test/scripted",
+        fn=script.model,
+        info=ModelInfo(supports=Supports(multiturn=True, output=["text", "json"])),
+    )
+    cfg = ModelCallPolicyConfig(**{"base_delay_ms": 1, "max_delay_ms": 5000, **policy})
+    return ModelClient(ai, cfg)
+
+
+async def test_transient_failures_are_retried_then_succeed() -> None:
+    script = Script([fail("UNAVAILABLE"), fail("RESOURCE_EXHAUSTED"), answer("hello")])
+    r = await client(script, max_retries=2).generate(model="test/scripted", prompt="hi")
+    assert r.text == "hello"
+    assert script.calls == 3
+
+
+async def test_retries_are_bounded_and_end_in_502() -> None:
+    script = Script([fail("UNAVAILABLE")])
+    with pytest.raises(UpstreamError) as info:
+        await client(script, max_retries=2).generate(model="test/scripted", prompt="hi")
+    assert info.value.status == 502
+    assert script.calls == 3
+
+
+async def test_client_side_statuses_are_not_retried() -> None:
+    script = Script([fail("INVALID_ARGUMENT"), answer("never")])
+    with pytest.raises(UpstreamError):
+        await client(script, max_retries=3).generate(model="test/scripted", prompt="hi")
+    assert script.calls == 1
+
+
+async def test_retry_after_is_honoured_as_a_floor() -> None:
+    script = Script([fail("RESOURCE_EXHAUSTED", retry_after_ms=300), answer("ok")])
+    start = time.monotonic()
+    r = await client(script, max_retries=1).generate(model="test/scripted", prompt="hi")
+    assert r.text == "ok"
+    assert time.monotonic() - start >= 0.29
+
+
+async def test_retry_after_beyond_max_delay_is_not_waited_for() -> None:
+    script = Script([fail("RESOURCE_EXHAUSTED", retry_after_ms=60_000), answer("ok")])
+    start = time.monotonic()
+    with pytest.raises(UpstreamError):
+        await client(script, max_retries=3, max_delay_ms=1000).generate(
+            model="test/scripted", prompt="hi"
+        )
+    assert script.calls == 1
+    assert time.monotonic() - start < 1
+
+
+async def test_hang_is_cut_at_the_deadline_with_504() -> None:
+    script = Script([answer("late", delay=10)])
+    start = time.monotonic()
+    with pytest.raises(UpstreamTimeout):
+        await client(script, timeout_ms=200).generate(model="test/scripted", prompt="hi")
+    assert 0.19 <= time.monotonic() - start < 1.5
+    assert script.calls == 1
+
+
+async def test_retries_stop_when_the_deadline_leaves_no_room() -> None:
+    script = Script([fail("UNAVAILABLE")])
+    start = time.monotonic()
+    with pytest.raises(UpstreamError):
+        await client(script, timeout_ms=300, max_retries=10, base_delay_ms=250).generate(
+            model="test/scripted", prompt="hi"
+        )
+    assert time.monotonic() - start < 0.6
+    assert script.calls <= 2
+
+
+async def test_stream_failure_after_first_chunk_is_not_retried() -> None:
+    script = Script([answer("x", chunks=2, fail_after=True), answer("second attempt")])
+    seen: list[str] = []
+    with pytest.raises(UpstreamError):
+        await client(script, max_retries=3).stream(seen.append, model="test/scripted", prompt="hi")
+    assert script.calls == 1
+    assert seen == ["c0 ", "c1 "]
+
+
+async def test_stream_failure_before_first_chunk_is_retried() -> None:
+    script = Script([fail("UNAVAILABLE"), answer("done", chunks=2)])
+    seen: list[str] = []
+    r = await client(script, max_retries=1).stream(seen.append, model="test/scripted", prompt="hi")
+    assert r.text == "done"
+    assert seen == ["c0 ", "c1 "]
+    assert script.calls == 2
+
+
+async def test_first_chunk_timeout_applies_to_streams() -> None:
+    script = Script([answer("slow", chunks=1, delay=5)])
+    start = time.monotonic()
+    with pytest.raises(UpstreamTimeout):
+        await client(script, first_chunk_timeout_ms=150, timeout_ms=10_000).stream(
+            lambda _: None, model="test/scripted", prompt="hi"
+        )
+    assert time.monotonic() - start < 1.5
+
+
+async def test_cancelling_a_stream_consumer_cancels_the_model_call() -> None:
+    cancelled = asyncio.Event()
+
+    async def endless(ctx: ActionRunContext) -> str:
+        try:
+            while True:
+                ctx.send_chunk(ModelResponseChunk(role="model", content=[Part.from_text("x")]))
+                await asyncio.sleep(0.01)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    task = asyncio.ensure_future(
+        client(Script([endless])).stream(lambda _: None, model="test/scripted", prompt="hi")
+    )
+    await asyncio.sleep(0.1)
+    task.cancel()
+    await asyncio.wait_for(cancelled.wait(), 2)
+
+
+class Pet(BaseModel):
+    name: str
+    age: int = Field(ge=0, le=30)
+
+
+async def test_structured_output_is_validated_against_the_schema() -> None:
+    script = Script([answer('{"name": "Rex", "age": 99}')])
+    with pytest.raises(InvalidModelOutput) as info:
+        await client(script).structured(Pet, model="test/scripted", prompt="a pet")
+    assert info.value.status == 502
+
+
+async def test_non_json_structured_output_is_invalid_model_output() -> None:
+    script = Script([answer("not json {")])
+    with pytest.raises(InvalidModelOutput):
+        await client(script).structured(Pet, model="test/scripted", prompt="a pet")
+
+
+async def test_valid_structured_output_is_returned_as_the_model_type() -> None:
+    script = Script([answer('{"name": "Rex", "age": 3}')])
+    pet = await client(script).structured(Pet, model="test/scripted", prompt="a pet")
+    assert pet == Pet(name="Rex", age=3)
+
+
+async def test_unknown_model_is_an_error_not_a_crash() -> None:
+    with pytest.raises(Exception) as info:  # noqa: PT011 - the type is the assertion below
+        await client(Script([answer("x")])).generate(model="test/missing", prompt="hi")
+    assert getattr(info.value, "status", None) in (500, 502)
