@@ -1,0 +1,94 @@
+"""Settings precedence and validation (SPEC §7), in-process."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from endpoints_hello.main import parse_settings
+from endpoints_hello.settings import load_settings
+
+
+@pytest.fixture
+def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    for var in ("PORT", "LOG_LEVEL", "DEBUG", "MODEL", "REQUEST_TIMEOUT", "GEMINI_API_KEY"):
+        monkeypatch.delenv(var, raising=False)
+    return tmp_path
+
+
+def test_defaults_need_no_configuration(in_tmp: Path) -> None:
+    s = load_settings()
+    assert (s.port, s.framework, s.server, s.debug) == (8080, "fastapi", "uvicorn", False)
+    assert s.keep_alive_timeout == 75
+    assert s.model is None
+
+
+def test_precedence_cli_over_env_over_env_file_over_dotenv(
+    in_tmp: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (in_tmp / ".env").write_text("PORT=1111\nLOG_LEVEL=error\nREQUEST_TIMEOUT=11\n")
+    (in_tmp / ".staging.env").write_text("PORT=2222\nLOG_LEVEL=warning\n")
+    assert load_settings().port == 1111
+    s = load_settings("staging")
+    assert (s.port, s.log_level, s.request_timeout) == (2222, "warning", 11)
+    monkeypatch.setenv("PORT", "3333")
+    assert load_settings("staging").port == 3333
+    assert load_settings("staging", port=4444).port == 4444
+    assert parse_settings(["--env", "staging", "--port", "5555"]).port == 5555
+
+
+@pytest.mark.parametrize(
+    ("var", "value"),
+    [
+        ("PORT", "0"),
+        ("PORT", "http"),
+        ("LOG_LEVEL", "loud"),
+        ("LLM_TIMEOUT", "-1"),
+        ("REQUEST_TIMEOUT", "0"),
+        ("SHUTDOWN_GRACE", "0"),
+        ("LLM_MAX_RETRIES", "99"),
+        ("FRAMEWORK", "django"),
+        ("LOG_FORMAT", "xml"),
+        ("OFFLINE_CHUNK_DELAY", "-5"),
+    ],
+)
+def test_bad_values_are_rejected(
+    in_tmp: Path, monkeypatch: pytest.MonkeyPatch, var: str, value: str
+) -> None:
+    monkeypatch.setenv(var, value)
+    with pytest.raises(ValidationError):
+        load_settings()
+
+
+def test_log_level_is_case_insensitive(in_tmp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOG_LEVEL", "WARNING")
+    assert load_settings().log_level == "warning"
+
+
+def test_blank_model_means_automatic(in_tmp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MODEL", "  ")
+    assert load_settings().model is None
+
+
+def test_secrets_are_not_in_the_settings_repr(in_tmp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GEMINI_API_KEY", "AIzaSECRETSECRET")
+    s = load_settings()
+    assert "AIzaSECRETSECRET" not in repr(s)
+    assert s.provider_config().gemini_api_key == "AIzaSECRETSECRET"
+
+
+def test_views_carry_the_values_to_the_kit(in_tmp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LLM_TIMEOUT", "1234")
+    monkeypatch.setenv("LLM_FIRST_CHUNK_TIMEOUT", "321")
+    monkeypatch.setenv("LLM_MAX_RETRIES", "4")
+    monkeypatch.setenv("OFFLINE_FIRST_CHUNK_DELAY", "7")
+    monkeypatch.setenv("KEEP_ALIVE_TIMEOUT", "30")
+    s = load_settings()
+    policy = s.model_call_policy()
+    assert (policy.timeout_ms, policy.first_chunk_timeout_ms, policy.max_retries) == (1234, 321, 4)
+    assert s.provider_config().offline.first_chunk_delay_ms == 7
+    assert s.provider_config().timeout_ms == 1234
+    assert s.server_config().keep_alive == 30
