@@ -42,7 +42,9 @@ class Service:
     choice: ModelChoice
 
     def start_draining(self) -> None:
+        """First shutdown signal: readiness turns 503 while in-flight work finishes."""
         self.readiness.draining = True
+        _log.info("shutdown_started")
 
 
 class _WarmUp:

@@ -128,6 +128,16 @@ def error_from_genkit(status: str | None, message: str | None, reason: str | Non
     return UpstreamError()
 
 
+def _unboxed(exc: Exception) -> EndpointError:
+    """A failure Genkit raised instead of returning (unknown model, failed plugin init)."""
+    if isinstance(exc, EndpointError):
+        return exc
+    if isinstance(exc, GenkitError):
+        return error_from_genkit(exc.status, str(exc))
+    # e.g. google-genai's ServerError from a failed first model listing (GENKIT.md)
+    return error_from_genkit("UNAVAILABLE", f"{type(exc).__name__}: {exc}")
+
+
 def raise_for_response(response: ModelResponse) -> None:
     """Raise the typed error for a failed generation (Genkit 0.12 does not raise)."""
     err = response.error
@@ -171,8 +181,8 @@ class ModelClient:
         """``ai.generate`` with the policy; raises a typed error instead of returning a failure."""
         try:
             response = await self.ai.generate(use=self._use(), **kwargs)
-        except GenkitError as exc:
-            raise error_from_genkit(exc.status, str(exc)) from None
+        except Exception as exc:  # noqa: BLE001 - some plugin failures escape unboxed
+            raise _unboxed(exc) from None
         raise_for_response(response)
         return response
 
@@ -190,8 +200,8 @@ class ModelClient:
                 if chunk.text:
                     on_chunk(chunk.text)
             response = await future
-        except GenkitError as exc:
-            raise error_from_genkit(exc.status, str(exc)) from None
+        except Exception as exc:  # noqa: BLE001 - some plugin failures escape unboxed
+            raise _unboxed(exc) from None
         finally:
             # generate_stream runs the model in a task of its own; a cancelled consumer
             # must take it down too, or tokens keep being generated for nobody (§2.2).
@@ -207,8 +217,8 @@ class ModelClient:
         executable = self.ai.prompt(name)
         try:
             response = await executable(dict(variables), use=self._use())
-        except GenkitError as exc:
-            raise error_from_genkit(exc.status, str(exc)) from None
+        except Exception as exc:  # noqa: BLE001 - some plugin failures escape unboxed
+            raise _unboxed(exc) from None
         raise_for_response(response)
         return validate_output(response, schema)
 

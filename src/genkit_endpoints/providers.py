@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +25,7 @@ OFFLINE = "offline"
 DEFAULT_GEMINI_MODEL = "googleai/gemini-2.5-flash"
 DEFAULT_OPENAI_MODEL = "openai/gpt-4o-mini"
 _EXTRA = {GEMINI: "gemini", OPENAI: "openai"}
+_SDK_TIMEOUT_MARGIN_MS = 1_000
 _log = structlog.get_logger(__name__)
 
 
@@ -72,8 +74,10 @@ def _gemini(cfg: ProviderConfig, model: str) -> ModelChoice:
     if not cfg.gemini_api_key:
         raise ProviderConfigError(f"MODEL={model} needs GEMINI_API_KEY")
     mod = _import("genkit_google_genai", GEMINI)
-    # The SDK's own retries are off: ModelCallPolicy retries, within one deadline.
-    http_options: dict[str, Any] = {"timeout": int(cfg.timeout_ms)}
+    # No SDK retries (ModelCallPolicy retries within one deadline), and the SDK timeout
+    # a little past LLM_TIMEOUT so our deadline fires first and maps to 504, where the
+    # SDK's own timeout would surface as a generic INTERNAL failure.
+    http_options: dict[str, Any] = {"timeout": int(cfg.timeout_ms + _SDK_TIMEOUT_MARGIN_MS)}
     plugin = mod.GoogleAI(
         api_key=cfg.gemini_api_key, base_url=cfg.gemini_base_url, http_options=http_options
     )
@@ -86,7 +90,7 @@ def _openai(cfg: ProviderConfig, model: str) -> ModelChoice:
     mod = _import("genkit_openai", OPENAI)
     params: dict[str, Any] = {
         "api_key": cfg.openai_api_key,
-        "timeout": cfg.timeout_ms / 1000,
+        "timeout": (cfg.timeout_ms + _SDK_TIMEOUT_MARGIN_MS) / 1000,
         "max_retries": 0,  # the SDK default (2 retries, 600 s) would escape our deadline
     }
     if cfg.openai_base_url:
@@ -141,7 +145,7 @@ def _forget_failed_inits(ai: Genkit) -> None:
     # Genkit 0.12 private state (Registry._plugin_init_tasks: loop -> name -> Task);
     # guarded so a future Genkit without it degrades to "no retry", not a crash.
     per_loop = getattr(ai.registry, "_plugin_init_tasks", None)
-    if not isinstance(per_loop, dict):
+    if not isinstance(per_loop, MutableMapping):  # a WeakKeyDictionary in 0.12
         return
     tasks = per_loop.get(asyncio.get_running_loop(), {})
     for name, task in list(tasks.items()):

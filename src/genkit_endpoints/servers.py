@@ -38,6 +38,9 @@ def run_uvicorn(
             if on_shutdown_signal is not None and not self.should_exit:
                 on_shutdown_signal()
             super().handle_exit(sig, frame)
+            # uvicorn >= 0.29 re-raises the signal after a clean drain, so the process
+            # would die "killed by SIGTERM"; a finished drain is a success (exit 0).
+            self._captured_signals.clear()
 
     config = uvicorn.Config(
         app,

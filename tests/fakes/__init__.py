@@ -1,0 +1,1 @@
+"""Local fakes standing in for true boundaries (upstream LLM providers)."""
