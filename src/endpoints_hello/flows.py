@@ -69,7 +69,9 @@ def build_routes(ai: Genkit, llm: ModelClient) -> RouteTable:
 
     @ai.flow(description="Tell a short joke about a name.")
     async def tell_joke(data: JokeInput) -> JokeResponse:
-        response = await llm.generate(prompt=f"Tell a short, family-friendly joke about {data.name}.")
+        response = await llm.generate(
+            prompt=f"Tell a short, family-friendly joke about {data.name}."
+        )
         return JokeResponse(joke=response.text, username=data.username)
 
     @ai.flow(description="Tell a short joke, streamed as it is generated.", chunk_type=str)

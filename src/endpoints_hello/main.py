@@ -97,8 +97,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(settings.log_level, settings.log_format or default_format(settings.debug))
 
     # Imported here: Genkit and the providers are heavy, and --help should stay instant.
-    from endpoints_hello.app import create_service
-    from genkit_endpoints.servers import run
+    from endpoints_hello.app import create_service  # noqa: PLC0415
+    from genkit_endpoints.servers import run  # noqa: PLC0415
 
     try:
         service = create_service(settings)

@@ -69,12 +69,14 @@ class ModelCallPolicy(BaseMiddleware[ModelCallPolicyConfig]):
                                 min(deadline, loop.time() + cfg.first_chunk_timeout_ms / 1000)
                             )
 
-                        def on_chunk(chunk: ModelResponseChunk, _t: Any = timer) -> None:
+                        def on_chunk(
+                            chunk: ModelResponseChunk, _t: Any = timer, _down: Any = downstream
+                        ) -> None:
                             nonlocal started
                             if not started:
                                 started = True
                                 _t.reschedule(deadline)
-                            downstream(chunk)
+                            _down(chunk)
 
                         ctx.replace_on_chunk(on_chunk)
                     return await next_fn(params, ctx)  # type: ignore[no-any-return]
@@ -116,7 +118,9 @@ class ModelCallPolicy(BaseMiddleware[ModelCallPolicyConfig]):
         return delay_ms / 1000
 
 
-def error_from_genkit(status: str | None, message: str | None, reason: str | None = None) -> EndpointError:
+def error_from_genkit(
+    status: str | None, message: str | None, reason: str | None = None
+) -> EndpointError:
     """The client-facing error for a Genkit failure; the internal message is only logged."""
     _log.warning("model_call_failed", status=status, reason=reason, message=message)
     if reason == "INVALID_OUTPUT":
@@ -181,7 +185,7 @@ class ModelClient:
         """``ai.generate`` with the policy; raises a typed error instead of returning a failure."""
         try:
             response = await self.ai.generate(use=self._use(), **kwargs)
-        except Exception as exc:  # noqa: BLE001 - some plugin failures escape unboxed
+        except Exception as exc:
             raise _unboxed(exc) from None
         raise_for_response(response)
         return response
@@ -200,7 +204,7 @@ class ModelClient:
                 if chunk.text:
                     on_chunk(chunk.text)
             response = await future
-        except Exception as exc:  # noqa: BLE001 - some plugin failures escape unboxed
+        except Exception as exc:
             raise _unboxed(exc) from None
         finally:
             # generate_stream runs the model in a task of its own; a cancelled consumer
@@ -210,15 +214,12 @@ class ModelClient:
         raise_for_response(response)
         return response
 
-    async def prompt(
-        self, name: str, variables: Mapping[str, Any], schema: type[T]
-    ) -> T:
+    async def prompt(self, name: str, variables: Mapping[str, Any], schema: type[T]) -> T:
         """Run a Dotprompt file with the policy and validate its structured output."""
         executable = self.ai.prompt(name)
         try:
             response = await executable(dict(variables), use=self._use())
-        except Exception as exc:  # noqa: BLE001 - some plugin failures escape unboxed
+        except Exception as exc:
             raise _unboxed(exc) from None
         raise_for_response(response)
         return validate_output(response, schema)
-

@@ -85,9 +85,7 @@ async def flow_endpoint(
 def _wants_stream(accept: str | None, query_string: bytes) -> bool:
     if accept and "text/event-stream" in accept.lower():
         return True
-    return any(
-        part.lower() in (b"stream=true", b"stream=1") for part in query_string.split(b"&")
-    )
+    return any(part.lower() in (b"stream=true", b"stream=1") for part in query_string.split(b"&"))
 
 
 async def callable_endpoint(
@@ -150,4 +148,6 @@ def health() -> HttpReply:
 
 async def ready(readiness: Readiness) -> HttpReply:
     ok, checks = await readiness.report()
-    return json_reply({"status": "ok" if ok else "unavailable", "checks": checks}, 200 if ok else 503)
+    return json_reply(
+        {"status": "ok" if ok else "unavailable", "checks": checks}, 200 if ok else 503
+    )

@@ -120,7 +120,8 @@ def choose_model(cfg: ProviderConfig) -> ModelChoice:
             raise ProviderConfigError(f"the offline provider has one model: {OFFLINE_MODEL}")
         return ModelChoice(model, OFFLINE, (OfflineModel(cfg.offline),))
     raise ProviderConfigError(
-        f"MODEL={model!r}: unknown provider {provider!r} (use googleai/…, openai/… or {OFFLINE_MODEL})"
+        f"MODEL={model!r}: unknown provider {provider!r} "
+        f"(use googleai/…, openai/… or {OFFLINE_MODEL})"
     )
 
 
@@ -134,7 +135,7 @@ async def warm_up(ai: Genkit) -> bool:
     """
     try:
         await ai.registry.initialize_all_plugins()
-    except Exception as exc:  # noqa: BLE001 - any failure means "not warmed up yet"
+    except Exception as exc:
         _log.warning("model_provider_warm_up_failed", error=type(exc).__name__)
         _forget_failed_inits(ai)
         return False

@@ -175,3 +175,5 @@ async def stream(route: FlowRoute, payload: BaseModel) -> AsyncIterator[Chunk | 
     finally:
         if not task.done():
             task.cancel()
+        elif not task.cancelled():
+            task.exception()  # retrieved: the consumer left, nobody else will report it

@@ -31,7 +31,7 @@ def run_uvicorn(
     on_shutdown_signal: Callable[[], None] | None = None,
 ) -> None:
     """Serve ``app`` until SIGTERM/SIGINT, then drain for at most ``shutdown_grace``."""
-    import uvicorn
+    import uvicorn  # noqa: PLC0415 - only the selected server is imported
 
     class _Server(uvicorn.Server):
         def handle_exit(self, sig: int, frame: FrameType | None) -> None:

@@ -14,7 +14,7 @@ import orjson
 import structlog
 
 from genkit_endpoints.errors import EndpointError
-from genkit_endpoints.routes import Chunk, FlowRoute, Final, as_endpoint_error
+from genkit_endpoints.routes import Chunk, Final, FlowRoute, as_endpoint_error
 
 SSE_HEADERS: tuple[tuple[str, str], ...] = (
     ("content-type", "text/event-stream; charset=utf-8"),
@@ -55,7 +55,7 @@ async def route_frames(
                 yield data_frame({"chunk": event.value})
             else:
                 yield data_frame({"done": True, key: event.output})
-    except Exception as exc:  # noqa: BLE001 - every failure becomes the error frame
+    except Exception as exc:
         yield error_frame(_failure(exc).problem(instance=instance, request_id=request_id))
 
 
@@ -70,6 +70,6 @@ async def callable_frames(events: AsyncIterator[Chunk | Final]) -> AsyncIterator
                 yield data_frame({"message": event.value})
             else:
                 yield data_frame({"result": event.output})
-    except Exception as exc:  # noqa: BLE001 - every failure becomes the error frame
+    except Exception as exc:
         err = _failure(exc)
         yield data_frame({"error": {"status": err.grpc_code, "message": err.detail}})

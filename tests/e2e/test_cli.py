@@ -118,7 +118,11 @@ def test_log_level_filters_our_events_and_library_records(tmp_path: Path) -> Non
 
 
 def test_json_log_lines_carry_the_request_id(tmp_path: Path) -> None:
-    env = {"OPENAI_API_KEY": "k", "OPENAI_BASE_URL": "http://127.0.0.1:9/v1", "LLM_MAX_RETRIES": "0"}
+    env = {
+        "OPENAI_API_KEY": "k",
+        "OPENAI_BASE_URL": "http://127.0.0.1:9/v1",
+        "LLM_MAX_RETRIES": "0",
+    }
     with run_server(tmp_path, env=env) as server, server.client() as c:
         r = c.post("/tell-joke", json={}, headers={"x-request-id": "rid-123"})
         assert r.status_code == 502

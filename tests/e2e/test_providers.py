@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.fakes.provider import Fault, FakeProvider, Reply, ToolCall
+from tests.fakes.provider import FakeProvider, Fault, Reply, ToolCall
 from tests.support.server import ServerProcess, run_server
 
 LLM_TIMEOUT_MS = 1500

@@ -29,7 +29,9 @@ def frames(raw: bytes) -> list[dict[str, object]]:
     return out
 
 
-@pytest.mark.parametrize(("path", "key"), [("/tell-joke/stream", "joke"), ("/tell-story/stream", "story")])
+@pytest.mark.parametrize(
+    ("path", "key"), [("/tell-joke/stream", "joke"), ("/tell-story/stream", "story")]
+)
 def test_stream_frames_are_exact_and_end_with_done(
     offline_server: ServerProcess, path: str, key: str
 ) -> None:
@@ -67,7 +69,8 @@ def test_callable_stream_mode_uses_message_and_result_frames(offline_server: Ser
         assert r.status_code == 200
         assert r.headers["content-type"].startswith("text/event-stream")
         assert b"event:" not in r.content
-        assert b"\n:" not in r.content and not r.content.startswith(b":")
+        assert b"\n:" not in r.content
+        assert not r.content.startswith(b":")
         *messages, result = frames(r.content)
         assert messages
         assert all(set(m) == {"message"} for m in messages)

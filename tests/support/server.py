@@ -98,7 +98,16 @@ def run_server(
     port = free_port()
     log_path = tmp_path / f"server-{port}.log"
     log = log_path.open("wb")
-    cmd = [sys.executable, "-m", "endpoints_hello", "--host", "127.0.0.1", "--port", str(port), *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "endpoints_hello",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        *args,
+    ]
     proc = subprocess.Popen(
         cmd, stdout=log, stderr=subprocess.STDOUT, env=app_env(env), cwd=cwd or tmp_path
     )
@@ -112,7 +121,9 @@ def run_server(
                 if httpx.get(server.base_url + "/health", timeout=1).status_code == 200:
                     break
             if time.monotonic() > deadline:
-                raise AssertionError(f"server not healthy in {ready_timeout}s:\n{server.log_text()}")
+                raise AssertionError(
+                    f"server not healthy in {ready_timeout}s:\n{server.log_text()}"
+                )
             time.sleep(0.05)
         yield server
     finally:

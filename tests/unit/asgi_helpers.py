@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -52,18 +53,23 @@ def http_scope(
 
 
 async def call(app: ASGIApp, scope: dict[str, Any], body: bytes = b"") -> Captured:
+    """Send one request; the client stays connected until the response is complete."""
     sent = Captured()
     received = False
+    finished = asyncio.Event()
 
     async def receive() -> Message:
         nonlocal received
         if not received:
             received = True
             return {"type": "http.request", "body": body, "more_body": False}
+        await finished.wait()
         return {"type": "http.disconnect"}
 
     async def send(message: Message) -> None:
         sent.messages.append(message)
+        if message["type"] == "http.response.body" and not message.get("more_body", False):
+            finished.set()
 
     await app(scope, receive, send)
     return sent

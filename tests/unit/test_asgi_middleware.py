@@ -25,7 +25,7 @@ async def ok_app(scope: Scope, receive: Receive, send: Send) -> None:
     await send({"type": "http.response.body", "body": b"ok"})
 
 
-def slow_app(delay: float, *, start_first: bool = False):  # noqa: ANN201
+def slow_app(delay: float, *, start_first: bool = False):
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if start_first:
             await send({"type": "http.response.start", "status": 200, "headers": []})

@@ -73,7 +73,9 @@ def test_blank_model_means_automatic(in_tmp: Path, monkeypatch: pytest.MonkeyPat
     assert load_settings().model is None
 
 
-def test_secrets_are_not_in_the_settings_repr(in_tmp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_secrets_are_not_in_the_settings_repr(
+    in_tmp: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("GEMINI_API_KEY", "AIzaSECRETSECRET")
     s = load_settings()
     assert "AIzaSECRETSECRET" not in repr(s)

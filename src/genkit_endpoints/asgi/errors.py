@@ -10,8 +10,8 @@ from __future__ import annotations
 import structlog
 
 from genkit_endpoints.asgi.types import ASGIApp, Message, Receive, Scope, Send
-from genkit_endpoints.errors import PROBLEM_CONTENT_TYPE, EndpointError, InternalError
 from genkit_endpoints.context import current_request_id
+from genkit_endpoints.errors import PROBLEM_CONTENT_TYPE, EndpointError, InternalError
 
 _log = structlog.get_logger(__name__)
 
