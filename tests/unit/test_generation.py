@@ -217,3 +217,13 @@ async def test_unknown_model_is_an_error_not_a_crash() -> None:
     with pytest.raises(Exception) as info:  # noqa: PT011 - the type is the assertion below
         await client(Script([answer("x")])).generate(model="test/missing", prompt="hi")
     assert getattr(info.value, "status", None) in (500, 502)
+
+
+async def test_base_delay_sets_the_first_backoff() -> None:
+    script = Script([fail("UNAVAILABLE"), answer("ok")])
+    start = time.monotonic()
+    await client(script, max_retries=1, base_delay_ms=400).generate(
+        model="test/scripted", prompt="hi"
+    )
+    # full jitter within [base/2, base]
+    assert 0.19 <= time.monotonic() - start < 1.0
