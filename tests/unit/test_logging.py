@@ -31,7 +31,7 @@ def test_json_lines_include_tracebacks(capsys: pytest.CaptureFixture[str]) -> No
     configure_logging("info", "json")
     log = structlog.get_logger("t")
     try:
-        raise ValueError("kaboom")
+        raise ValueError("kaboom")  # noqa: TRY301 - a real traceback to log
     except ValueError:
         log.exception("failed_thing", item=3)
     (event,) = lines(capsys.readouterr().err)
