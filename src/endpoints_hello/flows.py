@@ -49,6 +49,16 @@ class TimeQuery(BaseModel):
     timezone: str = Field(default="UTC", description="An IANA time zone name, e.g. Europe/Paris.")
 
 
+def literal(text: str) -> list[Part]:
+    """A prompt that is sent as written.
+
+    Genkit compiles a *string* prompt as a Handlebars template, so user input inside an
+    f-string would be template code (``{"name": "{{#each x}}"}`` crashed the flow).
+    Parts are passed through verbatim — and skip the per-call template compilation.
+    """
+    return [Part.from_text(text)]
+
+
 def sanitize_text(text: str) -> str:
     """Drop control characters and normalise line endings; never shortens the content."""
     return _CONTROL.sub("", text.replace("\r\n", "\n")).strip()
@@ -70,14 +80,14 @@ def build_routes(ai: Genkit, llm: ModelClient) -> RouteTable:
     @ai.flow(description="Tell a short joke about a name.")
     async def tell_joke(data: JokeInput) -> JokeResponse:
         response = await llm.generate(
-            prompt=f"Tell a short, family-friendly joke about {data.name}."
+            prompt=literal(f"Tell a short, family-friendly joke about {data.name}.")
         )
         return JokeResponse(joke=response.text, username=data.username)
 
     @ai.flow(description="Tell a short joke, streamed as it is generated.", chunk_type=str)
     async def tell_joke_stream(data: JokeInput, ctx: ActionRunContext) -> str:
         response = await llm.stream(
-            ctx.send_chunk, prompt=f"Tell a short, family-friendly joke about {data.name}."
+            ctx.send_chunk, prompt=literal(f"Tell a short, family-friendly joke about {data.name}.")
         )
         return response.text
 
@@ -85,7 +95,7 @@ def build_routes(ai: Genkit, llm: ModelClient) -> RouteTable:
     async def tell_story(data: StoryInput, ctx: ActionRunContext) -> str:
         response = await llm.stream(
             ctx.send_chunk,
-            prompt=f"Write a short story (three short paragraphs) about {data.topic}.",
+            prompt=literal(f"Write a short story (three short paragraphs) about {data.topic}."),
         )
         return response.text
 
@@ -97,7 +107,7 @@ def build_routes(ai: Genkit, llm: ModelClient) -> RouteTable:
         text = await ai.run(name="sanitize-input", fn=sanitize)
         result = await llm.structured(
             TranslationResult,
-            prompt=(
+            prompt=literal(
                 f"Translate the text below into {data.target_language}. Call get_current_time "
                 "once to learn when the translation is made. Rate your confidence as high, "
                 f"medium or low.\n\nText:\n{text}"
@@ -123,7 +133,7 @@ def build_routes(ai: Genkit, llm: ModelClient) -> RouteTable:
     async def generate_character(data: CharacterInput) -> RpgCharacter:
         return await llm.structured(
             RpgCharacter,
-            prompt=(
+            prompt=literal(
                 f"Create a fantasy RPG character named {data.name}: a back story of a few "
                 "sentences, up to five abilities, and strength, charisma and endurance "
                 "skills from 0 to 100."
@@ -132,14 +142,16 @@ def build_routes(ai: Genkit, llm: ModelClient) -> RouteTable:
 
     @ai.flow(description="Answer a question as an 18th-century pirate captain.")
     async def pirate_chat(data: ChatInput) -> ChatResponse:
-        response = await llm.generate(system=PIRATE_SYSTEM_PROMPT, prompt=data.question)
+        response = await llm.generate(
+            system=literal(PIRATE_SYSTEM_PROMPT), prompt=literal(data.question)
+        )
         return ChatResponse(answer=response.text)
 
     @ai.flow(description="Generate code from a description.")
     async def generate_code(data: CodeInput) -> CodeOutput:
         return await llm.structured(
             CodeOutput,
-            prompt=(
+            prompt=literal(
                 f"Write {data.language} code for: {data.description}\n"
                 "Return the code, its language, a short explanation and a file name."
             ),

@@ -15,8 +15,8 @@ from typing import NoReturn
 from pydantic import ValidationError
 
 from endpoints_hello.settings import Settings, load_settings
+from genkit_endpoints.config import ProviderConfigError
 from genkit_endpoints.logging import configure_logging, default_format
-from genkit_endpoints.providers import ProviderConfigError
 
 PROG = "endpoints-hello"
 EXIT_USAGE = 2

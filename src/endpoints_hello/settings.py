@@ -14,9 +14,7 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from genkit_endpoints.generation import ModelCallPolicyConfig
-from genkit_endpoints.models.offline import OfflineModelConfig
-from genkit_endpoints.providers import ProviderConfig
+from genkit_endpoints.config import ModelCallPolicyConfig, OfflineModelConfig, ProviderConfig
 from genkit_endpoints.servers import ServerConfig
 
 Framework = Literal["fastapi", "litestar", "quart"]

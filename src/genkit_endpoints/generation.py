@@ -15,10 +15,11 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 import structlog
-from genkit import Genkit, GenkitError, ModelResponse, ModelResponseChunk
+from genkit import Genkit, GenkitError, MiddlewareRef, ModelResponse, ModelResponseChunk
 from genkit.middleware import BaseMiddleware
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ValidationError
 
+from genkit_endpoints.config import ModelCallPolicyConfig
 from genkit_endpoints.errors import (
     EndpointError,
     InternalError,
@@ -29,21 +30,12 @@ from genkit_endpoints.errors import (
 
 T = TypeVar("T", bound=BaseModel)
 _log = structlog.get_logger(__name__)
+POLICY_MIDDLEWARE = "model-call-policy"
 
 # Statuses worth another attempt: the provider was busy or briefly unreachable.
 # DEADLINE_EXCEEDED is not here: LLM_TIMEOUT is a deadline for the whole call, so
 # there is no budget left to retry a timed-out attempt with.
 _TRANSIENT = frozenset({"UNAVAILABLE", "RESOURCE_EXHAUSTED", "ABORTED"})
-
-
-class ModelCallPolicyConfig(BaseModel):
-    """Deadlines and retry budget of one model call (SPEC §3.3). Times in milliseconds."""
-
-    timeout_ms: float = Field(default=60_000, gt=0)
-    first_chunk_timeout_ms: float | None = Field(default=None, gt=0)
-    max_retries: int = Field(default=2, ge=0, le=10)
-    base_delay_ms: float = Field(default=500, ge=0)
-    max_delay_ms: float = Field(default=10_000, ge=0)
 
 
 class ModelCallPolicy(BaseMiddleware[ModelCallPolicyConfig]):
@@ -176,10 +168,15 @@ class ModelClient:
     def __init__(self, ai: Genkit, policy: ModelCallPolicyConfig) -> None:
         self.ai = ai
         self.policy = policy
+        # Registered once by name: an inline `use=[ModelCallPolicy(...)]` makes Genkit
+        # register a new randomly named middleware on every call — slow, and the
+        # registry grows with every request.
+        if ai.registry.lookup_value("middleware", POLICY_MIDDLEWARE) is None:
+            ai.define_middleware(ModelCallPolicy, name=POLICY_MIDDLEWARE)
+        self._refs = [MiddlewareRef(name=POLICY_MIDDLEWARE, config=policy.model_dump(mode="json"))]
 
-    def _use(self) -> list[BaseMiddleware[Any]]:
-        # A fresh instance per call: Genkit middleware instances may hold per-call state.
-        return [ModelCallPolicy(config=self.policy)]
+    def _use(self) -> list[MiddlewareRef]:
+        return self._refs
 
     async def generate(self, **kwargs: Any) -> ModelResponse:
         """``ai.generate`` with the policy; raises a typed error instead of returning a failure."""

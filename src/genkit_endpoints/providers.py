@@ -10,14 +10,15 @@ from __future__ import annotations
 import asyncio
 import importlib
 from collections.abc import MutableMapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
 from genkit import Genkit
 from genkit.plugin_api import Plugin
 
-from genkit_endpoints.models.offline import OFFLINE_MODEL, OfflineModel, OfflineModelConfig
+from genkit_endpoints.config import ProviderConfig, ProviderConfigError
+from genkit_endpoints.models.offline import OFFLINE_MODEL, OfflineModel
 
 GEMINI = "googleai"
 OPENAI = "openai"
@@ -27,23 +28,6 @@ DEFAULT_OPENAI_MODEL = "openai/gpt-4o-mini"
 _EXTRA = {GEMINI: "gemini", OPENAI: "openai"}
 _SDK_TIMEOUT_MARGIN_MS = 1_000
 _log = structlog.get_logger(__name__)
-
-
-class ProviderConfigError(ValueError):
-    """The model settings cannot work; the message names the setting to change."""
-
-
-@dataclass(frozen=True)
-class ProviderConfig:
-    """What the app's settings say about models. Secrets are plain strings here."""
-
-    model: str | None = None
-    gemini_api_key: str | None = None
-    gemini_base_url: str | None = None
-    openai_api_key: str | None = None
-    openai_base_url: str | None = None
-    timeout_ms: float = 60_000
-    offline: OfflineModelConfig = field(default_factory=OfflineModelConfig)
 
 
 @dataclass(frozen=True)

@@ -118,6 +118,19 @@ def test_unary_text(app: ServerProcess, fake: FakeProvider) -> None:
     assert "Tom" in json.dumps(req.body)
 
 
+def test_system_prompt_and_template_like_input_reach_the_provider_verbatim(
+    app: ServerProcess, fake: FakeProvider
+) -> None:
+    fake.script(Reply(text="Arr."))
+    with app.client() as c:
+        r = c.post("/chat", json={"question": "Explain {{question}} and {{#if x}}"})
+    assert r.status_code == 200
+    (req,) = [q for q in fake.requests if q.kind == "generate"]
+    sent = json.dumps(req.body)
+    assert "Explain {{question}} and {{#if x}}" in sent
+    assert "pirate captain" in sent
+
+
 def test_streaming_text(app: ServerProcess, fake: FakeProvider) -> None:
     fake.script(Reply(text="one two three four five"))
     with app.client() as c:

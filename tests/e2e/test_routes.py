@@ -173,3 +173,14 @@ def test_json_key_order_and_encoding_are_compact(offline_server: ServerProcess) 
         raw = c.post("/tell-joke", json={"name": "Zoë"}).content
     assert raw.startswith(b'{"joke":"')
     assert json.loads(raw)["username"] is None
+
+
+@pytest.mark.parametrize("name", ["{{#each x}}", "{{name}}", "{{> partial}}"])
+def test_user_input_is_never_template_code(offline_server: ServerProcess, name: str) -> None:
+    """Genkit compiles string prompts as Handlebars; user text must reach the model as is."""
+    with offline_server.client() as c:
+        joke = c.post("/tell-joke", json={"name": name})
+        chat = c.post("/chat", json={"question": f"What is {name}?"})
+    assert joke.status_code == 200, joke.text
+    assert name in joke.json()["joke"]
+    assert chat.status_code == 200, chat.text

@@ -20,7 +20,8 @@ from endpoints_hello import schemas
 from endpoints_hello.app import PROMPTS_DIR
 from endpoints_hello.flows import build_routes
 from genkit_endpoints import routes
-from genkit_endpoints.generation import ModelCallPolicyConfig, ModelClient
+from genkit_endpoints.config import ModelCallPolicyConfig
+from genkit_endpoints.generation import ModelClient
 from genkit_endpoints.models.offline import OFFLINE_MODEL, OfflineModel
 from genkit_endpoints.routes import RouteTable
 

@@ -27,8 +27,9 @@ from genkit import (
 )
 from pydantic import BaseModel, Field
 
+from genkit_endpoints.config import ModelCallPolicyConfig
 from genkit_endpoints.errors import InvalidModelOutput, UpstreamError, UpstreamTimeout
-from genkit_endpoints.generation import ModelCallPolicyConfig, ModelClient
+from genkit_endpoints.generation import ModelClient
 
 Step = Callable[[ActionRunContext], Awaitable[str]]
 

@@ -105,6 +105,16 @@ def create_fastapi_app(
         exception_handlers={StarletteHTTPException: on_http_error, Exception: on_unexpected},
     )
 
+    async def health() -> Response:
+        return to_response(http.health())
+
+    async def ready() -> Response:
+        return to_response(await http.ready(readiness))
+
+    # Probes first: the router tries routes in order, and probes are the hottest path.
+    app.add_api_route("/health", health, methods=["GET"], summary="Liveness")
+    app.add_api_route("/ready", ready, methods=["GET"], summary="Readiness")
+
     for route in table:
         app.add_api_route(
             route.path,
@@ -127,15 +137,7 @@ def create_fastapi_app(
         )
         return to_response(reply)
 
-    async def health() -> Response:
-        return to_response(http.health())
-
-    async def ready() -> Response:
-        return to_response(await http.ready(readiness))
-
     app.add_api_route(
         "/flows/{flow_name}", call_flow, methods=["POST"], summary="Genkit callable protocol"
     )
-    app.add_api_route("/health", health, methods=["GET"], summary="Liveness")
-    app.add_api_route("/ready", ready, methods=["GET"], summary="Readiness")
     return app

@@ -6,8 +6,8 @@ client cannot inject CR/LF or huge values into our headers and logs.
 
 from __future__ import annotations
 
+import os
 import re
-import uuid
 
 from genkit_endpoints.asgi.types import ASGIApp, Message, Receive, Scope, Send
 from genkit_endpoints.context import request_id_var
@@ -31,7 +31,7 @@ class RequestIdMiddleware:
                     rid = value.decode("ascii")
                 break
         if rid is None:
-            rid = uuid.uuid4().hex
+            rid = os.urandom(16).hex()  # 128 random bits; ~10x cheaper than uuid4()
         raw = rid.encode("ascii")
 
         async def send_with_id(message: Message) -> None:

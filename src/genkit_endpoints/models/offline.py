@@ -16,7 +16,6 @@ import hashlib
 import json
 import random
 import re
-from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -42,6 +41,7 @@ from genkit.plugin_api import (
     model_action_metadata,
 )
 
+from genkit_endpoints.config import OfflineModelConfig
 from genkit_endpoints.models.schema_sample import ROOT_HINT, sample
 
 __all__ = ["OFFLINE_MODEL", "OfflineModel", "OfflineModelConfig"]
@@ -98,22 +98,6 @@ _INFO = ModelInfo(
         constrained=Constrained.ALL,
     ),
 )
-
-
-@dataclass(frozen=True)
-class OfflineModelConfig:
-    """Simulated latency and chunking; all zero-cost by default."""
-
-    first_chunk_delay_ms: float = 0
-    chunk_delay_ms: float = 0
-    words_per_chunk: int = 3
-
-    def __post_init__(self) -> None:
-        for field in ("first_chunk_delay_ms", "chunk_delay_ms"):
-            if not getattr(self, field) >= 0:  # also rejects NaN
-                raise ValueError(f"{field} must be >= 0, got {getattr(self, field)!r}")
-        if self.words_per_chunk < 1:
-            raise ValueError(f"words_per_chunk must be >= 1, got {self.words_per_chunk!r}")
 
 
 class OfflineModel(Plugin):
