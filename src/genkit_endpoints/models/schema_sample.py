@@ -3,8 +3,8 @@
 `sample` walks a schema (``$ref``/``$defs``, ``anyOf``/``oneOf``/``allOf``, types,
 ``enum``/``const``/``default``, string, number, array and object keywords) and builds a
 value that validates against it. Strings are made of English words, or generated from
-``pattern`` by walking the parsed regex; the caller's ``hints`` (property name → text)
-are used when they satisfy the constraints. The same schema and seed always give the same
+``pattern`` by `regex_sample`; the caller's ``hints`` (property name → text) are used
+when they satisfy the constraints. The same schema and seed always give the same
 value: all randomness comes from one ``random.Random`` seeded with SHA-256 of the seed.
 Limits: ``not``, ``if``/``then``, ``patternProperties``, ``contains`` and regex lookarounds
 are ignored, so such schemas get a best-effort value.
@@ -13,21 +13,16 @@ are ignored, so such schemas get a best-effort value.
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import hashlib
 import json
 import math
 import random
 import re
-import string
 import uuid
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    import sre_parse as _sre
-else:  # sre_parse warns on import since 3.11; re._parser is the same module
-    from re import _parser as _sre
+from genkit_endpoints.models.regex_sample import sample_pattern
 
 __all__ = ["ROOT_HINT", "sample"]
 
@@ -41,17 +36,6 @@ _VERB = "drifts glows rests waits wanders shines hums leans turns settles"
 _PREP = "past near beyond under across beside"
 _ADJS, _NOUNS, _VERBS, _PREPS = (s.split() for s in (_ADJ, _NOUN, _VERB, _PREP))
 _WORDS = tuple(sorted({*_ADJS, *_NOUNS, *_VERBS, "alpha", "beta", "code", "python", "data"}))
-_ALPHABET = string.ascii_letters + string.digits + " _-.#+@/:"
-_CHAR_OPS = {_sre.LITERAL, _sre.RANGE}
-_REPEATS = {_sre.MAX_REPEAT, _sre.MIN_REPEAT, _sre.POSSESSIVE_REPEAT}
-_CATEGORIES: dict[object, Callable[[str], bool]] = {
-    _sre.CATEGORY_DIGIT: str.isdigit,
-    _sre.CATEGORY_NOT_DIGIT: lambda c: not c.isdigit(),
-    _sre.CATEGORY_SPACE: str.isspace,
-    _sre.CATEGORY_NOT_SPACE: lambda c: not c.isspace(),
-    _sre.CATEGORY_WORD: lambda c: c.isalnum() or c == "_",
-    _sre.CATEGORY_NOT_WORD: lambda c: not (c.isalnum() or c == "_"),
-}
 
 
 _IMPLIED_TYPES = (
@@ -85,48 +69,10 @@ def _merge(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def _in_class(char: str, items: Any) -> bool:
-    negate, hit = False, False
-    for op, av in items:
-        if op is _sre.NEGATE:
-            negate = True
-        elif op is _sre.LITERAL:
-            hit = hit or ord(char) == av
-        elif op is _sre.RANGE:
-            hit = hit or av[0] <= ord(char) <= av[1]
-        elif op is _sre.CATEGORY and av in _CATEGORIES:
-            hit = hit or _CATEGORIES[av](char)
-    return hit != negate
-
-
-# Pure memos: a schema's few patterns and classes are walked on every call.
-@functools.lru_cache(maxsize=256)
-def _parse(pattern: str) -> Any:
-    return _sre.parse(pattern)
-
-
-@functools.lru_cache(maxsize=512)
-def _class_chars(items: tuple[Any, ...]) -> tuple[str, ...]:
-    """ASCII characters a class admits, lowercase only when it has some (they read best)."""
-    allowed = [c for c in _ALPHABET if _in_class(c, items)]
-    pool = [c for c in allowed if c.islower()] or allowed
-    if not pool:  # a class of only non-ASCII characters
-        pool = [chr(av if op is _sre.LITERAL else av[0]) for op, av in items if op in _CHAR_OPS]
-    return tuple(pool or "x")
-
-
-@functools.lru_cache(maxsize=512)
-def _class_words(items: tuple[Any, ...]) -> tuple[str, ...]:
-    return tuple(w for w in _WORDS if all(_in_class(c, items) for c in w))
-
-
 class _Sampler:
     def __init__(self, root: Mapping[str, Any], rng: random.Random, hints: Mapping[str, str]):
         self.root, self.rng = root, rng
         self.hints = [(_words(key), text) for key, text in hints.items()]
-        self.spread = 6  # extra repeats allowed for regex `*`/`+`/`{m,}`; widened on retries
-        self.word_ok = True
-        self.groups: dict[int | None, str] = {}
 
     # One return per keyword, in precedence order, reads better than a dispatch table.
     def value(self, schema: Any, name: str | None, depth: int) -> Any:  # noqa: PLR0911
@@ -236,9 +182,12 @@ class _Sampler:
             return hint
         text = ""
         for attempt in range(16):
-            self.spread = 6 << (attempt // 3)
             if "pattern" in s:
-                text = self.from_regex(s["pattern"], word_ok=attempt < 3)
+                # Words read best but may keep missing the rest of the pattern: later attempts
+                # use plain characters, and every third one doubles the room for repeats.
+                words, spread = (_WORDS if attempt < 3 else ()), 6 << (attempt // 3)
+                # None: Python cannot parse the pattern, so string_ok cannot check it either.
+                text = sample_pattern(s["pattern"], self.rng, words=words, spread=spread) or ""
             elif s.get("format") in _FORMATS:
                 text = _FORMATS[s["format"]](self.rng)
             else:
@@ -265,54 +214,6 @@ class _Sampler:
             cut = text[:high].rsplit(" ", 1)[0]
             text = cut if low <= len(cut) and cut else text[:high]
         return text
-
-    def from_regex(self, pattern: str, *, word_ok: bool) -> str:
-        try:
-            parsed = _parse(pattern)
-        except re.error:
-            return ""
-        self.word_ok, self.groups = word_ok, {}
-        return self.emit(parsed)
-
-    def emit(self, items: Any) -> str:
-        out: list[str] = []
-        for op, av in items:
-            if op is _sre.LITERAL:
-                out.append(chr(av))
-            elif op is _sre.NOT_LITERAL:
-                out.append(self.char([(_sre.NEGATE, None), (_sre.LITERAL, av)]))
-            elif op is _sre.ANY:
-                out.append(self.rng.choice(string.ascii_lowercase))
-            elif op is _sre.IN:
-                out.append(self.char(av))
-            elif op in _REPEATS:
-                out.append(self.repeat(*av))
-            elif op is _sre.BRANCH:
-                out.append(self.emit(self.rng.choice(av[1])))
-            elif op is _sre.SUBPATTERN:
-                text = self.emit(av[-1])
-                self.groups[av[0]] = text
-                out.append(text)
-            elif op is _sre.ATOMIC_GROUP:
-                out.append(self.emit(av))
-            elif op is _sre.GROUPREF:
-                out.append(self.groups.get(av, ""))
-            # AT (anchors, \b), ASSERT/ASSERT_NOT and conditionals emit nothing; the caller
-            # verifies the result with re.search and retries or falls back.
-        return "".join(out)
-
-    def char(self, items: Any) -> str:
-        return self.rng.choice(_class_chars(tuple(items)))
-
-    def repeat(self, low: int, high: int, sub: Any) -> str:
-        high = min(high, low + self.spread)
-        if self.word_ok and len(sub) == 1 and sub[0][0] is _sre.IN and high >= 2:
-            # A repeated character class that admits whole words reads better as a word.
-            fits = [w for w in _class_words(tuple(sub[0][1])) if low <= len(w) <= high]
-            if fits:
-                return self.rng.choice(fits)
-        count = self.rng.randint(max(low, min(1, high)), high)
-        return "".join(self.emit(sub) for _ in range(count))
 
     def number(self, s: Mapping[str, Any], integer: bool) -> int | float:
         low, high = s.get("minimum"), s.get("maximum")
