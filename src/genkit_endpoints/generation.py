@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 import structlog
 from genkit import Genkit, GenkitError, MiddlewareRef, ModelResponse, ModelResponseChunk
-from genkit.middleware import BaseMiddleware
+from genkit.middleware import BaseMiddleware, GenerateMiddlewareContext, ModelHookParams
 from pydantic import BaseModel, ValidationError
 
 from genkit_endpoints.config import ModelCallPolicyConfig
@@ -45,7 +45,12 @@ class ModelCallPolicy(BaseMiddleware[ModelCallPolicyConfig]):
     (duplicating tokens the client already saw) and has no deadline.
     """
 
-    async def wrap_model(self, params: Any, ctx: Any, next_fn: Any) -> ModelResponse:
+    async def wrap_model(
+        self,
+        params: ModelHookParams,
+        ctx: GenerateMiddlewareContext,
+        next_fn: Callable[[ModelHookParams, GenerateMiddlewareContext], Awaitable[ModelResponse]],
+    ) -> ModelResponse:
         cfg = self.config
         loop = asyncio.get_running_loop()
         deadline = loop.time() + cfg.timeout_ms / 1000
@@ -71,7 +76,7 @@ class ModelCallPolicy(BaseMiddleware[ModelCallPolicyConfig]):
                             _down(chunk)
 
                         ctx.replace_on_chunk(on_chunk)
-                    return await next_fn(params, ctx)  # type: ignore[no-any-return]
+                    return await next_fn(params, ctx)
             except TimeoutError:
                 phase = "first chunk" if downstream is not None and not started else "answer"
                 raise GenkitError(
@@ -98,7 +103,7 @@ class ModelCallPolicy(BaseMiddleware[ModelCallPolicyConfig]):
         if started or attempt >= cfg.max_retries or exc.status not in _TRANSIENT:
             return None
         backoff_ms = min(cfg.max_delay_ms, cfg.base_delay_ms * 2**attempt)
-        # Full jitter spreads the retries of many clients hit by the same outage.
+        # Jitter (half to full backoff) spreads the retries of clients hit by one outage.
         delay_ms = random.uniform(backoff_ms / 2, backoff_ms)  # noqa: S311 - not crypto
         retry_after = (exc.response_metadata or {}).get("retry_after_ms")
         if isinstance(retry_after, int | float):

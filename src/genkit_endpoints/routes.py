@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -78,7 +78,7 @@ class RouteTable:
         object.__setattr__(self, "by_path", by_path)
         object.__setattr__(self, "by_name", by_name)
 
-    def __iter__(self) -> Any:
+    def __iter__(self) -> Iterator[FlowRoute]:
         return iter(self.routes)
 
 

@@ -8,6 +8,7 @@ readiness can turn 503 while in-flight requests finish.
 
 from __future__ import annotations
 
+import contextvars
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import FrameType
@@ -36,7 +37,9 @@ def run_uvicorn(
     class _Server(uvicorn.Server):
         def handle_exit(self, sig: int, frame: FrameType | None) -> None:
             if on_shutdown_signal is not None and not self.should_exit:
-                on_shutdown_signal()
+                # A signal handler runs inside whatever request the main thread was
+                # serving; an empty context keeps that request's id off the drain log.
+                contextvars.Context().run(on_shutdown_signal)
             super().handle_exit(sig, frame)
             # uvicorn >= 0.29 re-raises the signal after a clean drain, so the process
             # would die "killed by SIGTERM"; a finished drain is a success (exit 0).
