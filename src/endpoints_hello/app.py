@@ -25,7 +25,7 @@ from genkit_endpoints.asgi.stack import build_stack
 from genkit_endpoints.asgi.types import ASGIApp
 from genkit_endpoints.generation import ModelClient
 from genkit_endpoints.health import Readiness
-from genkit_endpoints.providers import ModelChoice, choose_model, warm_up
+from genkit_endpoints.providers import ModelChoice, WarmUp, choose_model
 from genkit_endpoints.routes import RouteTable
 
 PROMPTS_DIR = Path(__file__).resolve().parent / "prompts"
@@ -48,32 +48,13 @@ class Service:
         _log.info("shutdown_started")
 
 
-class _WarmUp:
-    """Warms the model plugins up at start-up, retrying in the background until it works."""
-
-    def __init__(self, ai: Genkit, max_delay: float = 30.0) -> None:
-        self.ai = ai
-        self.ok = False
-        self.max_delay = max_delay
-
-    async def ready(self) -> bool:
-        return self.ok
-
-    async def run(self) -> None:
-        delay = 0.5
-        while not (ok := await warm_up(self.ai)):
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, self.max_delay)
-        self.ok = ok
-
-
 def create_service(settings: Settings) -> Service:
     """Build the whole service from settings (no I/O until the server starts it)."""
     choice = choose_model(settings.provider_config())
     ai = Genkit(plugins=list(choice.plugins), model=choice.model, prompt_dir=PROMPTS_DIR)
     table = build_routes(ai, ModelClient(ai, settings.model_call_policy()))
     readiness = Readiness()
-    warm = _WarmUp(ai)
+    warm = WarmUp(ai)
     readiness.add_check("model", warm.ready)
 
     @contextlib.asynccontextmanager

@@ -102,7 +102,7 @@ async def callable_endpoint(
     try:
         route = table.by_name.get(name)
         if route is None:
-            raise NotFound(f"There is no flow named {name!r}.")
+            raise NotFound("There is no flow with that name.")  # input is not echoed back
         _require_json(content_type, body)
         envelope = _callable_envelope(body)
         payload = routes.parse_input(route, envelope)

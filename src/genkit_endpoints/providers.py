@@ -136,3 +136,27 @@ def _forget_failed_inits(ai: Genkit) -> None:
     for name, task in list(tasks.items()):
         if task.done() and (task.cancelled() or task.exception() is not None):
             del tasks[name]
+
+
+class WarmUp:
+    """Warms the plugins up at start-up, retrying with backoff until it works.
+
+    ``ready`` is a readiness check: the service reports not-ready until the provider
+    answered once, instead of failing the first user requests.
+    """
+
+    def __init__(self, ai: Genkit, first_delay: float = 0.5, max_delay: float = 30.0) -> None:
+        self.ai = ai
+        self.ok = False
+        self.first_delay = first_delay
+        self.max_delay = max_delay
+
+    async def ready(self) -> bool:
+        return self.ok
+
+    async def run(self) -> None:
+        delay = self.first_delay
+        while not await warm_up(self.ai):
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self.max_delay)
+        self.ok = True
