@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,7 @@ from genkit_endpoints.asgi.stack import build_stack
 from genkit_endpoints.asgi.types import ASGIApp
 from genkit_endpoints.generation import ModelClient
 from genkit_endpoints.health import Readiness
+from genkit_endpoints.lifecycle import Lifecycle
 from genkit_endpoints.providers import ModelChoice, WarmUp, choose_model
 from genkit_endpoints.routes import RouteTable
 
@@ -41,11 +43,7 @@ class Service:
     table: RouteTable
     readiness: Readiness
     choice: ModelChoice
-
-    def start_draining(self) -> None:
-        """First shutdown signal: readiness turns 503 while in-flight work finishes."""
-        self.readiness.draining = True
-        _log.info("shutdown_started")
+    lifecycle: Lifecycle
 
 
 def create_service(settings: Settings) -> Service:
@@ -56,6 +54,9 @@ def create_service(settings: Settings) -> Service:
     readiness = Readiness()
     warm = WarmUp(ai)
     readiness.add_check("model", warm.ready)
+    lifecycle = Lifecycle()
+    # First shutdown signal: readiness turns 503 while in-flight work finishes.
+    lifecycle.on_drain(readiness.start_draining)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Any) -> AsyncIterator[None]:
@@ -67,6 +68,8 @@ def create_service(settings: Settings) -> Service:
             )
         else:
             _log.info("using_model", model=choice.model, provider=choice.provider)
+        if threading.current_thread() is threading.main_thread():
+            lifecycle.install_signal_handlers()  # after the server installed its own
         task = asyncio.create_task(warm.run())
         # Everything built so far lives for the whole process: move it out of the
         # collector's way, or full collections walk it on the request path (p99 spikes).
@@ -76,9 +79,17 @@ def create_service(settings: Settings) -> Service:
             yield
         finally:
             task.cancel()
+            lifecycle.restore_signal_handlers()
 
     framework_app = create_fastapi_app(
         table, readiness, debug=settings.debug, title="endpoints-hello", lifespan=lifespan
     )
     asgi = build_stack(framework_app, request_timeout=settings.request_timeout)
-    return Service(asgi=asgi, ai=ai, table=table, readiness=readiness, choice=choice)
+    return Service(asgi, ai, table, readiness, choice, lifecycle)
+
+
+def create_asgi_from_env() -> ASGIApp:
+    """ASGI factory for worker processes: settings from the environment ``main`` exported."""
+    from endpoints_hello.main import setup_from_env  # noqa: PLC0415 - avoid an import cycle
+
+    return create_service(setup_from_env()).asgi

@@ -7,6 +7,7 @@ to the chosen server. A bad flag or setting is one line on stderr and exit code 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -41,8 +42,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--host", help="bind address (HOST, default 0.0.0.0)")
     p.add_argument("--port", type=int, help="REST port (PORT, default 8080)")
-    p.add_argument("--framework", help="web framework (FRAMEWORK): fastapi")
-    p.add_argument("--server", help="ASGI server (SERVER): uvicorn")
+    p.add_argument("--framework", help="web framework (FRAMEWORK): fastapi|litestar|quart")
+    p.add_argument("--server", help="ASGI server (SERVER): uvicorn|granian|hypercorn")
+    p.add_argument("--workers", type=int, help="server processes (WORKERS, default 1)")
+    p.add_argument("--grpc-port", type=int, help="gRPC port (GRPC_PORT, default 50051)")
+    p.add_argument(
+        "--no-grpc",
+        dest="grpc_enabled",
+        action="store_false",
+        default=None,
+        help="serve REST only (GRPC_ENABLED=false)",
+    )
     p.add_argument("--env", metavar="NAME", help="also read .NAME.env (after .env)")
     p.add_argument(
         "--debug",
@@ -82,6 +92,9 @@ def parse_settings(argv: Sequence[str] | None = None) -> Settings:
             port=args.port,
             framework=args.framework,
             server=args.server,
+            workers=args.workers,
+            grpc_port=args.grpc_port,
+            grpc_enabled=args.grpc_enabled,
             debug=args.debug,
             log_level=args.log_level,
             log_format=args.log_format,
@@ -92,24 +105,38 @@ def parse_settings(argv: Sequence[str] | None = None) -> Settings:
         fail(_one_line(exc))
 
 
+def _configure_logging(settings: Settings) -> None:
+    configure_logging(settings.log_level, settings.log_format or default_format(settings.debug))
+
+
+def setup_from_env() -> Settings:
+    """Settings and logging in a worker process, from the environment ``main`` exported."""
+    settings = load_settings()
+    _configure_logging(settings)
+    return settings
+
+
+WORKER_FACTORY = "endpoints_hello.app:create_asgi_from_env"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     settings = parse_settings(argv)
-    configure_logging(settings.log_level, settings.log_format or default_format(settings.debug))
+    _configure_logging(settings)
 
     # Imported here: Genkit and the providers are heavy, and --help should stay instant.
     from endpoints_hello.app import create_service  # noqa: PLC0415
     from genkit_endpoints.servers import run  # noqa: PLC0415
 
     try:
-        service = create_service(settings)
+        service = create_service(settings)  # also validates the settings in one process
     except ProviderConfigError as exc:
         fail(str(exc))
-    run(
-        service.asgi,
-        settings.server,
-        settings.server_config(),
-        on_shutdown_signal=service.start_draining,
-    )
+    if settings.workers > 1:
+        # Each worker builds its own service; flags and env files reach it as variables.
+        os.environ.update(settings.to_environ())
+        run(WORKER_FACTORY, settings.server, settings.server_config())
+    else:
+        run(service.asgi, settings.server, settings.server_config())
     return 0
 
 

@@ -11,16 +11,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from genkit_endpoints.config import ModelCallPolicyConfig, OfflineModelConfig, ProviderConfig
-from genkit_endpoints.servers import ServerConfig
+from genkit_endpoints.config import (
+    ModelCallPolicyConfig,
+    OfflineModelConfig,
+    ProviderConfig,
+    ServerConfig,
+)
 
 Framework = Literal["fastapi", "litestar", "quart"]
 Server = Literal["uvicorn", "granian", "hypercorn"]
-AVAILABLE_FRAMEWORKS = ("fastapi",)
-AVAILABLE_SERVERS = ("uvicorn",)
 
 
 class Settings(BaseSettings):
@@ -37,6 +39,12 @@ class Settings(BaseSettings):
     port: int = Field(default=8080, ge=1, le=65535, description="REST port.")
     framework: Framework = "fastapi"
     server: Server = "uvicorn"
+    workers: int = Field(default=1, ge=1, le=64, description="Server processes.")
+    grpc_port: int = Field(default=50051, ge=0, le=65535, description="gRPC port (0: any).")
+    grpc_enabled: bool = Field(default=True, description="Serve gRPC next to REST.")
+    max_body_size: int = Field(
+        default=1_048_576, ge=1_024, le=1_073_741_824, description="Bytes per request body."
+    )
     debug: bool = Field(default=False, description="Docs UI, console logs; never tracebacks.")
     keep_alive_timeout: float = Field(default=75, gt=0, le=3600, description="Seconds.")
     shutdown_grace: float = Field(default=25, ge=1, le=3600, description="Seconds to drain.")
@@ -76,20 +84,6 @@ class Settings(BaseSettings):
     def _blank_is_unset(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value
 
-    @model_validator(mode="after")
-    def _available(self) -> Settings:
-        if self.framework not in AVAILABLE_FRAMEWORKS:
-            raise ValueError(
-                f"framework {self.framework!r} is not available yet; use one of: "
-                + ", ".join(AVAILABLE_FRAMEWORKS)
-            )
-        if self.server not in AVAILABLE_SERVERS:
-            raise ValueError(
-                f"server {self.server!r} is not available yet; use one of: "
-                + ", ".join(AVAILABLE_SERVERS)
-            )
-        return self
-
     # Views for the kit's factories: the kit never reads settings or the environment.
 
     def provider_config(self) -> ProviderConfig:
@@ -122,7 +116,18 @@ class Settings(BaseSettings):
             keep_alive=self.keep_alive_timeout,
             shutdown_grace=self.shutdown_grace,
             log_level=self.log_level,
+            workers=self.workers,
         )
+
+    def to_environ(self) -> dict[str, str]:
+        """Every setting as environment variables, for worker processes to rebuild from."""
+        out: dict[str, str] = {}
+        for name, value in self.model_dump().items():
+            if value is None:
+                continue
+            plain = value.get_secret_value() if isinstance(value, SecretStr) else value
+            out[name.upper()] = str(plain).lower() if isinstance(plain, bool) else str(plain)
+        return out
 
 
 def _secret(value: SecretStr | None) -> str | None:

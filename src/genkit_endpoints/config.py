@@ -52,3 +52,13 @@ class ProviderConfig:
 
 class ProviderConfigError(ValueError):
     """The model settings cannot work; the message names the setting to change."""
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    host: str = "0.0.0.0"  # noqa: S104 - a container service listens on all interfaces
+    port: int = 8080
+    keep_alive: float = 75.0  # above typical load-balancer idle timeouts (60 s)
+    shutdown_grace: float = 25.0
+    log_level: str = "info"
+    workers: int = 1

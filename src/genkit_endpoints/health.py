@@ -16,6 +16,9 @@ class Readiness:
         self._timeout = check_timeout
         self.draining = False
 
+    def start_draining(self) -> None:
+        self.draining = True
+
     def add_check(self, name: str, check: CheckFn) -> None:
         self._checks[name] = check
 

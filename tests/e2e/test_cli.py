@@ -30,9 +30,10 @@ def one_line_error(proc: subprocess.CompletedProcess[str]) -> str:
     [
         (["--port", "abc"], {}, "--port"),
         (["--port", "70000"], {}, "PORT"),
-        (["--framework", "litestar"], {}, "litestar"),
         (["--framework", "flask"], {}, "FRAMEWORK"),
-        (["--server", "granian"], {}, "granian"),
+        (["--server", "nginx"], {}, "SERVER"),
+        (["--workers", "0"], {}, "WORKERS"),
+        (["--grpc-port", "-1"], {}, "GRPC_PORT"),
         (["--log-format", "xml"], {}, "LOG_FORMAT"),
         (["--log-level", "loud"], {}, "LOG_LEVEL"),
         (["--request-timeout", "-1"], {}, "REQUEST_TIMEOUT"),

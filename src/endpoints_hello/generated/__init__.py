@@ -1,0 +1,1 @@
+"""Generated gRPC stubs of ``protos/genkit_sample.proto``; regenerate, never edit."""
