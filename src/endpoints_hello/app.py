@@ -21,7 +21,7 @@ from genkit import Genkit
 
 from endpoints_hello.flows import build_routes
 from endpoints_hello.settings import Settings
-from genkit_endpoints.adapters.fastapi import create_fastapi_app
+from genkit_endpoints.adapters import create_framework_app
 from genkit_endpoints.asgi.stack import build_stack
 from genkit_endpoints.asgi.types import ASGIApp
 from genkit_endpoints.generation import ModelClient
@@ -81,8 +81,13 @@ def create_service(settings: Settings) -> Service:
             task.cancel()
             lifecycle.restore_signal_handlers()
 
-    framework_app = create_fastapi_app(
-        table, readiness, debug=settings.debug, title="endpoints-hello", lifespan=lifespan
+    framework_app = create_framework_app(
+        settings.framework,
+        table,
+        readiness,
+        debug=settings.debug,
+        title="endpoints-hello",
+        lifespan=lifespan,
     )
     asgi = build_stack(framework_app, request_timeout=settings.request_timeout)
     return Service(asgi, ai, table, readiness, choice, lifecycle)

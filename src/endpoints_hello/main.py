@@ -125,11 +125,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     # Imported here: Genkit and the providers are heavy, and --help should stay instant.
     from endpoints_hello.app import create_service  # noqa: PLC0415
+    from genkit_endpoints.adapters import MissingExtraError  # noqa: PLC0415
     from genkit_endpoints.servers import run  # noqa: PLC0415
 
     try:
         service = create_service(settings)  # also validates the settings in one process
-    except ProviderConfigError as exc:
+    except (ProviderConfigError, MissingExtraError) as exc:
         fail(str(exc))
     if settings.workers > 1:
         # Each worker builds its own service; flags and env files reach it as variables.

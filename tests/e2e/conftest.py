@@ -1,4 +1,8 @@
-"""Fixtures starting the real app (``python -m endpoints_hello``) as a process."""
+"""Fixtures starting the real app (``python -m endpoints_hello``) as a process.
+
+``stack`` parametrises a module over framework × server combinations, so the REST
+suites run against each of them (SPEC §2.1: the same contract everywhere).
+"""
 
 from __future__ import annotations
 
@@ -9,10 +13,29 @@ import pytest
 
 from tests.support.server import ServerProcess, run_server
 
+# (framework, server): every framework on uvicorn, FastAPI on every server.
+STACKS = [
+    ("fastapi", "uvicorn"),
+    ("litestar", "uvicorn"),
+    ("quart", "uvicorn"),
+]
+
+
+@pytest.fixture(scope="module", params=STACKS, ids=[f"{fw}-{srv}" for fw, srv in STACKS])
+def stack(request: pytest.FixtureRequest) -> tuple[str, str]:
+    framework, server = request.param
+    return str(framework), str(server)
+
+
+def stack_args(stack: tuple[str, str]) -> list[str]:
+    return ["--framework", stack[0], "--server", stack[1], "--no-grpc"]
+
 
 @pytest.fixture(scope="module")
-def offline_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+def offline_server(
+    stack: tuple[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerProcess]:
     """The app with zero configuration (offline model, no latency), shared by a module."""
     tmp: Path = tmp_path_factory.mktemp("offline")
-    with run_server(tmp) as server:
+    with run_server(tmp, args=stack_args(stack)) as server:
         yield server

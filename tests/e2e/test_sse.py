@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.e2e.conftest import stack_args
 from tests.support.server import ServerProcess, run_server
 
 FRAME = re.compile(rb"data: (\{.*?\})\n\n", re.S)
@@ -87,10 +88,12 @@ def test_callable_stream_of_a_unary_flow_sends_only_the_result(
 
 
 @pytest.fixture(scope="module")
-def slow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+def slow_server(
+    stack: tuple[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerProcess]:
     """Offline model with latency: 100 ms to the first chunk, 150 ms between chunks."""
     env = {"OFFLINE_FIRST_CHUNK_DELAY": "100", "OFFLINE_CHUNK_DELAY": "150"}
-    with run_server(tmp_path_factory.mktemp("slow"), env=env) as server:
+    with run_server(tmp_path_factory.mktemp("slow"), args=stack_args(stack), env=env) as server:
         yield server
 
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -70,6 +71,55 @@ async def call(app: ASGIApp, scope: dict[str, Any], body: bytes = b"") -> Captur
         sent.messages.append(message)
         if message["type"] == "http.response.body" and not message.get("more_body", False):
             finished.set()
+
+    await app(scope, receive, send)
+    return sent
+
+
+@asynccontextmanager
+async def lifespan(app: ASGIApp) -> AsyncIterator[None]:
+    """Run the ASGI lifespan protocol around the block: start-up before it, shutdown after."""
+    inbox: asyncio.Queue[Message] = asyncio.Queue()
+    outbox: asyncio.Queue[Message] = asyncio.Queue()
+    scope = {"type": "lifespan", "asgi": {"version": "3.0", "spec_version": "2.0"}, "state": {}}
+    task = asyncio.create_task(app(scope, inbox.get, outbox.put))
+
+    async def step(event: str) -> None:
+        await inbox.put({"type": f"lifespan.{event}"})
+        async with asyncio.timeout(5):
+            reply = await outbox.get()
+        if reply["type"] != f"lifespan.{event}.complete":
+            raise RuntimeError(f"lifespan {event} failed: {reply}")
+
+    try:
+        await step("startup")
+        yield
+        await step("shutdown")
+        await task
+    finally:
+        task.cancel()
+
+
+async def call_and_leave(app: ASGIApp, scope: dict[str, Any], body: bytes = b"") -> Captured:
+    """Send one request; the client disconnects as soon as the first body bytes arrive."""
+    sent = Captured()
+    received = False
+    first_bytes = asyncio.Event()
+
+    async def receive() -> Message:
+        nonlocal received
+        if not received:
+            received = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        await first_bytes.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: Message) -> None:
+        if first_bytes.is_set():
+            return  # gone: a server drops what is sent after the disconnect
+        sent.messages.append(message)
+        if message["type"] == "http.response.body" and message.get("body"):
+            first_bytes.set()
 
     await app(scope, receive, send)
     return sent
