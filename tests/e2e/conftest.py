@@ -1,6 +1,6 @@
 """Fixtures starting the real app (``python -m endpoints_hello``) as a process.
 
-``stack`` parametrises a module over framework × server combinations, so the REST
+``stack`` parametrises a module over framework and server combinations, so the REST
 suites run against each of them (SPEC §2.1: the same contract everywhere).
 """
 
