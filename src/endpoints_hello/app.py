@@ -14,7 +14,7 @@ import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from genkit import Genkit
@@ -29,6 +29,9 @@ from genkit_endpoints.health import Readiness
 from genkit_endpoints.lifecycle import Lifecycle
 from genkit_endpoints.providers import ModelChoice, WarmUp, choose_model
 from genkit_endpoints.routes import RouteTable
+
+if TYPE_CHECKING:
+    from genkit_endpoints.grpc.server import GrpcServer
 
 PROMPTS_DIR = Path(__file__).resolve().parent / "prompts"
 _log = structlog.get_logger(__name__)
@@ -71,6 +74,12 @@ def create_service(settings: Settings) -> Service:
         if threading.current_thread() is threading.main_thread():
             lifecycle.install_signal_handlers()  # after the server installed its own
         task = asyncio.create_task(warm.run())
+        grpc_server = (
+            await _start_grpc(settings, table, readiness) if settings.grpc_enabled else None
+        )
+        if grpc_server is not None:
+            # At the first signal: health NOT_SERVING and no new RPCs, while calls finish.
+            lifecycle.on_drain(lambda: grpc_server.request_drain(settings.shutdown_grace))
         # Everything built so far lives for the whole process: move it out of the
         # collector's way, or full collections walk it on the request path (p99 spikes).
         gc.collect()
@@ -79,6 +88,8 @@ def create_service(settings: Settings) -> Service:
             yield
         finally:
             task.cancel()
+            if grpc_server is not None:
+                await grpc_server.drain(settings.shutdown_grace)  # joins a drain in progress
             lifecycle.restore_signal_handlers()
 
     framework_app = create_framework_app(
@@ -91,6 +102,21 @@ def create_service(settings: Settings) -> Service:
     )
     asgi = build_stack(framework_app, request_timeout=settings.request_timeout)
     return Service(asgi, ai, table, readiness, choice, lifecycle)
+
+
+async def _start_grpc(settings: Settings, table: RouteTable, readiness: Readiness) -> GrpcServer:
+    """The gRPC service on the serving event loop (grpc.aio binds to the current loop)."""
+    from endpoints_hello.generated import genkit_sample_pb2  # noqa: PLC0415 - only with gRPC
+    from genkit_endpoints.grpc.server import create_grpc_server  # noqa: PLC0415
+
+    server = create_grpc_server(
+        table,
+        service=genkit_sample_pb2.DESCRIPTOR.services_by_name["GenkitService"],
+        readiness=readiness,
+        cfg=settings.grpc_config(),
+    )
+    await server.start()
+    return server
 
 
 def create_asgi_from_env() -> ASGIApp:

@@ -32,6 +32,7 @@ from endpoints_hello.schemas import (
     TranslationResult,
 )
 from genkit_endpoints.generation import ModelClient
+from genkit_endpoints.grpc.encoding import json_field
 from genkit_endpoints.routes import FlowRoute, RouteTable
 
 PIRATE_SYSTEM_PROMPT = (
@@ -181,7 +182,7 @@ def build_routes(ai: Genkit, llm: ModelClient) -> RouteTable:
             FlowRoute(generate_code, "/generate-code", CodeInput, CodeOutput, cacheable=True,
                       grpc_method="GenerateCode"),
             FlowRoute(review_code, "/review-code", CodeReviewInput, CodeReview, cacheable=True,
-                      grpc_method="ReviewCode"),
+                      grpc_method="ReviewCode", grpc_encode=json_field("review")),
         ]
     )  # fmt: skip
 

@@ -15,6 +15,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from genkit_endpoints.config import (
+    GrpcConfig,
     ModelCallPolicyConfig,
     OfflineModelConfig,
     ProviderConfig,
@@ -117,6 +118,14 @@ class Settings(BaseSettings):
             shutdown_grace=self.shutdown_grace,
             log_level=self.log_level,
             workers=self.workers,
+        )
+
+    def grpc_config(self) -> GrpcConfig:
+        return GrpcConfig(
+            host=self.host,
+            port=self.grpc_port,
+            max_receive_bytes=self.max_body_size,
+            debug=self.debug,
         )
 
     def to_environ(self) -> dict[str, str]:

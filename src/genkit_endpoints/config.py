@@ -62,3 +62,62 @@ class ServerConfig:
     shutdown_grace: float = 25.0
     log_level: str = "info"
     workers: int = 1
+
+
+@dataclass(frozen=True)
+class GrpcConfig:
+    """How the gRPC server listens, what it accepts and how it keeps connections alive.
+
+    Keep-alive values are set explicitly rather than left to gRPC core defaults (SPEC
+    §6.1): the server pings idle clients to find dead peers, tolerates client pings
+    down to ``min_ping_interval_ms`` (stricter values make core answer GOAWAY
+    ``too_many_pings`` to well-behaved clients), and closes a connection only after it
+    has been idle longer than typical load-balancer idle timeouts (75 s), so a balancer
+    never reuses a connection we already closed. ``so_reuseport`` lets several worker
+    processes bind the same port (SPEC §6.1).
+    """
+
+    host: str = "0.0.0.0"  # noqa: S104 - a server; the app's settings choose the address
+    port: int = 50051
+    max_receive_bytes: int = 1024 * 1024  # MAX_BODY_SIZE, like the REST body limit
+    max_concurrent_rpcs: int | None = None  # None: no limit besides the event loop
+    debug: bool = False  # server reflection only in DEBUG (SPEC §2.5)
+    keepalive_time_ms: int = 60_000
+    keepalive_timeout_ms: int = 20_000
+    keepalive_permit_without_calls: bool = True
+    min_ping_interval_ms: int = 10_000
+    max_connection_idle_ms: int = 300_000
+    max_connection_age_ms: int | None = None  # set to rebalance long-lived clients
+    max_connection_age_grace_ms: int | None = None
+    so_reuseport: bool = True
+    health_poll_interval: float = 2.0  # seconds between readiness → gRPC health updates
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"gRPC port must be 0..65535, got {self.port!r}")
+        if self.max_receive_bytes < 1:
+            raise ValueError(f"max_receive_bytes must be >= 1, got {self.max_receive_bytes!r}")
+        if self.max_concurrent_rpcs is not None and self.max_concurrent_rpcs < 1:
+            raise ValueError(
+                f"max_concurrent_rpcs must be >= 1 or None, got {self.max_concurrent_rpcs!r}"
+            )
+        if not self.health_poll_interval > 0:  # also rejects NaN
+            raise ValueError(f"health_poll_interval must be > 0, got {self.health_poll_interval!r}")
+
+    def channel_options(self) -> list[tuple[str, int]]:
+        """The ``grpc.aio.server(options=...)`` list."""
+        options = [
+            ("grpc.max_receive_message_length", self.max_receive_bytes),
+            ("grpc.keepalive_time_ms", self.keepalive_time_ms),
+            ("grpc.keepalive_timeout_ms", self.keepalive_timeout_ms),
+            ("grpc.keepalive_permit_without_calls", int(self.keepalive_permit_without_calls)),
+            ("grpc.http2.min_ping_interval_without_data_ms", self.min_ping_interval_ms),
+            ("grpc.http2.max_pings_without_data", 0),  # 0: pings never need data between
+            ("grpc.max_connection_idle_ms", self.max_connection_idle_ms),
+            ("grpc.so_reuseport", int(self.so_reuseport)),
+        ]
+        if self.max_connection_age_ms is not None:
+            options.append(("grpc.max_connection_age_ms", self.max_connection_age_ms))
+        if self.max_connection_age_grace_ms is not None:
+            options.append(("grpc.max_connection_age_grace_ms", self.max_connection_age_grace_ms))
+        return options

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +29,13 @@ class FlowRoute:
 
     ``stream_key`` makes it a streaming route: chunks are sent as they come and the final
     frame carries the flow's output under that key (``{"done": true, "joke": ...}``).
+
+    ``grpc_encode`` maps what the route produces to the fields of its gRPC response
+    message, when the JSON shape and the proto differ: for a unary route it receives the
+    JSON-ready output (e.g. ``{"review": json.dumps(output)}`` for a proto that carries
+    the output as one JSON string); for a streaming route it receives each chunk. Unset,
+    a unary output dict is parsed into the message by JSON name or field name, and a
+    chunk goes into the response message's only string field.
     """
 
     flow: Action[Any, Any, Any, Any]
@@ -39,6 +46,7 @@ class FlowRoute:
     cacheable: bool = False
     grpc_method: str | None = None
     summary: str = ""
+    grpc_encode: Callable[[Any], Mapping[str, Any]] | None = None
 
     @property
     def name(self) -> str:

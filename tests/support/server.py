@@ -66,6 +66,10 @@ class ServerProcess:
             time.sleep(0.05)
         raise AssertionError(f"event {event!r} not logged within {timeout}s:\n{self.log_text()}")
 
+    @property
+    def grpc_port(self) -> int:
+        return int(self.wait_for_log("grpc_server_started")["port"])
+
     def terminate(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
@@ -80,6 +84,9 @@ class ServerProcess:
 def app_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
     base = {k: v for k, v in os.environ.items() if k not in _SCRUB}
     base.setdefault("LOG_FORMAT", "json")
+    # A free gRPC port per server: tests run in parallel and SO_REUSEPORT would let two
+    # servers share 50051 (the port is read back from the `grpc_server_started` log).
+    base.setdefault("GRPC_PORT", "0")
     base["PYTHONUNBUFFERED"] = "1"
     base.update(env or {})
     return base

@@ -1,0 +1,151 @@
+"""gRPC server interceptors: request id and one access-log event per RPC (SPEC §2.5, §5.1).
+
+``intercept_service`` only *finds* a handler; the RPC runs later, after it returned. An
+interceptor that timed or scoped that lookup would log ~0 ms for every call. So both
+interceptors here wrap the handler's behaviour (``wrap_handler``) and do their work
+around the whole call — for streams, around every message written until the status is
+sent. Async-generator behaviours (reflection, for one) are driven through
+``context.write`` so one wrapper serves all four RPC kinds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import os
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import grpc
+import structlog
+
+from genkit_endpoints.asgi.request_id import _VALID as _VALID_REQUEST_ID
+from genkit_endpoints.context import request_id_var
+
+__all__ = ["METADATA_KEY", "LoggingInterceptor", "RequestIdInterceptor", "wrap_handler"]
+
+METADATA_KEY = "x-request-id"
+_KINDS = ("unary_unary", "unary_stream", "stream_unary", "stream_stream")
+
+Behaviour = Callable[[Any, grpc.aio.ServicerContext], Any]
+Around = Callable[[Behaviour, Any, grpc.aio.ServicerContext], Awaitable[Any]]
+Continuation = Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler | None]]
+
+
+async def run_behaviour(
+    behaviour: Behaviour, request: Any, context: grpc.aio.ServicerContext
+) -> Any:
+    """Run a handler behaviour of any style to completion inside the current task."""
+    result = behaviour(request, context)
+    if inspect.isasyncgen(result):
+        async with contextlib.aclosing(result) as items:
+            async for item in items:
+                await context.write(item)
+        return None
+    if inspect.isawaitable(result):
+        return await result
+    return result
+
+
+def wrap_handler(handler: grpc.RpcMethodHandler, around: Around) -> grpc.RpcMethodHandler:
+    """The same handler, its behaviour run through ``around(behaviour, request, context)``."""
+    kind = next((k for k in _KINDS if getattr(handler, k) is not None), None)
+    if kind is None:
+        return handler
+    behaviour: Behaviour = getattr(handler, kind)
+
+    async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        return await around(behaviour, request, context)
+
+    return handler._replace(**{kind: wrapped})
+
+
+def client_request_id(metadata: Any) -> str | None:
+    """The caller's ``x-request-id`` when it passes the REST rule (SPEC §4.1), else None."""
+    for key, value in metadata or ():
+        if key == METADATA_KEY:
+            raw = value.encode("utf-8", "replace") if isinstance(value, str) else value
+            return raw.decode("ascii") if _VALID_REQUEST_ID.match(raw) else None
+    return None
+
+
+class RequestIdInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """Accept a well-formed ``x-request-id`` or make one; bind it; echo it in initial metadata."""
+
+    async def intercept_service(
+        self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
+    ) -> grpc.RpcMethodHandler | None:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return None
+        rid = client_request_id(handler_call_details.invocation_metadata)
+        if rid is None:
+            rid = os.urandom(16).hex()  # same shape as the REST middleware's ids
+
+        async def around(behaviour: Behaviour, request: Any, ctx: grpc.aio.ServicerContext) -> Any:
+            token = request_id_var.set(rid)
+            try:
+                await ctx.send_initial_metadata(((METADATA_KEY, rid),))
+                return await run_behaviour(behaviour, request, ctx)
+            finally:
+                request_id_var.reset(token)
+
+        return wrap_handler(handler, around)
+
+
+def _code_name(context: grpc.aio.ServicerContext) -> str | None:
+    code = context.code()
+    return code.name if isinstance(code, grpc.StatusCode) else None
+
+
+class LoggingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """One ``grpc_request`` event per RPC: method, status code name, duration, request id.
+
+    Place it after ``RequestIdInterceptor`` so the id is bound when the event is logged.
+    """
+
+    def __init__(self, logger: Any = None, event: str = "grpc_request") -> None:
+        self._log = logger if logger is not None else structlog.get_logger("genkit_endpoints.grpc")
+        self._event = event
+
+    async def intercept_service(
+        self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
+    ) -> grpc.RpcMethodHandler | None:
+        method = handler_call_details.method
+        handler = await continuation(handler_call_details)
+        if handler is None:  # gRPC answers UNIMPLEMENTED without running any of our code
+            self._emit(method, "UNIMPLEMENTED", 0.0)
+            return None
+
+        async def around(behaviour: Behaviour, request: Any, ctx: grpc.aio.ServicerContext) -> Any:
+            started = time.perf_counter()
+            code = "UNKNOWN"  # what gRPC sends for an exception no handler turned into a status
+            try:
+                result = await run_behaviour(behaviour, request, ctx)
+            except asyncio.CancelledError:
+                # gRPC cancels the handler when the client cancels or its deadline passes.
+                remaining = ctx.time_remaining()
+                expired = remaining is not None and remaining <= 0
+                code = "DEADLINE_EXCEEDED" if expired else "CANCELLED"
+                raise
+            except Exception:
+                code = _code_name(ctx) or "UNKNOWN"  # an abort set the code before raising
+                raise
+            else:
+                code = _code_name(ctx) or "OK"
+                return result
+            finally:
+                self._emit(method, code, (time.perf_counter() - started) * 1000)
+
+        return wrap_handler(handler, around)
+
+    def _emit(self, method: str, code: str, duration_ms: float) -> None:
+        self._log.info(
+            self._event,
+            method=method,
+            code=code,
+            duration_ms=round(duration_ms, 3),
+            request_id=request_id_var.get(),
+        )

@@ -1,0 +1,203 @@
+"""The gRPC server: flow handlers, standard health, DEBUG-only reflection, graceful drain.
+
+``create_grpc_server`` assembles a ``grpc.aio`` server from the route table and the proto
+service descriptor, with the request-id and logging interceptors in front of any others,
+explicit keep-alive and message-size options, and ``SO_REUSEPORT`` so several worker
+processes can share the port (SPEC §2.5, §6.1). ``GrpcServer`` owns its lifecycle: the
+standard ``grpc.health.v1.Health`` service follows the app's ``Readiness`` while running
+and turns NOT_SERVING the moment a drain starts; the drain refuses new calls, gives the
+in-flight flow calls the grace period and ends the stragglers with UNAVAILABLE (SPEC
+§6.2). Plaintext only: TLS is not implemented yet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+from types import TracebackType
+
+import grpc
+import structlog
+from google.protobuf.descriptor import ServiceDescriptor
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from genkit_endpoints.config import GrpcConfig
+from genkit_endpoints.grpc.interceptors import LoggingInterceptor, RequestIdInterceptor
+from genkit_endpoints.grpc.servicer import InflightCalls, build_method_handlers
+from genkit_endpoints.health import Readiness
+from genkit_endpoints.routes import RouteTable
+
+__all__ = ["GrpcServer", "create_grpc_server"]
+
+_log = structlog.get_logger(__name__)
+# After the grace period, the calls we cut get this long to send their UNAVAILABLE status
+# before gRPC cancels whatever is left (health watches, reflection streams).
+_CUT_WAIT = 2.0
+_HEALTH_NOTICE = 0.1  # seconds, at least, between NOT_SERVING and cutting health watches
+_SERVING = health_pb2.HealthCheckResponse.SERVING
+_NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+class GrpcServer:
+    """A started-on-demand ``grpc.aio.Server`` with readiness-driven health and a drain."""
+
+    def __init__(
+        self,
+        server: grpc.aio.Server,
+        *,
+        port: int,
+        health_servicer: health.aio.HealthServicer,
+        health_services: Sequence[str],
+        readiness: Readiness,
+        inflight: InflightCalls,
+        cfg: GrpcConfig,
+    ) -> None:
+        self.server = server
+        self.port = port
+        self._health = health_servicer
+        self._health_services = tuple(health_services)
+        self._readiness = readiness
+        self._inflight = inflight
+        self._cfg = cfg
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._poller: asyncio.Task[None] | None = None
+        self._drain: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Set health from readiness, then accept calls; health is re-checked periodically."""
+        self._loop = asyncio.get_running_loop()
+        # Before start(): the health servicer begins with "" SERVING, which may be false.
+        await self._update_health()
+        await self.server.start()
+        self._poller = asyncio.create_task(self._poll_health(), name="grpc-health-poll")
+        _log.info("grpc_server_started", host=self._cfg.host, port=self.port)
+
+    async def _update_health(self) -> None:
+        ready, _ = await self._readiness.report()
+        status = _SERVING if ready else _NOT_SERVING
+        for name in self._health_services:
+            await self._health.set(name, status)  # ignored once a drain has started
+
+    async def _poll_health(self) -> None:
+        while True:
+            await asyncio.sleep(self._cfg.health_poll_interval)
+            try:
+                await self._update_health()
+            except Exception:  # keep polling: a dead poller would freeze the last status
+                _log.exception("grpc_health_update_failed")
+
+    def request_drain(self, grace: float) -> None:
+        """Start a drain from a signal handler or another thread (does not wait for it)."""
+        if self._loop is None:
+            return
+        self._loop.call_soon_threadsafe(self._start_drain, grace)
+
+    def _start_drain(self, grace: float) -> asyncio.Task[None]:
+        if self._drain is None:
+            self._drain = asyncio.create_task(self._run_drain(grace), name="grpc-drain")
+        return self._drain
+
+    async def drain(self, grace: float) -> None:
+        """Drain and stop; a second call waits for the first drain (its grace wins).
+
+        Health turns NOT_SERVING at once, new calls are refused, in-flight calls get up to
+        ``grace`` seconds, then the remaining flow calls end with UNAVAILABLE.
+        """
+        await asyncio.shield(self._start_drain(grace))
+
+    async def _run_drain(self, grace: float) -> None:
+        if self._poller is not None:
+            self._poller.cancel()
+        if self._loop is None:  # never started: nothing in flight
+            await self._health.enter_graceful_shutdown()
+            await self.server.stop(None)
+            return
+        _log.info("grpc_drain_started", grace=grace, inflight=len(self._inflight))
+        # stop() refuses new calls from its first step on. Its own cancel-all (a bare
+        # UNAVAILABLE) is only a backstop: our cut below runs first and says why.
+        stopping = asyncio.create_task(self.server.stop(grace + _CUT_WAIT))
+        await asyncio.sleep(0)  # that first step; then a client told NOT_SERVING that
+        # retries at once is refused (UNAVAILABLE), not accepted and cut later.
+        await self._health.enter_graceful_shutdown()  # permanent: later sets are ignored
+        # Health watches are cut at the end; give their NOT_SERVING message time to leave
+        # even when no flow call holds the drain open.
+        notice_until = self._loop.time() + min(grace, _HEALTH_NOTICE)
+        if not await self._inflight.wait_idle(grace):
+            cut = self._inflight.cut()
+            _log.warning("grpc_drain_cut_calls", calls=cut, grace=grace)
+            await self._inflight.wait_idle(_CUT_WAIT)
+        await asyncio.sleep(notice_until - self._loop.time())  # negative: no wait
+        # Flow calls are done; what is left never ends by itself (health watches).
+        await self.server.stop(None)
+        await stopping
+        _log.info("grpc_server_stopped")
+
+    async def __aenter__(self) -> GrpcServer:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.drain(0)
+
+
+def _address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
+
+
+def create_grpc_server(
+    table: RouteTable,
+    *,
+    service: ServiceDescriptor,
+    readiness: Readiness,
+    cfg: GrpcConfig,
+    interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
+    health_method: str | None = "Health",
+) -> GrpcServer:
+    """Build (and bind, not start) the gRPC server for ``service`` from ``table``.
+
+    ``service`` is the descriptor from the generated module, e.g.
+    ``genkit_sample_pb2.DESCRIPTOR.services_by_name["GenkitService"]``. ``interceptors``
+    run inside the request-id and logging interceptors, so their rejections are logged
+    with the request id. Raises ``ValueError`` when an RPC has no route (see
+    ``build_method_handlers``) and ``RuntimeError`` when the address cannot be bound.
+    """
+    inflight = InflightCalls()
+    handlers = build_method_handlers(table, service, inflight=inflight, health_method=health_method)
+    server = grpc.aio.server(
+        interceptors=[RequestIdInterceptor(), LoggingInterceptor(), *interceptors],
+        options=cfg.channel_options(),
+        maximum_concurrent_rpcs=cfg.max_concurrent_rpcs,
+    )
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(service.full_name, handlers),)
+    )
+    # Registered methods skip the generic lookup per call (what generated stubs do too).
+    with contextlib.suppress(AttributeError):  # grpcio < 1.63 lacks it
+        server.add_registered_method_handlers(service.full_name, handlers)
+
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    if cfg.debug:  # reflection describes the whole API to anyone: DEBUG only (SPEC §2.5)
+        names = (service.full_name, health.SERVICE_NAME, reflection.SERVICE_NAME)
+        reflection.enable_server_reflection(names, server)
+
+    address = _address(cfg.host, cfg.port)
+    port = server.add_insecure_port(address)
+    if not port:
+        raise RuntimeError(f"cannot bind the gRPC server to {address}")
+    return GrpcServer(
+        server,
+        port=port,
+        health_servicer=health_servicer,
+        health_services=("", service.full_name),
+        readiness=readiness,
+        inflight=inflight,
+        cfg=cfg,
+    )

@@ -1,0 +1,283 @@
+"""gRPC method handlers generated from the route table and a proto service descriptor.
+
+Each RPC of the service whose name matches a ``FlowRoute.grpc_method`` gets a handler that
+turns the request message into the route's JSON input (empty proto fields are dropped,
+so they take the REST defaults), validates it with ``routes.parse_input``, runs the flow
+through ``routes.invoke`` or ``routes.stream`` and encodes the result back into the
+response message. There is no per-RPC code and no second copy of flow logic (SPEC §1).
+Every failure goes through ``abort_with_error``, the one place that maps the error
+hierarchy to gRPC status codes (SPEC §2.3). Client deadlines bound the flow run, and the
+flow (with its model call) is cancelled when the deadline passes, the client cancels or
+a drain runs out of grace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
+from typing import Any, cast
+
+import grpc
+import orjson
+import structlog
+from google.protobuf import json_format, message_factory
+from google.protobuf.descriptor import Descriptor, FieldDescriptor, ServiceDescriptor
+from google.protobuf.message import Message
+
+from genkit_endpoints import routes
+from genkit_endpoints.errors import (
+    EndpointError,
+    InternalError,
+    RateLimited,
+    ServiceUnavailable,
+    UpstreamTimeout,
+)
+from genkit_endpoints.routes import FlowRoute, RouteTable
+
+__all__ = ["InflightCalls", "abort_with_error", "build_method_handlers", "grpc_details"]
+
+_log = structlog.get_logger(__name__)
+HEALTH_REPLY: Mapping[str, str] = {"status": "ok"}
+_SHUTDOWN = "The server is shutting down; retry the call."
+_DEADLINE = "The call's deadline passed before the flow finished."
+_MAX_FIELD_ERRORS = 10  # details travel in a header: keep them well under metadata limits
+
+
+class InflightCalls:
+    """The flow RPCs being served, so a drain can wait for them and cut the stragglers.
+
+    Holds the handler tasks only: health watches and reflection streams are not work a
+    drain should wait for.
+    """
+
+    def __init__(self) -> None:
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._cut: set[asyncio.Task[Any]] = set()
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+    def enter(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.add(task)
+        self._idle.clear()
+
+    def leave(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        self._cut.discard(task)
+        if not self._tasks:
+            self._idle.set()
+
+    def was_cut(self, task: asyncio.Task[Any]) -> bool:
+        return task in self._cut
+
+    async def wait_idle(self, within: float) -> bool:
+        """True when every call finished within ``within`` seconds."""
+        try:
+            async with asyncio.timeout(max(within, 0)):
+                await self._idle.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    def cut(self) -> int:
+        """Cancel every call; each ends with UNAVAILABLE (SPEC §6.2). Returns how many."""
+        for task in self._tasks:
+            self._cut.add(task)
+            task.cancel()
+        return len(self._tasks)
+
+
+def grpc_details(err: EndpointError) -> str:
+    """The status message: the client-facing detail plus, for bad input, the fields."""
+    if not err.errors:
+        return err.detail
+    problems = "; ".join(
+        f"{e.get('field', 'body')}: {e.get('message', 'invalid value')}"
+        for e in err.errors[:_MAX_FIELD_ERRORS]
+    )
+    return f"{err.detail} {problems}"
+
+
+async def abort_with_error(context: grpc.aio.ServicerContext, err: EndpointError) -> None:
+    """End the call with the error's status (SPEC §2.3). Always raises (gRPC's AbortError)."""
+    trailers: tuple[tuple[str, str], ...] = ()
+    if isinstance(err, RateLimited | ServiceUnavailable):
+        retry_after = next((v for k, v in err.headers.items() if k.lower() == "retry-after"), None)
+        if retry_after:
+            trailers = (("retry-after", retry_after),)
+    await context.abort(grpc.StatusCode[err.grpc_code], grpc_details(err), trailers)
+
+
+def _failure(exc: BaseException) -> EndpointError:
+    err = routes.as_endpoint_error(exc)
+    if isinstance(err, InternalError):  # unexpected: the log gets what the client must not
+        _log.error("grpc_flow_failed", exc_info=exc)
+    return err
+
+
+async def _serve(
+    inflight: InflightCalls,
+    context: grpc.aio.ServicerContext,
+    work: Callable[[], Awaitable[Message | None]],
+) -> Message | None:
+    task = asyncio.current_task()
+    if task is None:  # pragma: no cover - gRPC always runs handlers in a task
+        raise RuntimeError("gRPC handler outside a task")
+    inflight.enter(task)
+    try:
+        try:
+            # time_remaining() is None without a client deadline: no timer at all then.
+            async with asyncio.timeout(context.time_remaining()) as scope:
+                return await work()
+        except asyncio.CancelledError:
+            if not inflight.was_cut(task):
+                raise  # the client cancelled or gRPC gave up on the call: nobody to answer
+            task.uncancel()  # the drain's cancel is handled here; the abort must still run
+            err: EndpointError = ServiceUnavailable(_SHUTDOWN)
+        except TimeoutError as exc:
+            err = UpstreamTimeout(_DEADLINE) if scope.expired() else _failure(exc)
+        except Exception as exc:
+            err = _failure(exc)
+        await abort_with_error(context, err)
+        return None  # pragma: no cover - abort always raises
+    finally:
+        inflight.leave(task)
+
+
+def _as_input(request: Message) -> dict[str, Any]:
+    # Proto3 cannot tell "unset" from "empty"; dropping empty fields gives them the REST
+    # defaults (SPEC §2.5), and proto field names are the Pydantic field names.
+    fields: dict[str, Any] = json_format.MessageToDict(request, preserving_proto_field_name=True)
+    return fields
+
+
+def _parse(fields: Mapping[str, Any], cls: type[Message]) -> Message:
+    # ParseDict accepts JSON names and proto names alike, so camelCase keys such as
+    # backStory land in back_story; keys the proto lacks are ignored, not errors.
+    return json_format.ParseDict(fields, cls(), ignore_unknown_fields=True)
+
+
+def _only_string_field(descriptor: Descriptor) -> str | None:
+    fields = descriptor.fields
+    if len(fields) != 1 or fields[0].type != FieldDescriptor.TYPE_STRING:
+        return None
+    return None if _is_repeated(fields[0]) else str(fields[0].name)
+
+
+def _is_repeated(field: FieldDescriptor) -> bool:
+    # ``is_repeated`` replaced ``label`` in protobuf 6; support both.
+    flag = getattr(field, "is_repeated", None)
+    if flag is not None:
+        return bool(flag)
+    return bool(field.label == FieldDescriptor.LABEL_REPEATED)
+
+
+class _FlowMethod:
+    """One RPC served by one route."""
+
+    def __init__(
+        self,
+        route: FlowRoute,
+        response: type[Message],
+        chunk_field: str | None,
+        calls: InflightCalls,
+    ) -> None:
+        self.route = route
+        self.response = response
+        self.chunk_field = chunk_field
+        self.calls = calls
+
+    def _encode_output(self, output: Any) -> Message:
+        encode = self.route.grpc_encode
+        return _parse(encode(output) if encode is not None else output, self.response)
+
+    def _encode_chunk(self, chunk: Any) -> Message:
+        if self.route.grpc_encode is not None:
+            return _parse(self.route.grpc_encode(chunk), self.response)
+        text = chunk if isinstance(chunk, str) else orjson.dumps(chunk).decode()
+        return self.response(**{str(self.chunk_field): text})
+
+    async def unary(self, request: Message, context: grpc.aio.ServicerContext) -> Message | None:
+        async def work() -> Message:
+            payload = routes.parse_input(self.route, _as_input(request))
+            return self._encode_output(await routes.invoke(self.route, payload))
+
+        return await _serve(self.calls, context, work)
+
+    async def stream(self, request: Message, context: grpc.aio.ServicerContext) -> None:
+        async def work() -> None:
+            payload = routes.parse_input(self.route, _as_input(request))
+            events = cast(AsyncGenerator[Any, None], routes.stream(self.route, payload))
+            try:
+                async for event in events:
+                    if isinstance(event, routes.Chunk):
+                        await context.write(self._encode_chunk(event.value))
+                # The final output is not sent: a gRPC stream carries the chunks only.
+            finally:
+                # A cancelled write leaves the generator suspended; closing it here
+                # cancels the flow task it owns (routes.stream), and its model call.
+                await events.aclose()
+
+        await _serve(self.calls, context, work)
+
+
+def _health(reply: Message) -> Callable[[Message, grpc.aio.ServicerContext], Awaitable[Message]]:
+    async def health(request: Message, context: grpc.aio.ServicerContext) -> Message:
+        return reply
+
+    return health
+
+
+def build_method_handlers(
+    table: RouteTable,
+    service: ServiceDescriptor,
+    *,
+    inflight: InflightCalls | None = None,
+    health_method: str | None = "Health",
+) -> dict[str, grpc.RpcMethodHandler]:
+    """A handler for every RPC of ``service``, keyed by method name.
+
+    Raises ``ValueError`` at build time, not at the first call, when an RPC has no route
+    (it would answer UNIMPLEMENTED), a route names an RPC the service lacks, or the
+    streaming kinds disagree. ``health_method`` names a unary RPC answered with
+    ``{"status": "ok"}`` without touching a model.
+    """
+    calls = inflight if inflight is not None else InflightCalls()
+    by_method = {r.grpc_method: r for r in table if r.grpc_method}
+    unknown = sorted(set(by_method) - set(service.methods_by_name))
+    if unknown:
+        raise ValueError(f"routes name RPCs {service.full_name} lacks: {', '.join(unknown)}")
+    handlers: dict[str, grpc.RpcMethodHandler] = {}
+    for method in service.methods:
+        name = method.name
+        request = message_factory.GetMessageClass(method.input_type)
+        response = message_factory.GetMessageClass(method.output_type)
+        codec = {
+            "request_deserializer": request.FromString,
+            "response_serializer": response.SerializeToString,
+        }
+        if method.client_streaming:
+            raise ValueError(f"{name}: client-streaming RPCs cannot be served from a route")
+        route = by_method.get(name)
+        if route is None:
+            if name != health_method or method.server_streaming:
+                raise ValueError(f"RPC {service.full_name}/{name} has no route")
+            reply = _parse(HEALTH_REPLY, response)
+            handlers[name] = grpc.unary_unary_rpc_method_handler(_health(reply), **codec)
+            continue
+        if route.streaming != method.server_streaming:
+            raise ValueError(f"{name}: route {route.path} and the RPC disagree on streaming")
+        chunk_field = _only_string_field(method.output_type)
+        if route.streaming and chunk_field is None and route.grpc_encode is None:
+            raise ValueError(
+                f"{name}: {method.output_type.full_name} has no single string field; "
+                "set grpc_encode on the route"
+            )
+        flow_method = _FlowMethod(route, response, chunk_field, calls)
+        if route.streaming:
+            handlers[name] = grpc.unary_stream_rpc_method_handler(flow_method.stream, **codec)
+        else:
+            handlers[name] = grpc.unary_unary_rpc_method_handler(flow_method.unary, **codec)
+    return handlers

@@ -1,0 +1,114 @@
+"""REST and gRPC in one process (SPEC §2.5, §6.1): one Genkit instance, one drain."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import httpx
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from endpoints_hello.generated import genkit_sample_pb2 as pb
+from endpoints_hello.generated import genkit_sample_pb2_grpc as pb_grpc
+from tests.support.server import ServerProcess, run_server
+
+
+@pytest.fixture(scope="module")
+def both(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    with run_server(tmp_path_factory.mktemp("both")) as server:
+        yield server
+
+
+def test_rest_and_grpc_answer_from_one_process(both: ServerProcess) -> None:
+    with grpc.insecure_channel(f"127.0.0.1:{both.grpc_port}") as channel:
+        stub = pb_grpc.GenkitServiceStub(channel)
+        assert stub.Health(pb.HealthRequest(), timeout=5).status == "ok"
+        joke = stub.TellJoke(pb.JokeRequest(name="Tom"), timeout=10)
+        review = stub.ReviewCode(pb.CodeReviewRequest(), timeout=10)
+        chunks = [c.text for c in stub.TellJokeStream(pb.JokeRequest(), timeout=10)]
+        # Health follows readiness (polled): SERVING once the model warm-up finished.
+        deadline = time.monotonic() + 10
+        while True:
+            health = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service=""), timeout=5
+            )
+            if health.status == health_pb2.HealthCheckResponse.SERVING:
+                break
+            assert time.monotonic() < deadline, "gRPC health never became SERVING"
+            time.sleep(0.2)
+    assert "Tom" in joke.joke
+    assert review.review.startswith('{"summary":')
+    assert len(chunks) >= 2
+    assert health.status == health_pb2.HealthCheckResponse.SERVING
+    assert httpx.get(both.base_url + "/health").status_code == 200
+
+
+def test_reflection_is_off_without_debug(both: ServerProcess) -> None:
+    with grpc.insecure_channel(f"127.0.0.1:{both.grpc_port}") as channel:
+        stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+        request = reflection_pb2.ServerReflectionRequest(list_services="")
+        with pytest.raises(grpc.RpcError) as info:
+            list(stub.ServerReflectionInfo(iter([request]), timeout=5))
+    assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+def test_no_grpc_flag_serves_rest_only(tmp_path: Path) -> None:
+    with run_server(tmp_path, args=["--no-grpc"]) as server:
+        assert httpx.get(server.base_url + "/health").status_code == 200
+        time.sleep(0.3)
+        assert not [e for e in server.log_events() if e.get("event") == "grpc_server_started"]
+
+
+def test_sigterm_drains_rest_stream_and_grpc_stream_then_exits_0(tmp_path: Path) -> None:
+    env = {"OFFLINE_FIRST_CHUNK_DELAY": "300", "OFFLINE_CHUNK_DELAY": "200", "SHUTDOWN_GRACE": "10"}
+    with run_server(tmp_path, env=env) as server:
+        port = server.grpc_port
+        grpc_chunks: list[str] = []
+        health_after: list[int] = []
+
+        async def grpc_side(started: threading.Event) -> None:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+                stub = pb_grpc.GenkitServiceStub(channel)
+                call = stub.TellStory(pb.StoryRequest(), timeout=20)
+                async for chunk in call:
+                    grpc_chunks.append(chunk.text)
+                    started.set()
+                    if len(grpc_chunks) == 2:
+                        # the drain has begun by now (the test sends SIGTERM after chunk 1)
+                        await asyncio.sleep(0.3)
+                        check = health_pb2_grpc.HealthStub(channel).Check(
+                            health_pb2.HealthCheckRequest(service=""), timeout=2
+                        )
+                        try:
+                            health_after.append((await check).status)
+                        except grpc.aio.AioRpcError as exc:  # refused while draining is fine too
+                            health_after.append(-exc.code().value[0])
+
+        started = threading.Event()
+        grpc_thread = threading.Thread(target=lambda: asyncio.run(grpc_side(started)))
+        grpc_thread.start()
+        assert started.wait(10)
+        with (
+            httpx.Client(base_url=server.base_url, timeout=20) as c,
+            c.stream("POST", "/tell-story/stream", json={}) as sse,
+        ):
+            lines = sse.iter_lines()
+            next(ln for ln in lines if ln.startswith("data:"))
+            server.proc.send_signal(signal.SIGTERM)
+            server.wait_for_log("shutdown_started", timeout=5)
+            rest = [ln for ln in lines if ln.startswith("data:")]
+        grpc_thread.join(20)
+        code = server.proc.wait(timeout=20)
+        log = server.log_text()
+    assert code == 0, log[-3000:]
+    assert rest[-1].startswith('data: {"done":true'), rest[-3:]
+    assert len(grpc_chunks) >= 3, log[-3000:]
+    assert health_after, log[-3000:]
+    assert health_after[0] != health_pb2.HealthCheckResponse.SERVING
