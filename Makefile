@@ -4,7 +4,7 @@ UV ?= python3 -m uv
 .PHONY: run test lint fmt typecheck bench lock
 
 run:        ## start the server on :8080 (offline model unless a provider key is set)
-	$(UV) run --extra providers endpoints-hello
+	$(UV) run --all-extras endpoints-hello
 
 test:       ## the whole test suite (starts its own servers and fakes)
 	$(UV) run --all-extras pytest

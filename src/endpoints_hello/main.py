@@ -126,18 +126,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Imported here: Genkit and the providers are heavy, and --help should stay instant.
     from endpoints_hello.app import create_service  # noqa: PLC0415
     from genkit_endpoints.adapters import MissingExtraError  # noqa: PLC0415
-    from genkit_endpoints.servers import run  # noqa: PLC0415
+    from genkit_endpoints.servers import (  # noqa: PLC0415
+        ServerExtraMissing,
+        needs_factory,
+        require_server,
+        run,
+    )
 
     try:
+        require_server(settings.server)  # a missing extra: one line, before the slow build
         service = create_service(settings)  # also validates the settings in one process
-    except (ProviderConfigError, MissingExtraError) as exc:
+    except (ProviderConfigError, MissingExtraError, ServerExtraMissing) as exc:
         fail(str(exc))
-    if settings.workers > 1:
-        # Each worker builds its own service; flags and env files reach it as variables.
+    cfg = settings.server_config()
+    if needs_factory(settings.server, cfg):
+        # Worker processes build their own service; flags and env files reach them as
+        # environment variables.
         os.environ.update(settings.to_environ())
-        run(WORKER_FACTORY, settings.server, settings.server_config())
-    else:
-        run(service.asgi, settings.server, settings.server_config())
+    run(service.asgi, settings.server, cfg, factory=WORKER_FACTORY)
     return 0
 
 

@@ -82,8 +82,9 @@ def configure_logging(level: str = "info", fmt: LogFormat = "json") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(numeric)
-    # Servers install their own handlers; route them through ours instead.
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "genkit"):
+    # Servers install their own handlers; route them through ours instead. uvicorn's
+    # access logger is left as the server set it (off: the kit logs requests itself).
+    for name in ("uvicorn", "uvicorn.error", "genkit"):
         lib = logging.getLogger(name)
         lib.handlers[:] = []
         lib.propagate = True

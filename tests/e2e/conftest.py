@@ -13,11 +13,11 @@ import pytest
 
 from tests.support.server import ServerProcess, run_server
 
-# (framework, server): every framework on uvicorn, FastAPI on every server.
+# (framework, server): all nine combinations.
 STACKS = [
-    ("fastapi", "uvicorn"),
-    ("litestar", "uvicorn"),
-    ("quart", "uvicorn"),
+    (framework, server)
+    for framework in ("fastapi", "litestar", "quart")
+    for server in ("uvicorn", "granian", "hypercorn")
 ]
 
 

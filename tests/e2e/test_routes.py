@@ -129,12 +129,17 @@ def test_health_and_ready(offline_server: ServerProcess) -> None:
 
 
 def test_no_server_header_and_a_request_id_on_every_response(
-    offline_server: ServerProcess,
+    offline_server: ServerProcess, stack: tuple[str, str]
 ) -> None:
     with offline_server.client() as c:
         responses = [c.get("/health"), c.post("/tell-joke", json={}), c.get("/missing")]
     for r in responses:
-        assert "server" not in r.headers
+        if stack[1] == "granian":
+            # granian 2.8 always sends `server: granian` from its Rust core; no option or
+            # ASGI header removes it (README: known limitation).
+            assert r.headers["server"] == "granian"
+        else:
+            assert "server" not in r.headers
         assert len(r.headers["x-request-id"]) == 32
 
 

@@ -1,0 +1,77 @@
+"""The granian runner (SPEC §6.1, §6.2): a supervisor process and ``workers`` worker processes.
+
+granian always serves from separate worker processes, even with one worker, so it cannot
+take an app object: each worker builds the app from the "module:function" factory.
+Workers are started with ``spawn`` (a fresh interpreter, like uvicorn's and hypercorn's
+workers) rather than granian's default ``fork``, so no thread, gRPC channel or telemetry
+exporter of the supervisor is copied half-alive into a worker.
+
+Limits of granian 2.8, stated plainly: it always sends a ``Server`` header (``granian``,
+or the app's own value; it cannot be removed — emmett-framework/granian#594); it has no
+idle keep-alive timeout of its own, so the HTTP/1 header-read timeout, which also runs
+while a kept-alive connection waits for its next request, is set to ``keep_alive``; and a
+worker drains without a deadline, so the supervisor kills a worker still busy after
+``shutdown_grace`` (its lifespan shutdown then does not run; the exit code is still 0).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from typing import Any
+
+from granian.constants import HTTPModes, Interfaces
+from granian.http import HTTP1Settings
+from granian.log import LogLevels
+from granian.server.mp import MPServer
+
+from genkit_endpoints.asgi.types import ASGIApp
+from genkit_endpoints.config import ServerConfig
+from genkit_endpoints.servers._common import import_target, load_factory, whole_seconds
+
+# Replaces granian's logging dict (console handlers on stdout with their own format): its
+# loggers keep no handler and propagate to the root logger, which
+# ``genkit_endpoints.logging`` configures — in workers too, once the factory ran.
+_ROUTE_TO_ROOT: dict[str, Any] = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {},
+    "handlers": {},
+    "loggers": {
+        "_granian": {"handlers": [], "propagate": True},
+        "granian.access": {"handlers": [], "propagate": True},
+    },
+}
+
+
+def granian_server(target: str, cfg: ServerConfig) -> MPServer:
+    """A granian server for the "module:function" factory ``target``, settings from ``cfg``."""
+    return MPServer(
+        target,
+        address=cfg.host,
+        port=cfg.port,
+        interface=Interfaces.ASGI,  # ASGI with lifespan (ASGINL would skip it)
+        factory=True,
+        workers=cfg.workers,
+        http=HTTPModes.auto,
+        http1_settings=HTTP1Settings(header_read_timeout=whole_seconds(cfg.keep_alive) * 1000),
+        log_enabled=True,
+        log_level=LogLevels(cfg.log_level),
+        log_dictconfig=_ROUTE_TO_ROOT,
+        log_access=False,  # the app writes its own access log
+        # granian's default (None) waits forever for a worker that does not finish.
+        workers_kill_timeout=whole_seconds(cfg.shutdown_grace),
+        # A crashed worker stops the service; the orchestrator restarts the whole unit.
+        respawn_failed_workers=False,
+    )
+
+
+def run_granian(app: ASGIApp | str, cfg: ServerConfig, *, factory: str | None = None) -> None:
+    """Serve until SIGTERM/SIGINT, drain for up to ``cfg.shutdown_grace``, return (exit 0).
+
+    The supervisor forwards the signal to every worker as SIGTERM; a worker's asyncio loop
+    handles it, after the app's ``Lifecycle``, chained in front from the lifespan.
+    """
+    target = import_target(app, factory, "granian", "serves from worker processes")
+    # The runner owns the process from here on; granian reads the start method per spawn.
+    multiprocessing.set_start_method("spawn", force=True)
+    granian_server(target, cfg).serve(target_loader=load_factory)

@@ -1,0 +1,294 @@
+"""Parity over servers (SPEC §6.1, §6.2): uvicorn, granian and hypercorn as real processes.
+
+Each server runs the default FastAPI app from ``python -m endpoints_hello --server NAME``.
+Which worker owns a connection is read from ``/proc`` (the socket's inode among the
+worker's file descriptors), so no production code has to reveal process ids.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+
+from genkit_endpoints.servers import ServerExtraMissing, require_server
+from tests.e2e.test_routes import UNARY, assert_valid
+from tests.e2e.test_sse import frames
+from tests.support.server import ServerProcess, run_server
+
+SERVERS = ["uvicorn", "granian", "hypercorn"]
+# granian 2.8 always sends "server: granian" (or the app's own value): there is no
+# option to drop it (emmett-framework/granian#594), so granian is held to that.
+SERVER_HEADER = {"uvicorn": None, "granian": "granian", "hypercorn": None}
+# Story chunks every 60 ms: slow enough to see buffering, fast enough for unary routes.
+LIVE_ENV = {"KEEP_ALIVE_TIMEOUT": "1", "OFFLINE_CHUNK_DELAY": "60"}
+
+
+def args(server: str, *more: str) -> list[str]:
+    return ["--server", server, "--no-grpc", *more]
+
+
+@pytest.fixture(scope="module", params=SERVERS)
+def live(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, ServerProcess]]:
+    name: str = request.param
+    tmp = tmp_path_factory.mktemp(name)
+    with run_server(tmp, args=args(name), env=LIVE_ENV, ready_timeout=60) as server:
+        yield name, server
+
+
+def test_every_route_answers_and_no_response_names_the_server(
+    live: tuple[str, ServerProcess],
+) -> None:
+    name, server = live
+    calls: list[tuple[str, str, object, int]] = [
+        *(("POST", path, {}, 200) for path in sorted(UNARY)),
+        ("POST", "/tell-joke/stream", {}, 200),
+        ("POST", "/tell-story/stream", {}, 200),
+        ("POST", "/flows/tell_joke", {"data": {"name": "Tom"}}, 200),
+        ("GET", "/health", None, 200),
+        ("GET", "/ready", None, 200),
+        ("GET", "/missing", None, 404),
+        ("POST", "/tell-joke", {"name": "x" * 201}, 422),
+    ]
+    with server.client() as c, ThreadPoolExecutor(len(calls)) as pool:
+        responses = list(pool.map(lambda call: c.request(call[0], call[1], json=call[2]), calls))
+    for (_, path, _, status), r in zip(calls, responses, strict=True):
+        assert r.status_code == status, (path, r.text)
+        assert r.headers.get("server") == SERVER_HEADER[name], (path, r.headers)
+        if status == 200 and path in UNARY:
+            assert_valid(path, r.json())
+        if status >= 400:
+            assert r.headers["content-type"] == "application/problem+json"
+        if path.endswith("/stream"):
+            assert frames(r.content)[-1]["done"] is True
+
+
+def test_sse_frames_arrive_unbuffered_as_an_event_stream(live: tuple[str, ServerProcess]) -> None:
+    _, server = live
+    arrivals: list[float] = []
+    raw = b""
+    start = time.monotonic()
+    with (
+        server.client() as c,
+        c.stream("POST", "/tell-story/stream", json={}, headers={"accept-encoding": "gzip"}) as r,
+    ):
+        assert r.headers["content-type"].startswith("text/event-stream")
+        assert r.headers["cache-control"] == "no-cache"
+        assert r.headers["x-accel-buffering"] == "no"
+        assert "content-encoding" not in r.headers
+        for chunk in r.iter_raw():
+            raw += chunk
+            arrivals.extend(time.monotonic() - start for _ in range(chunk.count(b"\n\n")))
+    *chunks, done = frames(raw)
+    assert done == {"done": True, "story": "".join(str(f["chunk"]) for f in chunks)}
+    assert len(arrivals) >= 4
+    # Not buffered: the first frame arrives long before the last one.
+    assert arrivals[-1] - arrivals[0] >= 0.15, arrivals
+
+
+def test_idle_connection_is_kept_for_the_keep_alive_timeout_then_closed(
+    live: tuple[str, ServerProcess],
+) -> None:
+    _, server = live
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
+        assert get_health(s).startswith(b"HTTP/1.1 200")
+        time.sleep(0.25)  # idle, but within KEEP_ALIVE_TIMEOUT=1: still served
+        assert get_health(s).startswith(b"HTTP/1.1 200")
+        idle_from = time.monotonic()
+        assert s.recv(1) == b""  # the server closes the idle connection
+        idle = time.monotonic() - idle_from
+    assert 0.5 < idle < 4, idle
+
+
+@pytest.mark.parametrize("name", SERVERS)
+def test_sigterm_lets_an_open_stream_finish_refuses_new_connections_and_exits_0(
+    tmp_path: Path, name: str
+) -> None:
+    env = {"OFFLINE_FIRST_CHUNK_DELAY": "300", "OFFLINE_CHUNK_DELAY": "150", "SHUTDOWN_GRACE": "10"}
+    with run_server(tmp_path, args=args(name), env=env, ready_timeout=60) as server:
+        with (
+            server.client() as c,
+            c.stream("POST", "/tell-story/stream", json={}) as stream,
+        ):
+            lines = stream.iter_lines()
+            first = next(ln for ln in lines if ln.startswith("data:"))
+            server.proc.send_signal(signal.SIGTERM)
+            # The drain hook runs at the signal, in the serving process, while the
+            # stream is still open — not at lifespan shutdown, after the drain.
+            server.wait_for_log("shutdown_started", timeout=5)
+            assert server.proc.poll() is None
+            # The server closes its listener on its next loop tick after the signal.
+            assert refused_within(server.port, 3)
+            rest = [ln for ln in lines if ln.startswith("data:")]
+        start = time.monotonic()
+        code = server.proc.wait(timeout=15)
+        log = server.log_text()
+    assert code == 0, log
+    assert time.monotonic() - start < 10
+    assert first.startswith('data: {"chunk"')
+    assert len(rest) >= 2, rest  # more frames came after the drain started
+    assert rest[-1].startswith('data: {"done":true'), rest
+
+
+@pytest.mark.parametrize("name", SERVERS)
+def test_a_request_longer_than_the_grace_does_not_hold_the_process(
+    tmp_path: Path, name: str
+) -> None:
+    """SIGINT (Ctrl+C) here, SIGTERM above: both signals drain the same way."""
+    env = {"OFFLINE_FIRST_CHUNK_DELAY": "30000", "SHUTDOWN_GRACE": "1"}
+    with run_server(tmp_path, args=args(name), env=env, ready_timeout=60) as server:
+        threading.Thread(
+            target=lambda: post_quietly(server.base_url + "/tell-joke"), daemon=True
+        ).start()
+        time.sleep(0.5)
+        start = time.monotonic()
+        server.proc.send_signal(signal.SIGINT)
+        code = server.proc.wait(timeout=15)
+        elapsed = time.monotonic() - start
+        log = server.log_text()
+    assert code == 0, log
+    assert elapsed < 1 + 4, elapsed
+
+
+@pytest.mark.parametrize("name", SERVERS)
+def test_two_workers_both_serve_and_both_drain_on_sigterm(tmp_path: Path, name: str) -> None:
+    with run_server(tmp_path, args=args(name, "--workers", "2"), ready_timeout=60) as server:
+        owners = serving_workers(server, want=2, timeout=30)
+        server.proc.send_signal(signal.SIGTERM)
+        code = server.proc.wait(timeout=20)
+        events = server.log_events()
+    assert code == 0, server.log_text()
+    assert len(owners) == 2
+    # Every worker ran its drain hook, and none of them outlived the server.
+    assert sum(e.get("event") == "shutdown_started" for e in events) == 2
+    assert not any(pid_alive(pid) for pid in owners)
+
+
+def test_a_missing_server_extra_is_one_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``main`` prints this message as its one-line CLI error."""
+    monkeypatch.setitem(sys.modules, "granian", None)  # how Python marks "not importable"
+    with pytest.raises(ServerExtraMissing) as err:
+        require_server("granian")
+    assert str(err.value) == (
+        "--server granian needs the 'granian' extra: pip install 'genkit-endpoints[granian]'"
+    )
+    assert isinstance(err.value, RuntimeError)
+
+
+# --- helpers ------------------------------------------------------------------------
+
+
+def get_health(s: socket.socket) -> bytes:
+    s.sendall(b"GET /health HTTP/1.1\r\nHost: test\r\n\r\n")
+    got = b""
+    while b"\r\n\r\n" not in got or not got.endswith(b'{"status":"ok"}'):
+        chunk = s.recv(4096)
+        if not chunk:
+            break
+        got += chunk
+    return got
+
+
+def post_quietly(url: str) -> None:
+    # The server cuts the request at the grace: that is the point of the test.
+    with contextlib.suppress(httpx.TransportError):
+        httpx.post(url, json={}, timeout=40)
+
+
+def refused_within(port: int, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        except ConnectionRefusedError:
+            return True
+        except TimeoutError:
+            continue  # a full backlog: not refused yet
+        time.sleep(0.05)
+    return False
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}").exists() and "Z" not in proc_state(pid)
+
+
+def proc_state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return "Z"
+
+
+def descendants(pid: int) -> list[int]:
+    out: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            kids = [int(k) for k in (task / "children").read_text().split()]
+        except OSError:
+            continue
+        for kid in kids:
+            out += [kid, *descendants(kid)]
+    return out
+
+
+def server_side_inode(port: int, client_port: int) -> int | None:
+    """The inode of the server's end of a loopback connection, from /proc/net/tcp."""
+    local, remote = f"0100007F:{port:04X}", f"0100007F:{client_port:04X}"
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[1] == local and fields[2] == remote:
+            return int(fields[9])
+    return None
+
+
+def owner(server: ServerProcess, s: socket.socket) -> int | None:
+    inode = server_side_inode(server.port, s.getsockname()[1])
+    if inode is None:
+        return None
+    needle = f"socket:[{inode}]"
+    for pid in [server.proc.pid, *descendants(server.proc.pid)]:
+        for fd in Path(f"/proc/{pid}/fd").glob("*"):
+            try:
+                if os.readlink(fd) == needle:
+                    return pid
+            except OSError:
+                continue
+    return None
+
+
+def serving_workers(server: ServerProcess, *, want: int, timeout: float) -> set[int]:
+    """Open connections (kept open) until ``want`` distinct processes have answered one."""
+    owners: set[int] = set()
+    held: list[socket.socket] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while len(owners) < want and time.monotonic() < deadline:
+            s = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+            held.append(s)
+            assert get_health(s).startswith(b"HTTP/1.1 200")
+            pid = owner(server, s)
+            if pid is not None:
+                owners.add(pid)
+            if len(held) % 8 == 0:  # let a worker still starting up catch up
+                time.sleep(0.3)
+    finally:
+        for s in held:
+            s.close()
+    assert len(owners) == want, f"only {owners} served:\n{server.log_text()[-3000:]}"
+    return owners
