@@ -1,9 +1,10 @@
-"""The two apps under test: how each is started, and what each must answer.
+"""The apps under test: how each is started on each server, and what each must answer.
 
-Both are started the same way — the venv's Python directly (not ``uv run``, whose own
-start-up would be counted as ours), pinned to the server core, in an empty working
+Every app is started the same way — the venv's Python directly (not ``uv run``, whose
+own start-up would be counted as ours), pinned to the server core, in an empty working
 directory and without any of our settings in the environment — so the only difference
-between them is the code that serves the requests.
+between bare and ours on one server is the code that serves the requests. The gRPC
+suite's processes are started in ``_grpc``; this module starts the REST ones.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from _load import JSON_HEADERS, Target
-from _proc import BenchError, Children, free_port, http_request, wait_healthy
+from _proc import BenchError, Children, free_port, http_request, process_tree, wait_healthy
 
 BENCH_DIR = Path(__file__).resolve().parent
 START_TIMEOUT = 30.0
@@ -29,13 +30,28 @@ TARGETS = (
     Target("POST /tell-joke", "POST", "/tell-joke", JOKE_BODY),
 )
 APPS = ("bare", "ours")
+SERVERS = ("uvicorn", "granian", "hypercorn")
 
 
-def app_argv(name: str, port: int) -> list[str]:
+def app_argv(name: str, server: str, port: int, grpc_port: int | None = None) -> list[str]:
+    """The command line of app ``name`` on ``server``; ours serves gRPC iff ``grpc_port``."""
     if name == "bare":
-        return [sys.executable, str(BENCH_DIR / "bare_app.py"), "--port", str(port)]
+        return [
+            sys.executable,
+            str(BENCH_DIR / "bare_app.py"),
+            f"--server={server}",
+            f"--port={port}",
+        ]
     if name == "ours":
-        return [sys.executable, "-m", "endpoints_hello", "--host", "127.0.0.1", "--port", str(port)]
+        argv = [
+            sys.executable,
+            "-m",
+            "endpoints_hello",
+            "--host=127.0.0.1",
+            f"--port={port}",
+            f"--server={server}",
+        ]
+        return [*argv, f"--grpc-port={grpc_port}"] if grpc_port else [*argv, "--no-grpc"]
     raise ValueError(f"unknown app {name!r}")
 
 
@@ -54,41 +70,71 @@ def server_env() -> dict[str, str]:
 
 @dataclass(frozen=True)
 class Server:
-    name: str
-    port: int
-    pid: int
-    startup_s: float  # spawn to the first 200 on /health
+    name: str  # "bare" or "ours"
+    server: str  # uvicorn, granian, hypercorn; "grpc.aio" for the bare gRPC server
+    port: int  # the port under load: REST, or gRPC in the gRPC suite
+    pid: int  # the process we started; its CPU is measured with all its descendants
+    startup_s: float  # spawn to the first 200 on /health (gRPC: to the first OK Health)
+    processes: int  # processes in the tree once serving (granian: supervisor + worker + …)
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} on {self.server}"
 
 
 @contextlib.contextmanager
-def serve(
-    name: str, *, children: Children, cpu: int | None, env: dict[str, str], workdir: Path
-) -> Iterator[Server]:
-    """Start app ``name`` pinned to ``cpu``; it is stopped when the block ends, however."""
-    port = free_port()
-    log = workdir / f"{name}-{port}.log"
+def spawned(
+    argv: list[str],
+    log: Path,
+    *,
+    what: str,
+    children: Children,
+    cpu: int | None,
+    env: dict[str, str],
+) -> Iterator[tuple[subprocess.Popen[bytes], float]]:
+    """(process, perf_counter at spawn); the process is stopped when the block ends, however."""
     with log.open("w") as out:
         began = time.perf_counter()
         proc = children.spawn(
-            app_argv(name, port),
+            argv,
             cpu=cpu,
             env=env,
-            cwd=workdir,  # no stray .env file applies
+            cwd=log.parent,  # an empty directory: no stray .env file applies
             stdout=out,
             stderr=subprocess.STDOUT,
         )
         try:
-            startup = wait_healthy(proc, port, started=began, timeout=START_TIMEOUT, log=log)
-            yield Server(name, port, proc.pid, startup)
+            yield proc, began
             if proc.poll() is not None:
-                raise BenchError(f"{name} exited with {proc.returncode} during the run")
+                raise BenchError(f"{what} exited with {proc.returncode} during the run")
         finally:
             children.stop(proc)
 
 
+@contextlib.contextmanager
+def serve(
+    name: str,
+    server: str,
+    *,
+    children: Children,
+    cpu: int | None,
+    env: dict[str, str],
+    workdir: Path,
+    grpc_port: int | None = None,
+) -> Iterator[Server]:
+    """Start app ``name`` on ``server`` pinned to ``cpu``; serving once /health is 200."""
+    port = free_port()
+    log = workdir / f"{name}-{server}-{port}.log"
+    argv = app_argv(name, server, port, grpc_port)
+    what = f"{name} on {server}"
+    with spawned(argv, log, what=what, children=children, cpu=cpu, env=env) as (proc, began):
+        startup = wait_healthy(proc, port, started=began, timeout=START_TIMEOUT, log=log)
+        yield Server(name, server, port, proc.pid, startup, len(process_tree(proc.pid)))
+
+
 def check_answers(server: Server) -> None:
     """Fail loudly unless both routes answer 200 with the expected JSON."""
-    name, port = server.name, server.port
+    name, port = server.label, server.port
     status, _, body = http_request(port, "GET", "/health")
     if status != 200 or _json(body) != {"status": "ok"}:
         raise BenchError(f"{name}: GET /health gave {status} {body[:200]!r}")

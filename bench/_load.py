@@ -44,8 +44,13 @@ class LoadResult:
     non_2xx: int
     socket_errors: int  # connect, read, write and timeout errors together
     timeouts: int = 0  # requests given up after 2 s: not part of the latency numbers
-    # Filled in by the harness from /proc: the server's CPU time during the measurement.
+    # The load generator's own CPU time, when it reports it (the Python ones do, wrk not).
+    load_cpu_s: float | None = None
+    # Filled in by the harness from /proc: the server's CPU time (whole process tree)
+    # during the measurement, and the share of the server's core that other processes
+    # used meanwhile (busy time of that core minus the server's own).
     server_cpu_s: float | None = None
+    others_on_server_core: float | None = None
 
     @property
     def cpu_us_per_request(self) -> float | None:
@@ -60,11 +65,19 @@ class LoadResult:
             return None
         return self.server_cpu_s / self.duration_s
 
+    @property
+    def load_busy(self) -> float | None:
+        """Share of one core the load generator used: near 1 it may be the bottleneck."""
+        if self.load_cpu_s is None or not self.duration_s:
+            return None
+        return self.load_cpu_s / self.duration_s
+
     def as_dict(self) -> dict[str, Any]:
         return {
             **asdict(self),
             "cpu_us_per_request": self.cpu_us_per_request,
             "server_busy": self.server_busy,
+            "load_busy": self.load_busy,
         }
 
 
@@ -152,7 +165,7 @@ class Wrk:
         if (script := self._script(target)) is not None:
             argv += ["-s", str(script)]
         argv.append(f"http://{LOCALHOST}:{port}{target.path}")
-        out = _run_child(children, argv, cpu, timeout=duration + 30)
+        out = run_child(children, argv, cpu, timeout=duration + 30)
         return parse_wrk(out)
 
 
@@ -184,7 +197,7 @@ class PythonLoad:
             f"--connections={connections}",
             f"--duration={duration}",
         ]
-        out = _run_child(children, argv, cpu, timeout=duration + 30)
+        out = run_child(children, argv, cpu, timeout=duration + 30)
         try:
             return LoadResult(**json.loads(out.strip().splitlines()[-1]))
         except (ValueError, TypeError, IndexError) as exc:
@@ -194,9 +207,16 @@ class PythonLoad:
 LoadGenerator = Wrk | PythonLoad
 
 
-def _run_child(children: Children, argv: list[str], cpu: int | None, timeout: float) -> str:
+def run_child(
+    children: Children,
+    argv: list[str],
+    cpu: int | None,
+    timeout: float,
+    env: dict[str, str] | None = None,
+) -> str:
+    """Run a load generator (or a probe) to completion; its stdout, or ``BenchError``."""
     with tempfile.TemporaryFile("w+") as err:
-        proc = children.spawn(argv, cpu=cpu, stdout=subprocess.PIPE, stderr=err)
+        proc = children.spawn(argv, cpu=cpu, env=env, stdout=subprocess.PIPE, stderr=err)
         try:
             out, _ = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired as exc:

@@ -8,6 +8,7 @@ terminal reaches only the harness, which then stops them in order.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import os
 import shutil
@@ -15,7 +16,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -42,38 +43,107 @@ def bench_cpus() -> tuple[int | None, int | None]:
     return cpus[0], cpus[1]
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time used so far by a process, all threads (10 ms resolution)."""
-    stat = Path(f"/proc/{pid}/stat").read_text()
+def _stat_fields(pid: int) -> list[str] | None:
+    """Fields 3… of ``/proc/<pid>/stat`` (index 0 is the state), or None once it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
     # The command name is in parentheses and may hold spaces; fields follow the last ')'.
-    fields = stat.rsplit(")", 1)[1].split()
-    utime, stime = int(fields[11]), int(fields[12])  # fields 14 and 15 of proc(5)
-    return (utime + stime) / os.sysconf("SC_CLK_TCK")
+    return stat.rsplit(")", 1)[1].split()
 
 
-def _cpu_ticks() -> dict[str, tuple[int, int]]:
-    """{"cpuN": (busy, total)} from /proc/stat."""
+def _children(pid: int) -> set[int]:
+    """Direct children of ``pid``: ``/proc/<pid>/task/*/children`` where the kernel has it
+    (CONFIG_PROC_CHILDREN), else a scan of every process's parent id."""
+    found: set[int] = set()
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return found
+    files = [task / "children" for task in tasks]
+    if files and files[0].exists():
+        for f in files:
+            with contextlib.suppress(OSError):
+                found.update(int(c) for c in f.read_text().split())
+        return found
+    found.update(p for p, fields in _all_stats() if int(fields[1]) == pid)  # field 4: ppid
+    return found
+
+
+def _all_stats() -> Iterator[tuple[int, list[str]]]:
+    """(pid, stat fields) of every process still there."""
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (fields := _stat_fields(int(entry.name))) is not None:
+            yield int(entry.name), fields
+
+
+def process_tree(pid: int, max_depth: int = 4) -> list[int]:
+    """``pid`` and its descendants (granian's worker, multiprocessing's resource tracker)."""
+    tree, level = [pid], [pid]
+    for _ in range(max_depth):  # bounded: a server tree is two levels deep
+        level = sorted(c for p in level for c in _children(p))
+        if not level:
+            break
+        tree += level
+    return tree
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time used so far by ``pid`` and all its descendants, all threads.
+
+    One process is not enough: granian serves from a spawned worker process while the pid
+    we started only supervises. Children that already exited and were reaped count through
+    their parent's cutime/cstime. 10 ms resolution.
+    """
+    ticks = 0
+    for proc in process_tree(pid):
+        if (fields := _stat_fields(proc)) is not None:
+            # Fields 14-17 of proc(5): utime, stime, cutime, cstime.
+            ticks += sum(int(v) for v in fields[11:15])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def thread_count(pid: int) -> int:
+    """Threads of ``pid`` and its descendants, from ``/proc/<pid>/task``."""
+    total = 0
+    for proc in process_tree(pid):
+        with contextlib.suppress(OSError):
+            total += sum(1 for _ in Path(f"/proc/{proc}/task").iterdir())
+    return total
+
+
+def cpu_ticks() -> dict[int, tuple[int, int]]:
+    """{cpu: (busy, total)} clock ticks since boot, from /proc/stat (busy: not idle/iowait)."""
     out = {}
     for line in Path("/proc/stat").read_text().splitlines():
         name, *values = line.split()
         if name.startswith("cpu") and name != "cpu":
             ticks = [int(v) for v in values[:8]]
             idle = ticks[3] + ticks[4]  # idle + iowait
-            out[name] = (sum(ticks) - idle, sum(ticks))
+            out[int(name[3:])] = (sum(ticks) - idle, sum(ticks))
     return out
+
+
+def busy_seconds(
+    before: dict[int, tuple[int, int]], after: dict[int, tuple[int, int]], cpu: int
+) -> tuple[float, float] | None:
+    """(busy, elapsed) seconds of ``cpu`` between two ``cpu_ticks`` samples."""
+    if cpu not in before or cpu not in after:
+        return None
+    hz = os.sysconf("SC_CLK_TCK")
+    return (after[cpu][0] - before[cpu][0]) / hz, (after[cpu][1] - before[cpu][1]) / hz
 
 
 def busy_cpus(cpus: Sequence[int], seconds: float = 1.0) -> dict[int, float]:
     """Share of each CPU in ``cpus`` that other processes kept busy over ``seconds``."""
-    before = _cpu_ticks()
+    before = cpu_ticks()
     time.sleep(seconds)
-    after = _cpu_ticks()
+    after = cpu_ticks()
     shares = {}
     for cpu in cpus:
-        key = f"cpu{cpu}"
-        if key in before and key in after:
-            busy = after[key][0] - before[key][0]
-            total = after[key][1] - before[key][1]
+        if (spent := busy_seconds(before, after, cpu)) is not None:
+            busy, total = spent
             shares[cpu] = busy / total if total else 0.0
     return shares
 
@@ -124,7 +194,12 @@ class Children:
         return proc
 
     def stop(self, proc: subprocess.Popen[Any], grace: float = 10.0) -> None:
-        """SIGTERM, wait at most ``grace`` seconds, then SIGKILL (also bounded)."""
+        """SIGTERM, wait at most ``grace`` seconds, then SIGKILL (also bounded).
+
+        Then whatever is left of the process group the child leads (it was started in a
+        session of its own): a granian worker whose supervisor died, multiprocessing's
+        resource tracker (which ignores SIGTERM and leaves once its pipe closes).
+        """
         try:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
@@ -133,6 +208,7 @@ class Children:
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait(timeout=5)
+            _end_group(proc.pid)
         finally:
             if proc in self._procs:
                 self._procs.remove(proc)
@@ -143,6 +219,23 @@ class Children:
                 self.stop(proc, grace=5.0)
             except (OSError, subprocess.TimeoutExpired) as exc:
                 print(f"bench: could not stop pid {proc.pid}: {exc}")
+
+
+def _group_members(pgid: int) -> list[int]:
+    """Live (not zombie) processes whose process group is ``pgid``."""
+    # Fields 5 and 3 of proc(5): process group, state.
+    return [p for p, fields in _all_stats() if int(fields[2]) == pgid and fields[0] != "Z"]
+
+
+def _end_group(pgid: int, wait: float = 2.0) -> None:
+    """Give the rest of group ``pgid`` ``wait`` seconds to leave on its own, then SIGKILL."""
+    deadline = time.monotonic() + wait
+    while _group_members(pgid):
+        if time.monotonic() >= deadline:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pgid, signal.SIGKILL)
+            return
+        time.sleep(0.05)
 
 
 def http_request(

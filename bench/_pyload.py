@@ -93,6 +93,7 @@ async def run(
     tally = Tally()
     loop = asyncio.get_running_loop()
     began = time.perf_counter()
+    cpu_began = time.process_time()
     deadline = loop.time() + duration
     async with asyncio.timeout(duration + REQUEST_TIMEOUT + 5):
         await asyncio.gather(
@@ -109,6 +110,7 @@ async def run(
         "non_2xx": tally.non_2xx,
         "socket_errors": tally.connect_errors + tally.read_errors + tally.timeouts,
         "timeouts": tally.timeouts,
+        "load_cpu_s": time.process_time() - cpu_began,
     }
 
 

@@ -1,10 +1,13 @@
-"""Side-by-side benchmark: our app against a bare FastAPI app, same server, same load.
+"""Side-by-side benchmark: our app against bare baselines, per server and over gRPC.
 
-One command (``make bench``) starts each app in turn pinned to one core, checks its
-answers, drives ``GET /health`` and ``POST /tell-joke`` with wrk (or the Python fallback)
-pinned to another core, measures cold start, prints the table with the targets and
-writes ``bench/results/latest.json``. Exit 0 unless something broke; the targets are
-informational. See bench/README.md.
+One command (``make bench``) runs, for each server in ``--servers`` (uvicorn, granian,
+hypercorn), our app and a bare FastAPI app on that server in turn, pinned to one core:
+checks their answers, drives ``GET /health`` and ``POST /tell-joke`` with wrk (or the
+Python fallback) pinned to another core, and measures cold start. Then our ``Health``
+RPC through our full gRPC server against a bare ``grpc.aio`` server, driven by a Python
+gRPC client. It prints one table per server, the gRPC table and a summary of ratios
+against the targets, and writes ``bench/results/latest.json``. Exit 0 unless something
+broke; the targets are informational. See bench/README.md.
 """
 
 from __future__ import annotations
@@ -15,17 +18,29 @@ import signal
 import subprocess
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 
-from _apps import APPS, TARGETS, Server, check_answers, serve, server_env
+from _apps import APPS, SERVERS, TARGETS, Server, check_answers, serve, server_env
+from _grpc import ENDPOINT as GRPC_ENDPOINT
+from _grpc import GrpcClient, serve_grpc
 from _load import LoadGenerator, LoadResult, Target, choose
-from _proc import BenchError, Children, bench_cpus, busy_cpus, cpu_seconds
-from _report import Results
+from _proc import (
+    BenchError,
+    Children,
+    bench_cpus,
+    busy_cpus,
+    busy_seconds,
+    cpu_seconds,
+    cpu_ticks,
+    thread_count,
+)
+from _report import GRPC, Results
+from _tables import render
 
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS = BENCH_DIR / "results" / "latest.json"
@@ -41,53 +56,105 @@ class Bench:
         self.children = children
         self.env = server_env()
         self.server_cpu, self.load_cpu = bench_cpus()
+        self.grpc = GrpcClient(children, self.load_cpu, self.env)
 
-    def _serve(self, name: str) -> AbstractContextManager[Server]:
+    def _serve(self, name: str, server: str) -> AbstractContextManager[Server]:
         return serve(
-            name, children=self.children, cpu=self.server_cpu, env=self.env, workdir=self.workdir
+            name,
+            server,
+            children=self.children,
+            cpu=self.server_cpu,
+            env=self.env,
+            workdir=self.workdir,
         )
 
     def cold_starts(self, results: Results) -> None:
-        for i in range(self.args.cold_starts):
-            for name in _order(i):
-                print(f"bench: cold start {i + 1}/{self.args.cold_starts}: {name} …", flush=True)
-                with self._serve(name) as server:
-                    results.add_cold_start(name, server.startup_s)
+        n = self.args.cold_starts
+        for i in range(n):
+            for server in self.args.servers:
+                for name in _order(i):
+                    print(f"bench: cold start {i + 1}/{n}: {name} on {server} …", flush=True)
+                    with self._serve(name, server) as running:
+                        results.add_cold_start(server, name, running.startup_s)
 
-    def load(self, gen: LoadGenerator, results: Results) -> None:
-        rounds = self.args.rounds
-        for rnd in range(rounds):
+    def rest(self, gen: LoadGenerator, results: Results) -> None:
+        for rnd in range(self.args.rounds):
+            for server in self.args.servers:
+                for name in _order(rnd):
+                    self._rest_app(gen, results, server, name, rnd)
+
+    def _rest_app(
+        self, gen: LoadGenerator, results: Results, server: str, name: str, rnd: int
+    ) -> None:
+        with self._serve(name, server) as running:
+            check_answers(running)
+            results.add_processes(server, name, running.processes, thread_count(running.pid))
+            for target in TARGETS:
+                self._progress(rnd, f"{running.label} {target.label}")
+
+                def drive(seconds: int, target: Target = target) -> LoadResult:
+                    return gen.run(
+                        self.children,
+                        running.port,
+                        target,
+                        connections=self.args.connections,
+                        duration=seconds,
+                        cpu=self.load_cpu,
+                    )
+
+                result = self._measure(running, drive)
+                if result.non_2xx or not result.requests:
+                    raise BenchError(
+                        f"{running.label} {target.label}: {result.non_2xx} non-2xx "
+                        f"responses of {result.requests} under load"
+                    )
+                results.add_run(server, name, target.label, result)
+            check_answers(running)
+
+    def grpc_suite(self, results: Results) -> None:
+        for rnd in range(self.args.rounds):
             for name in _order(rnd):
-                with self._serve(name) as server:
-                    check_answers(server)
-                    for target in TARGETS:
-                        print(
-                            f"bench: round {rnd + 1}/{rounds}: {name} {target.label} …", flush=True
-                        )
-                        if self.args.warmup:
-                            self._drive(gen, server, target, self.args.warmup)
-                        result = self._drive(gen, server, target, self.args.duration)
-                        if result.non_2xx or not result.requests:
-                            raise BenchError(
-                                f"{name} {target.label}: {result.non_2xx} non-2xx responses "
-                                f"of {result.requests} under load"
-                            )
-                        results.add_run(name, target.label, result)
-                    check_answers(server)
+                with serve_grpc(
+                    name,
+                    self.args.grpc_server,
+                    client=self.grpc,
+                    children=self.children,
+                    cpu=self.server_cpu,
+                    env=self.env,
+                    workdir=self.workdir,
+                ) as running:
+                    self.grpc.check(running)
+                    results.add_processes(GRPC, name, running.processes, thread_count(running.pid))
+                    self._progress(rnd, f"{running.label} {GRPC_ENDPOINT}")
 
-    def _drive(
-        self, gen: LoadGenerator, server: Server, target: Target, seconds: int
-    ) -> LoadResult:
+                    def drive(seconds: int, port: int = running.port) -> LoadResult:
+                        return self.grpc.load(
+                            port, concurrency=self.args.grpc_concurrency, duration=seconds
+                        )
+
+                    result = self._measure(running, drive)
+                    if not result.requests:
+                        raise BenchError(f"{running.label}: no gRPC call completed under load")
+                    results.add_run(GRPC, name, GRPC_ENDPOINT, result)
+                    self.grpc.check(running)
+
+    def _progress(self, rnd: int, what: str) -> None:
+        print(f"bench: round {rnd + 1}/{self.args.rounds}: {what} …", flush=True)
+
+    def _measure(self, server: Server, drive: Callable[[int], LoadResult]) -> LoadResult:
+        """Warm up, then one measured run with the server's CPU and its core's contention."""
+        if self.args.warmup:
+            drive(self.args.warmup)
+        ticks_before = cpu_ticks()
         cpu_before = cpu_seconds(server.pid)
-        result = gen.run(
-            self.children,
-            server.port,
-            target,
-            connections=self.args.connections,
-            duration=seconds,
-            cpu=self.load_cpu,
-        )
-        return replace(result, server_cpu_s=cpu_seconds(server.pid) - cpu_before)
+        result = drive(self.args.duration)
+        server_cpu = cpu_seconds(server.pid) - cpu_before
+        others = None
+        if self.server_cpu is not None:
+            spent = busy_seconds(ticks_before, cpu_ticks(), self.server_cpu)
+            if spent is not None and spent[1] > 0:
+                others = max(0.0, spent[0] - server_cpu) / spent[1]
+        return replace(result, server_cpu_s=server_cpu, others_on_server_core=others)
 
 
 def _order(i: int) -> Sequence[str]:
@@ -96,10 +163,28 @@ def _order(i: int) -> Sequence[str]:
 
 
 def _versions() -> dict[str, str]:
-    from importlib.metadata import version
+    from importlib.metadata import PackageNotFoundError, version
 
-    names = ("fastapi", "starlette", "uvicorn", "uvloop", "httptools", "pydantic", "genkit")
-    return {name: version(name) for name in names}
+    names = (
+        "fastapi",
+        "starlette",
+        "uvicorn",
+        "uvloop",
+        "httptools",
+        "granian",
+        "hypercorn",
+        "grpcio",
+        "protobuf",
+        "pydantic",
+        "genkit",
+    )
+    out = {}
+    for name in names:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = "not installed"
+    return out
 
 
 def _git_commit() -> str | None:
@@ -116,27 +201,65 @@ def _git_commit() -> str | None:
     return done.stdout.strip() or None
 
 
+def _servers(value: str) -> list[str]:
+    if value.strip().lower() == "none":
+        return []
+    names = [v.strip() for v in value.split(",") if v.strip()]
+    unknown = [n for n in names if n not in SERVERS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"choose from {', '.join(SERVERS)} (comma-separated), or none"
+        )
+    return list(dict.fromkeys(names))
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description="Benchmark our app against a bare FastAPI app.")
-    p.add_argument("--duration", type=int, default=10, help="seconds per measurement (10)")
+    p = argparse.ArgumentParser(description="Benchmark our app against bare baselines.")
+    p.add_argument("--duration", type=int, default=8, help="seconds per measurement (8)")
     p.add_argument("--connections", type=int, default=50, help="keep-alive connections (50)")
     p.add_argument("--threads", type=int, default=1, help="wrk threads (1)")
     p.add_argument("--warmup", type=int, default=2, help="seconds of load before each (2)")
     p.add_argument("--rounds", type=int, default=1, help="repeat, alternating app order (1)")
-    p.add_argument("--cold-starts", type=int, default=3, help="starts per app, median (3)")
+    p.add_argument(
+        "--cold-starts", type=int, default=3, help="starts per app and server, median (3; 0: skip)"
+    )
+    p.add_argument(
+        "--servers",
+        type=_servers,
+        default=list(SERVERS),
+        help="REST suites and cold starts to run: comma-separated from "
+        f"{','.join(SERVERS)} (all), or none",
+    )
+    p.add_argument(
+        "--grpc-bench",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="run the gRPC comparison (on; --no-grpc-bench skips it)",
+    )
+    p.add_argument(
+        "--grpc-server",
+        choices=SERVERS,
+        default="uvicorn",
+        help="server our app runs on in the gRPC comparison (uvicorn)",
+    )
+    p.add_argument(
+        "--grpc-concurrency", type=int, default=64, help="gRPC calls kept in flight (64)"
+    )
     p.add_argument(
         "--loadgen",
         choices=("auto", "wrk", "python"),
         default="auto",
-        help="auto: wrk, installed with apt-get if missing, else the Python fallback",
+        help="REST load: auto: wrk, installed with apt-get if missing, else the Python fallback",
     )
     p.add_argument("--output", type=Path, default=RESULTS, help="JSON results file")
     args = p.parse_args(argv)
-    for name in ("duration", "connections", "threads", "rounds", "cold_starts"):
+    for name in ("duration", "connections", "threads", "rounds", "grpc_concurrency"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be at least 1")
-    if args.warmup < 0:
-        p.error("--warmup must not be negative")
+    if args.warmup < 0 or args.cold_starts < 0:
+        p.error("--warmup and --cold-starts must not be negative")
+    if not args.servers and not args.grpc_bench:
+        p.error("nothing to run: --servers none and --no-grpc-bench")
     return args
 
 
@@ -165,19 +288,31 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace, workdir: Path, children: Children) -> int:
     bench = Bench(args, workdir, children)
-    gen, how = choose(args.loadgen, args.threads, workdir)
+    gen, how = choose(args.loadgen, args.threads, workdir) if args.servers else (None, "")
     cpus = [c for c in (bench.server_cpu, bench.load_cpu) if c is not None]
     pinning = (
         f"server on CPU {bench.server_cpu}, load on CPU {bench.load_cpu}"
         if cpus
         else "NOT pinned (fewer than 2 CPUs allowed): numbers are noisy"
     )
-    threads = f"{args.threads} thread(s), " if gen.name == "wrk" else ""
-    setup = (
-        f"{threads}{args.connections} connections, {args.warmup} s warm-up + "
-        f"{args.duration} s per endpoint, {args.rounds} round(s); {pinning}"
+    lines = [
+        f"bench: {pinning}; {args.warmup} s warm-up + {args.duration} s per measurement, "
+        f"{args.rounds} round(s)"
+    ]
+    if gen is not None:
+        threads = f"{args.threads} thread(s), " if gen.name == "wrk" else ""
+        lines.append(
+            f"bench: REST on {', '.join(args.servers)}: {how}, {threads}"
+            f"{args.connections} connections"
+        )
+    grpc_setup = (
+        f"ours on {args.grpc_server} with gRPC enabled; load: Python grpc.aio client, "
+        f"{args.grpc_concurrency} calls in flight on one channel"
     )
-    print(f"bench: load generator: {how}\nbench: {setup}", flush=True)
+    if args.grpc_bench:
+        lines.append(f"bench: gRPC: {grpc_setup}")
+    setup = "\n".join(lines)
+    print(setup, flush=True)
     busy = busy_cpus(cpus)
     results = Results(
         meta={
@@ -185,12 +320,14 @@ def _run(args: argparse.Namespace, workdir: Path, children: Children) -> int:
             "git_commit": _git_commit(),
             "python": platform.python_version(),
             "versions": _versions(),
-            "load_generator": {"name": gen.name, "version": gen.version, "how": how},
+            "load_generator": (
+                {"name": gen.name, "version": gen.version, "how": how} if gen is not None else None
+            ),
+            "grpc_load_generator": "bench/_grpcload.py (grpc.aio)" if args.grpc_bench else None,
             "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
             "cpus": {"server": bench.server_cpu, "load": bench.load_cpu},
             "busy_before_start": {f"cpu{c}": share for c, share in busy.items()},
         },
-        endpoints=[t.label for t in TARGETS],
     )
     for cpu, share in busy.items():
         if share > BUSY_WARNING:
@@ -198,10 +335,14 @@ def _run(args: argparse.Namespace, workdir: Path, children: Children) -> int:
                 f"CPU {cpu} was {share:.0%} busy with other processes before the run: "
                 "req/s and latencies are skewed; compare CPU µs per request instead"
             )
-    bench.cold_starts(results)
-    bench.load(gen, results)
-    print(f"\nload generator: {how}\n{setup}\n")
-    print(results.table())
+    if args.servers:
+        bench.cold_starts(results)
+    if gen is not None:
+        bench.rest(gen, results)
+    if args.grpc_bench:
+        bench.grpc_suite(results)
+    print(f"\n{setup}\n")
+    print(render(results, grpc_setup=grpc_setup))
     results.write_json(args.output)
     print(f"\nbench: results written to {args.output}")
     return 0

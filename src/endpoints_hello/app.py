@@ -24,6 +24,7 @@ from endpoints_hello.settings import Settings
 from genkit_endpoints.adapters import create_framework_app
 from genkit_endpoints.asgi.stack import build_stack
 from genkit_endpoints.asgi.types import ASGIApp
+from genkit_endpoints.errors import ServiceUnavailable
 from genkit_endpoints.generation import ModelClient
 from genkit_endpoints.health import Readiness
 from genkit_endpoints.lifecycle import Lifecycle
@@ -47,6 +48,10 @@ class Service:
     readiness: Readiness
     choice: ModelChoice
     lifecycle: Lifecycle
+
+
+class ShuttingDown(ServiceUnavailable):
+    default_detail = "The server is shutting down; retry the request."
 
 
 def create_service(settings: Settings) -> Service:
@@ -73,6 +78,10 @@ def create_service(settings: Settings) -> Service:
             _log.info("using_model", model=choice.model, provider=choice.provider)
         if threading.current_thread() is threading.main_thread():
             lifecycle.install_signal_handlers()  # after the server installed its own
+        # Streams still open when the grace runs out end with an error frame, not a cut.
+        lifecycle.before_deadline(
+            settings.shutdown_grace, lambda: table.active.end_all(ShuttingDown())
+        )
         task = asyncio.create_task(warm.run())
         grpc_server = (
             await _start_grpc(settings, table, readiness) if settings.grpc_enabled else None

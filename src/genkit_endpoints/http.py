@@ -23,7 +23,7 @@ from genkit_endpoints.errors import (
     UnsupportedMediaType,
 )
 from genkit_endpoints.health import Readiness
-from genkit_endpoints.routes import FlowRoute, RouteTable
+from genkit_endpoints.routes import ActiveStreams, FlowRoute, RouteTable
 
 JSON_CONTENT_TYPE = "application/json"
 
@@ -63,7 +63,12 @@ def _require_json(content_type: str | None, body: bytes) -> None:
 
 
 async def flow_endpoint(
-    route: FlowRoute, *, path: str, body: bytes, content_type: str | None
+    route: FlowRoute,
+    *,
+    path: str,
+    body: bytes,
+    content_type: str | None,
+    active: ActiveStreams | None = None,
 ) -> HttpReply:
     """``POST /<route>``: JSON in, JSON (or SSE for streaming routes) out."""
     try:
@@ -72,7 +77,7 @@ async def flow_endpoint(
         if route.streaming:
             frames = sse.route_frames(
                 route,
-                routes.stream(route, payload),
+                routes.stream(route, payload, active),
                 instance=path,
                 request_id=current_request_id(),
             )
@@ -107,11 +112,11 @@ async def callable_endpoint(
         envelope = _callable_envelope(body)
         payload = routes.parse_input(route, envelope)
         if _wants_stream(accept, query_string):
-            frames = sse.callable_frames(routes.stream(route, payload))
+            frames = sse.callable_frames(routes.stream(route, payload, table.active))
             return HttpReply(200, list(sse.SSE_HEADERS), stream=frames)
         if route.streaming:
             output = None
-            async for event in routes.stream(route, payload):
+            async for event in routes.stream(route, payload, table.active):
                 if isinstance(event, routes.Final):
                     output = event.output
             return json_reply({"result": output})

@@ -9,6 +9,7 @@ once, before handing the signal on.
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import signal
 from collections.abc import Callable
@@ -44,6 +45,24 @@ class Lifecycle:
                 callback()
             except Exception:  # a failing callback must not stop the others or the drain
                 _log.exception("drain_callback_failed")
+
+    def before_deadline(self, grace: float, callback: Callable[[], object]) -> None:
+        """Run ``callback`` on the running loop shortly before the drain's grace ends.
+
+        Servers cut whatever still runs when the grace ends; this is the moment to end
+        long work cleanly first (e.g. streams send their final error frame).
+        """
+        loop = asyncio.get_running_loop()
+        lead = min(1.0, grace / 4)
+
+        def arm() -> None:
+            loop.call_later(max(0.0, grace - lead), callback)
+
+        def schedule() -> None:
+            # Drain callbacks run inside a signal handler: only the thread-safe call is safe.
+            loop.call_soon_threadsafe(arm)
+
+        self.on_drain(schedule)
 
     def install_signal_handlers(self) -> None:
         """Chain in front of the current SIGTERM/SIGINT handlers (main thread only).

@@ -63,13 +63,45 @@ class FlowRoute:
             raise ValueError(f"route {self.path}: a unary route needs an output_model")
 
 
+class ActiveStreams:
+    """Streams in progress, so a drain that runs out of time can end them cleanly.
+
+    Servers cut whatever is still running when the shutdown grace ends; ending the
+    streams a moment before lets each send its final error frame instead (SPEC §6.2).
+    """
+
+    def __init__(self) -> None:
+        self._queues: set[asyncio.Queue[Any]] = set()
+
+    def __len__(self) -> int:
+        return len(self._queues)
+
+    def add(self, queue: asyncio.Queue[Any]) -> None:
+        self._queues.add(queue)
+
+    def discard(self, queue: asyncio.Queue[Any]) -> None:
+        self._queues.discard(queue)
+
+    def end_all(self, error: EndpointError) -> int:
+        """Make every open stream fail with ``error`` at its next step; returns how many."""
+        for queue in self._queues:
+            queue.put_nowait(_Abort(error))
+        return len(self._queues)
+
+
+@dataclass(frozen=True, slots=True)
+class _Abort:
+    error: EndpointError
+
+
 @dataclass(frozen=True)
 class RouteTable:
-    """All routes of an app, indexed by path and by flow name."""
+    """All routes of an app, indexed by path and by flow name, and their open streams."""
 
     routes: tuple[FlowRoute, ...]
     by_path: Mapping[str, FlowRoute] = field(init=False)
     by_name: Mapping[str, FlowRoute] = field(init=False)
+    active: ActiveStreams = field(init=False)
 
     def __init__(self, routes: Iterable[FlowRoute]) -> None:
         routes = tuple(routes)
@@ -85,6 +117,7 @@ class RouteTable:
         object.__setattr__(self, "routes", routes)
         object.__setattr__(self, "by_path", by_path)
         object.__setattr__(self, "by_name", by_name)
+        object.__setattr__(self, "active", ActiveStreams())
 
     def __iter__(self) -> Iterator[FlowRoute]:
         return iter(self.routes)
@@ -162,7 +195,9 @@ class Final:
 _END = object()
 
 
-async def stream(route: FlowRoute, payload: BaseModel) -> AsyncIterator[Chunk | Final]:
+async def stream(
+    route: FlowRoute, payload: BaseModel, active: ActiveStreams | None = None
+) -> AsyncIterator[Chunk | Final]:
     """Run a flow, yielding its chunks as they are produced and then its output.
 
     The flow runs in a task owned here: when the consumer goes away (client disconnect,
@@ -172,8 +207,12 @@ async def stream(route: FlowRoute, payload: BaseModel) -> AsyncIterator[Chunk | 
     queue: asyncio.Queue[Any] = asyncio.Queue()
     task = asyncio.ensure_future(route.flow.run(payload, on_chunk=queue.put_nowait))
     task.add_done_callback(lambda _: queue.put_nowait(_END))
+    if active is not None:
+        active.add(queue)
     try:
         while (item := await queue.get()) is not _END:
+            if isinstance(item, _Abort):
+                raise item.error
             yield Chunk(item)
         try:
             result = task.result()
@@ -181,6 +220,8 @@ async def stream(route: FlowRoute, payload: BaseModel) -> AsyncIterator[Chunk | 
             raise as_endpoint_error(exc) from exc
         yield Final(to_jsonable(route, result.response))
     finally:
+        if active is not None:
+            active.discard(queue)
         if not task.done():
             task.cancel()
         elif not task.cancelled():

@@ -66,9 +66,12 @@ def test_no_grpc_flag_serves_rest_only(tmp_path: Path) -> None:
         assert not [e for e in server.log_events() if e.get("event") == "grpc_server_started"]
 
 
-def test_sigterm_drains_rest_stream_and_grpc_stream_then_exits_0(tmp_path: Path) -> None:
+@pytest.mark.parametrize("server_name", ["uvicorn", "granian", "hypercorn"])
+def test_sigterm_drains_rest_stream_and_grpc_stream_then_exits_0(
+    tmp_path: Path, server_name: str
+) -> None:
     env = {"OFFLINE_FIRST_CHUNK_DELAY": "300", "OFFLINE_CHUNK_DELAY": "200", "SHUTDOWN_GRACE": "10"}
-    with run_server(tmp_path, env=env) as server:
+    with run_server(tmp_path, args=["--server", server_name], env=env) as server:
         port = server.grpc_port
         grpc_chunks: list[str] = []
         health_after: list[int] = []
@@ -112,3 +115,48 @@ def test_sigterm_drains_rest_stream_and_grpc_stream_then_exits_0(tmp_path: Path)
     assert len(grpc_chunks) >= 3, log[-3000:]
     assert health_after, log[-3000:]
     assert health_after[0] != health_pb2.HealthCheckResponse.SERVING
+
+
+@pytest.mark.parametrize("server_name", ["uvicorn", "granian", "hypercorn"])
+def test_streams_longer_than_the_grace_end_with_an_error_not_a_cut(
+    tmp_path: Path, server_name: str
+) -> None:
+    # ~7 chunks, 600 ms apart: longer than the 2 s grace.
+    env = {"OFFLINE_FIRST_CHUNK_DELAY": "100", "OFFLINE_CHUNK_DELAY": "600", "SHUTDOWN_GRACE": "2"}
+    with run_server(tmp_path, args=["--server", server_name], env=env) as server:
+        port = server.grpc_port
+        grpc_result: dict[str, object] = {}
+
+        async def grpc_side(started: threading.Event) -> None:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+                call = pb_grpc.GenkitServiceStub(channel).TellStory(pb.StoryRequest(), timeout=30)
+                try:
+                    async for _ in call:
+                        started.set()
+                    grpc_result["code"] = "OK"
+                except grpc.aio.AioRpcError as exc:
+                    grpc_result["code"] = exc.code().name
+
+        started = threading.Event()
+        grpc_thread = threading.Thread(target=lambda: asyncio.run(grpc_side(started)))
+        grpc_thread.start()
+        assert started.wait(10)
+        start = time.monotonic()
+        with (
+            httpx.Client(base_url=server.base_url, timeout=30) as c,
+            c.stream("POST", "/tell-story/stream", json={}) as sse,
+        ):
+            chunks = sse.iter_raw()
+            first = next(chunks)
+            server.proc.send_signal(signal.SIGTERM)
+            body = first + b"".join(chunks)  # must end cleanly: no RemoteProtocolError
+        grpc_thread.join(30)
+        code = server.proc.wait(timeout=20)
+        elapsed = time.monotonic() - start
+    frames = [f for f in body.split(b"\n\n") if f]
+    assert frames[0].startswith(b'data: {"chunk"')
+    assert frames[-1].startswith(b"event: error\ndata: "), frames[-2:]
+    assert b'"status":503' in frames[-1]
+    assert grpc_result.get("code") == "UNAVAILABLE", grpc_result
+    assert code == 0
+    assert elapsed < 2 + 6

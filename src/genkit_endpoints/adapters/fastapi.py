@@ -25,7 +25,7 @@ from genkit_endpoints.errors import (
 )
 from genkit_endpoints.health import Readiness
 from genkit_endpoints.http import HttpReply
-from genkit_endpoints.routes import FlowRoute, RouteTable
+from genkit_endpoints.routes import ActiveStreams, FlowRoute, RouteTable
 
 Lifespan = Callable[[Any], AbstractAsyncContextManager[None]]
 
@@ -37,13 +37,16 @@ def to_response(reply: HttpReply) -> Response:
     return Response(reply.body, status_code=reply.status, headers=headers)
 
 
-def _flow_handler(route: FlowRoute) -> Callable[[Request], Awaitable[Response]]:
+def _flow_handler(
+    route: FlowRoute, active: ActiveStreams
+) -> Callable[[Request], Awaitable[Response]]:
     async def handle(request: Request) -> Response:
         reply = await http.flow_endpoint(
             route,
             path=request.url.path,
             body=await request.body(),
             content_type=request.headers.get("content-type"),
+            active=active,
         )
         return to_response(reply)
 
@@ -118,7 +121,7 @@ def create_fastapi_app(
     for route in table:
         app.add_api_route(
             route.path,
-            _flow_handler(route),
+            _flow_handler(route, table.active),
             methods=["POST"],
             summary=route.summary or route.name,
             openapi_extra=_openapi_for(route),

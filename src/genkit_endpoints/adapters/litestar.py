@@ -34,7 +34,7 @@ from genkit_endpoints.errors import (
 )
 from genkit_endpoints.health import Readiness
 from genkit_endpoints.http import HttpReply
-from genkit_endpoints.routes import FlowRoute, RouteTable
+from genkit_endpoints.routes import ActiveStreams, FlowRoute, RouteTable
 
 AnyRequest = Request[Any, Any, Any]
 _log = structlog.get_logger(__name__)
@@ -49,13 +49,16 @@ def to_response(reply: HttpReply) -> Response[Any]:
     return Response(reply.body, status_code=reply.status, headers=headers)
 
 
-def _flow_handler(route: FlowRoute) -> Callable[[AnyRequest], Awaitable[Response[Any]]]:
+def _flow_handler(
+    route: FlowRoute, active: ActiveStreams
+) -> Callable[[AnyRequest], Awaitable[Response[Any]]]:
     async def handle(request: AnyRequest) -> Response[Any]:
         reply = await http.flow_endpoint(
             route,
             path=request_path(request.scope),
             body=await request.body(),
             content_type=request.headers.get("content-type"),
+            active=active,
         )
         return to_response(reply)
 
@@ -142,7 +145,9 @@ def create_litestar_app(
     for flow_route in table:
         summary = flow_route.summary or flow_route.name
         handler = post(flow_route.path, status_code=200, summary=summary)
-        handlers += _guarded(flow_route.path, "POST", handler(_flow_handler(flow_route)))
+        handlers += _guarded(
+            flow_route.path, "POST", handler(_flow_handler(flow_route, table.active))
+        )
     callable_path = "/flows/{flow_name:str}"
     handler = post(callable_path, status_code=200, summary="Genkit callable protocol")
     handlers += _guarded(callable_path, "POST", handler(call_flow))

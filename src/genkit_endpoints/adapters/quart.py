@@ -36,7 +36,7 @@ from genkit_endpoints.errors import (
 )
 from genkit_endpoints.health import Readiness
 from genkit_endpoints.http import HttpReply
-from genkit_endpoints.routes import FlowRoute, RouteTable
+from genkit_endpoints.routes import ActiveStreams, FlowRoute, RouteTable
 
 _log = structlog.get_logger(__name__)
 
@@ -122,13 +122,14 @@ async def _body() -> bytes:
     return await request.get_data(cache=False, as_text=False, parse_form_data=False)
 
 
-def _flow_view(route: FlowRoute) -> Callable[[], Awaitable[Response]]:
+def _flow_view(route: FlowRoute, active: ActiveStreams) -> Callable[[], Awaitable[Response]]:
     async def handle() -> Response:
         reply = await http.flow_endpoint(
             route,
             path=request_path(request.scope),
             body=await _body(),
             content_type=request.headers.get("content-type"),
+            active=active,
         )
         return to_response(reply)
 
@@ -200,7 +201,7 @@ def create_quart_app(
     add("/health", "health", health, "GET")
     add("/ready", "ready", ready, "GET")
     for route in table:
-        add(route.path, f"flow:{route.name}", _flow_view(route), "POST")
+        add(route.path, f"flow:{route.name}", _flow_view(route, table.active), "POST")
     add("/flows/<flow_name>", "callable", call_flow, "POST")
 
     app.register_error_handler(HTTPException, _on_http_error)
