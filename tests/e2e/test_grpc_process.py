@@ -17,7 +17,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from endpoints_hello.generated import genkit_sample_pb2 as pb
 from endpoints_hello.generated import genkit_sample_pb2_grpc as pb_grpc
-from tests.support.server import ServerProcess, run_server
+from tests.support.server import ServerProcess, free_port, run_server
 
 
 @pytest.fixture(scope="module")
@@ -160,3 +160,25 @@ def test_streams_longer_than_the_grace_end_with_an_error_not_a_cut(
     assert grpc_result.get("code") == "UNAVAILABLE", grpc_result
     assert code == 0
     assert elapsed < 2 + 6
+
+
+@pytest.mark.parametrize("server_name", ["uvicorn", "granian", "hypercorn"])
+def test_workers_share_the_grpc_port(tmp_path: Path, server_name: str) -> None:
+    """Each worker starts gRPC on the same port (SO_REUSEPORT); the kernel spreads calls."""
+    grpc_port = free_port()
+    args = ["--server", server_name, "--workers", "2", "--grpc-port", str(grpc_port)]
+    with run_server(tmp_path, args=args, ready_timeout=60) as server:
+        deadline = time.monotonic() + 30
+        while True:
+            started = [e for e in server.log_events() if e.get("event") == "grpc_server_started"]
+            if len(started) == 2:
+                break
+            assert time.monotonic() < deadline, server.log_text()[-3000:]
+            time.sleep(0.2)
+        with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+            stub = pb_grpc.GenkitServiceStub(channel)
+            assert stub.Health(pb.HealthRequest(), timeout=5).status == "ok"
+        server.proc.send_signal(signal.SIGTERM)
+        code = server.proc.wait(timeout=30)
+    assert {e["port"] for e in started} == {grpc_port}
+    assert code == 0
