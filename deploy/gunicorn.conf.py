@@ -42,7 +42,7 @@ keepalive = math.ceil(float(os.environ.get("KEEP_ALIVE_TIMEOUT", "75")))
 # uvicorn ends the drain at SHUTDOWN_GRACE (below); gunicorn's kill is only a backstop.
 graceful_timeout = math.ceil(_grace) + 5
 loglevel = _level
-accesslog = None  # the app writes its own access log (one JSON line per request)
+accesslog = None  # no per-request lines from gunicorn (an access log belongs to the app)
 errorlog = "-"
 # gunicorn >= 25.1 opens a control socket under $HOME by default: one more writable path
 # and attack surface in a container the orchestrator already manages (older versions

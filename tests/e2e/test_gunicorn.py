@@ -1,0 +1,50 @@
+"""The maintained gunicorn config (deploy/gunicorn.conf.py) really serves and drains."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.support.server import app_env, free_port
+
+CONFIG = Path(__file__).resolve().parents[2] / "deploy" / "gunicorn.conf.py"
+
+
+def test_gunicorn_config_serves_without_server_header_and_drains(tmp_path: Path) -> None:
+    port = free_port()
+    env = app_env({"PORT": str(port), "HOST": "127.0.0.1", "WORKERS": "2", "SHUTDOWN_GRACE": "3"})
+    gunicorn = Path(sys.executable).parent / "gunicorn"
+    log = (tmp_path / "gunicorn.log").open("wb")
+    proc = subprocess.Popen(
+        [str(gunicorn), "-c", str(CONFIG)], cwd=tmp_path, env=env, stdout=log, stderr=log
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None, (tmp_path / "gunicorn.log").read_text()
+            try:
+                r = httpx.get(f"http://127.0.0.1:{port}/health", timeout=1)
+                if r.status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, (tmp_path / "gunicorn.log").read_text()
+            time.sleep(0.2)
+        joke = httpx.post(f"http://127.0.0.1:{port}/tell-joke", json={}, timeout=10)
+        assert joke.status_code == 200
+        assert "server" not in joke.headers
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+        log.close()
+    text = (tmp_path / "gunicorn.log").read_text()
+    assert code == 0, text[-3000:]
+    assert text.count('"shutdown_started"') == 2
