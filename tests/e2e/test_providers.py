@@ -57,12 +57,23 @@ def _env(fake: FakeProvider, wire: str) -> dict[str, str]:
     }
 
 
-@pytest.fixture(scope="module", params=["gemini", "openai"])
+PROVIDER_STACKS = [
+    ("gemini", "fastapi"),
+    ("openai", "fastapi"),
+    ("gemini", "litestar"),
+    ("openai", "quart"),
+]
+
+
+@pytest.fixture(
+    scope="module", params=PROVIDER_STACKS, ids=[f"{w}-{fw}" for w, fw in PROVIDER_STACKS]
+)
 def provider_app(
     request: pytest.FixtureRequest, fake: FakeProvider, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[str, ServerProcess]]:
-    wire = str(request.param)
-    with run_server(tmp_path_factory.mktemp(wire), env=_env(fake, wire)) as server:
+    wire, framework = request.param
+    args = ["--framework", framework, "--no-grpc"]
+    with run_server(tmp_path_factory.mktemp(wire), args=args, env=_env(fake, wire)) as server:
         # Ready means the plugin warmed up (the Gemini model listing succeeded).
         deadline = time.monotonic() + 15
         while httpx.get(server.base_url + "/ready").status_code != 200:
