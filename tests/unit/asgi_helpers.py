@@ -53,24 +53,31 @@ def http_scope(
     }
 
 
-async def call(app: ASGIApp, scope: dict[str, Any], body: bytes = b"") -> Captured:
-    """Send one request; the client stays connected until the response is complete."""
+async def call(
+    app: ASGIApp, scope: dict[str, Any], body: bytes = b"", *, leave_early: bool = False
+) -> Captured:
+    """Send one request. The client stays connected until the response is complete, or
+    with ``leave_early`` disconnects as soon as the first body bytes arrive."""
     sent = Captured()
     received = False
-    finished = asyncio.Event()
+    gone = asyncio.Event()
 
     async def receive() -> Message:
         nonlocal received
         if not received:
             received = True
             return {"type": "http.request", "body": body, "more_body": False}
-        await finished.wait()
+        await gone.wait()
         return {"type": "http.disconnect"}
 
     async def send(message: Message) -> None:
+        if leave_early and gone.is_set():
+            return  # gone: a server drops what is sent after the disconnect
         sent.messages.append(message)
-        if message["type"] == "http.response.body" and not message.get("more_body", False):
-            finished.set()
+        if message["type"] != "http.response.body":
+            return
+        if (leave_early and message.get("body")) or not message.get("more_body", False):
+            gone.set()
 
     await app(scope, receive, send)
     return sent
@@ -98,28 +105,3 @@ async def lifespan(app: ASGIApp) -> AsyncIterator[None]:
         await task
     finally:
         task.cancel()
-
-
-async def call_and_leave(app: ASGIApp, scope: dict[str, Any], body: bytes = b"") -> Captured:
-    """Send one request; the client disconnects as soon as the first body bytes arrive."""
-    sent = Captured()
-    received = False
-    first_bytes = asyncio.Event()
-
-    async def receive() -> Message:
-        nonlocal received
-        if not received:
-            received = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        await first_bytes.wait()
-        return {"type": "http.disconnect"}
-
-    async def send(message: Message) -> None:
-        if first_bytes.is_set():
-            return  # gone: a server drops what is sent after the disconnect
-        sent.messages.append(message)
-        if message["type"] == "http.response.body" and message.get("body"):
-            first_bytes.set()
-
-    await app(scope, receive, send)
-    return sent

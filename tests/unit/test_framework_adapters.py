@@ -33,7 +33,7 @@ from genkit_endpoints.health import Readiness
 from genkit_endpoints.models.offline import OFFLINE_MODEL, OfflineModel
 from genkit_endpoints.routes import FlowRoute, RouteTable
 from genkit_endpoints.sse import SSE_HEADERS
-from tests.unit.asgi_helpers import Captured, call, call_and_leave, http_scope, lifespan
+from tests.unit.asgi_helpers import Captured, call, http_scope, lifespan
 
 RID = (b"x-request-id", b"parity-check")  # fixed, so problem bodies match byte for byte
 JSON = (b"content-type", b"application/json")
@@ -347,7 +347,9 @@ async def test_client_disconnect_cancels_a_stream(framework: str) -> None:
     probe = Probe()
     async with serving(framework, failing_table(probe)) as app:
         async with asyncio.timeout(5):
-            sent = await call_and_leave(app, Case("endless", "POST", "/endless").scope(), b"{}")
+            sent = await call(
+                app, Case("endless", "POST", "/endless").scope(), b"{}", leave_early=True
+            )
             await probe.cancelled.wait()
     assert sent.status == 200
     assert sent.body.startswith(b'data: {"chunk":"tick"}\n\n')
