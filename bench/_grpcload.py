@@ -6,7 +6,7 @@ connection each), until the deadline; the result is one JSON line on stdout with
 fields of ``_load.LoadResult``. Calls go out as raw bytes (the empty ``HealthRequest``)
 and the answers are compared as bytes with the expected ``HealthResponse``, so the
 client spends no CPU on protobuf. ``--check`` makes one call instead and prints what it
-got (status and the ``x-request-id`` initial metadata); ``--wait`` polls until ``Health``
+got (status and the ``x-request-id`` trailing metadata); ``--wait`` polls until ``Health``
 answers, for at most that many seconds. Runs in its own process pinned to the load core;
 the harness never imports gRPC itself.
 """
@@ -106,7 +106,7 @@ async def check(port: int) -> dict[str, Any]:
         stub = genkit_sample_pb2_grpc.GenkitServiceStub(ch)  # type: ignore[no-untyped-call]
         call = stub.Health(genkit_sample_pb2.HealthRequest(), timeout=5)
         reply = await call
-        metadata = dict(await call.initial_metadata() or ())
+        metadata = dict(await call.trailing_metadata() or ())
     rid = metadata.get("x-request-id")
     return {"status": reply.status, "request_id": rid if isinstance(rid, str) else None}
 

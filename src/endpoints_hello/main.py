@@ -16,6 +16,7 @@ from typing import NoReturn
 from pydantic import ValidationError
 
 from endpoints_hello.settings import Settings, load_settings
+from genkit_endpoints.asgi.types import ASGIApp
 from genkit_endpoints.config import ProviderConfigError
 from genkit_endpoints.logging import configure_logging, default_format
 
@@ -124,8 +125,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     _configure_logging(settings)
 
     # Imported here: Genkit and the providers are heavy, and --help should stay instant.
-    from endpoints_hello.app import create_service  # noqa: PLC0415
-    from genkit_endpoints.adapters import MissingExtraError  # noqa: PLC0415
+    from genkit_endpoints.adapters import MissingExtraError, require_framework  # noqa: PLC0415
+    from genkit_endpoints.providers import choose_model  # noqa: PLC0415
     from genkit_endpoints.servers import (  # noqa: PLC0415
         ServerExtraMissing,
         needs_factory,
@@ -133,17 +134,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         run,
     )
 
+    cfg = settings.server_config()
     try:
         require_server(settings.server)  # a missing extra: one line, before the slow build
-        service = create_service(settings)  # also validates the settings in one process
+        require_framework(settings.framework)
+        if needs_factory(settings.server, cfg):
+            # Worker processes build their own service; this process only supervises, so
+            # it checks the model settings and leaves the building to the workers.
+            choose_model(settings.provider_config())
+            os.environ.update(settings.to_environ())  # how flags and env files reach them
+            app: ASGIApp | None = None
+        else:
+            from endpoints_hello.app import create_service  # noqa: PLC0415
+
+            app = create_service(settings).asgi
     except (ProviderConfigError, MissingExtraError, ServerExtraMissing) as exc:
         fail(str(exc))
-    cfg = settings.server_config()
-    if needs_factory(settings.server, cfg):
-        # Worker processes build their own service; flags and env files reach them as
-        # environment variables.
-        os.environ.update(settings.to_environ())
-    run(service.asgi, settings.server, cfg, factory=WORKER_FACTORY)
+    run(app if app is not None else WORKER_FACTORY, settings.server, cfg, factory=WORKER_FACTORY)
     return 0
 
 

@@ -76,6 +76,8 @@ def test_sigterm_drains_rest_stream_and_grpc_stream_then_exits_0(
         grpc_chunks: list[str] = []
         health_after: list[int] = []
 
+        signalled = threading.Event()
+
         async def grpc_side(started: threading.Event) -> None:
             async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
                 stub = pb_grpc.GenkitServiceStub(channel)
@@ -83,9 +85,9 @@ def test_sigterm_drains_rest_stream_and_grpc_stream_then_exits_0(
                 async for chunk in call:
                     grpc_chunks.append(chunk.text)
                     started.set()
-                    if len(grpc_chunks) == 2:
-                        # the drain has begun by now (the test sends SIGTERM after chunk 1)
-                        await asyncio.sleep(0.3)
+                    if signalled.is_set() and not health_after:
+                        # The drain has begun: health must no longer say SERVING.
+                        await asyncio.sleep(0.2)
                         check = health_pb2_grpc.HealthStub(channel).Check(
                             health_pb2.HealthCheckRequest(service=""), timeout=2
                         )
@@ -106,6 +108,7 @@ def test_sigterm_drains_rest_stream_and_grpc_stream_then_exits_0(
             next(ln for ln in lines if ln.startswith("data:"))
             server.proc.send_signal(signal.SIGTERM)
             server.wait_for_log("shutdown_started", timeout=5)
+            signalled.set()
             rest = [ln for ln in lines if ln.startswith("data:")]
         grpc_thread.join(20)
         code = server.proc.wait(timeout=20)

@@ -496,17 +496,17 @@ async def test_access_log_names_deadline_exceeded() -> None:
         (None, None),
     ],
 )
-async def test_request_id_is_echoed_in_initial_metadata_or_replaced(
+async def test_request_id_is_echoed_in_trailing_metadata_or_replaced(
     sent: str | None, echoed: str | None
 ) -> None:
     metadata = (("x-request-id", sent),) if sent is not None else ()
     async with serving() as h:
         with structlog.testing.capture_logs() as logs:
             call = h.stub.TellJoke(pb.JokeRequest(), metadata=metadata)
-            initial = dict(await call.initial_metadata() or ())
             await call
+            trailing = dict(await call.trailing_metadata() or ())
             await wait_for(lambda: any(e["event"] == "grpc_request" for e in logs))
-    rid = initial["x-request-id"]
+    rid = trailing["x-request-id"]
     if echoed is not None:
         assert rid == echoed
     else:
@@ -514,3 +514,12 @@ async def test_request_id_is_echoed_in_initial_metadata_or_replaced(
         assert int(rid, 16) >= 0  # a fresh hex id, not the client's value
     (event,) = [e for e in logs if e["event"] == "grpc_request"]
     assert event["request_id"] == rid
+
+
+async def test_request_id_is_also_in_the_trailers_of_a_failed_call() -> None:
+    async with serving() as h:
+        call = h.stub.TellJoke(pb.JokeRequest(name="x" * 201), metadata=(("x-request-id", "r-1"),))
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await call
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert dict(info.value.trailing_metadata() or ())["x-request-id"] == "r-1"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager
+from types import ModuleType
 from typing import Any, cast
 
 from genkit_endpoints.asgi.errors import send_problem
@@ -20,6 +21,7 @@ __all__ = [
     "StrictPaths",
     "create_framework_app",
     "request_path",
+    "require_framework",
 ]
 
 FRAMEWORKS = ("fastapi", "litestar", "quart")
@@ -34,6 +36,23 @@ class MissingExtraError(RuntimeError):
     """The chosen framework is not installed; the message says which extra to install."""
 
 
+def require_framework(framework: str) -> ModuleType:
+    """The adapter module of ``framework``; a clear error when it cannot be used."""
+    if framework not in FRAMEWORKS:
+        raise ValueError(f"unknown framework {framework!r}; choose one of {', '.join(FRAMEWORKS)}")
+    try:
+        return importlib.import_module(f"genkit_endpoints.adapters.{framework}")
+    except ModuleNotFoundError as exc:
+        extra = _EXTRAS.get(framework)
+        missing = (exc.name or "").split(".", 1)[0]
+        if extra is None or missing != framework:
+            raise  # a broken install, not a missing extra: the original error says more
+        raise MissingExtraError(
+            f"--framework {framework} needs the {extra!r} extra: "
+            f"pip install 'genkit-endpoints[{extra}]'"
+        ) from exc
+
+
 def create_framework_app(
     framework: str,
     table: RouteTable,
@@ -44,20 +63,7 @@ def create_framework_app(
     lifespan: Lifespan | None = None,
 ) -> ASGIApp:
     """The app of ``framework`` (one of ``FRAMEWORKS``) for ``table``, imported only when chosen."""
-    if framework not in FRAMEWORKS:
-        raise ValueError(f"unknown framework {framework!r}; choose one of {', '.join(FRAMEWORKS)}")
-    try:
-        module = importlib.import_module(f"genkit_endpoints.adapters.{framework}")
-    except ModuleNotFoundError as exc:
-        extra = _EXTRAS.get(framework)
-        missing = (exc.name or "").split(".", 1)[0]
-        if extra is None or missing != framework:
-            raise  # a broken install, not a missing extra: the original error says more
-        raise MissingExtraError(
-            f"--framework {framework} needs the {extra!r} extra: "
-            f"pip install 'genkit-endpoints[{extra}]'"
-        ) from exc
-    factory = getattr(module, f"create_{framework}_app")
+    factory = getattr(require_framework(framework), f"create_{framework}_app")
     app = factory(table, readiness, debug=debug, title=title, lifespan=lifespan)
     return cast(ASGIApp, app)
 

@@ -102,11 +102,12 @@ def grpc_details(err: EndpointError) -> str:
 
 async def abort_with_error(context: grpc.aio.ServicerContext, err: EndpointError) -> None:
     """End the call with the error's status (SPEC §2.3). Always raises (gRPC's AbortError)."""
-    trailers: tuple[tuple[str, str], ...] = ()
+    # abort() replaces the trailers set so far (the request id): carry them over.
+    trailers = tuple(context.trailing_metadata() or ())
     if isinstance(err, RateLimited | ServiceUnavailable):
         retry_after = next((v for k, v in err.headers.items() if k.lower() == "retry-after"), None)
         if retry_after:
-            trailers = (("retry-after", retry_after),)
+            trailers = (*trailers, ("retry-after", retry_after))
     await context.abort(grpc.StatusCode[err.grpc_code], grpc_details(err), trailers)
 
 
