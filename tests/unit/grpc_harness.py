@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -21,7 +20,6 @@ from endpoints_hello.generated import genkit_sample_pb2_grpc as pb_grpc
 from genkit_endpoints import routes
 from genkit_endpoints.config import GrpcConfig, ModelCallPolicyConfig, OfflineModelConfig
 from genkit_endpoints.generation import ModelClient
-from genkit_endpoints.grpc.encoding import json_field
 from genkit_endpoints.grpc.server import GrpcServer, create_grpc_server
 from genkit_endpoints.health import Readiness
 from genkit_endpoints.models.offline import OFFLINE_MODEL, OfflineModel
@@ -43,14 +41,8 @@ class Harness:
 
 
 def app_table(ai: Genkit) -> RouteTable:
-    """The app's route table; ReviewCode's JSON encoder is set here until flows.py sets it."""
-    table = build_routes(ai, ModelClient(ai, ModelCallPolicyConfig()))
-    return RouteTable(
-        dataclasses.replace(r, grpc_encode=json_field("review"))
-        if r.grpc_method == "ReviewCode" and r.grpc_encode is None
-        else r
-        for r in table
-    )
+    """The app's own route table, on the given Genkit instance."""
+    return build_routes(ai, ModelClient(ai, ModelCallPolicyConfig()))
 
 
 @contextlib.asynccontextmanager

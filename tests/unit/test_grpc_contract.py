@@ -23,7 +23,6 @@ from endpoints_hello.flows import build_routes
 from endpoints_hello.generated import genkit_sample_pb2 as pb
 from genkit_endpoints.config import GrpcConfig, ModelCallPolicyConfig
 from genkit_endpoints.generation import ModelClient
-from genkit_endpoints.grpc.encoding import json_field
 from genkit_endpoints.grpc.server import create_grpc_server
 from genkit_endpoints.grpc.servicer import build_method_handlers
 from genkit_endpoints.health import Readiness
@@ -82,13 +81,7 @@ RPCS = {  # name: (request, response, server streaming)
 
 def app_table() -> RouteTable:
     ai = Genkit(plugins=[OfflineModel()], model=OFFLINE_MODEL, prompt_dir=PROMPTS_DIR)
-    table = build_routes(ai, ModelClient(ai, ModelCallPolicyConfig()))
-    return RouteTable(
-        dataclasses.replace(r, grpc_encode=json_field("review"))
-        if r.grpc_method == "ReviewCode" and r.grpc_encode is None
-        else r
-        for r in table
-    )
+    return build_routes(ai, ModelClient(ai, ModelCallPolicyConfig()))
 
 
 def test_committed_stubs_match_a_fresh_generation(tmp_path: Path) -> None:
