@@ -94,3 +94,27 @@ def test_views_carry_the_values_to_the_kit(in_tmp: Path, monkeypatch: pytest.Mon
     assert s.provider_config().offline.first_chunk_delay_ms == 7
     assert s.provider_config().timeout_ms == 1234
     assert s.server_config().keep_alive == 30
+
+
+def test_grpc_and_worker_settings_reach_the_kit(
+    in_tmp: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GRPC_PORT", "6000")
+    monkeypatch.setenv("MAX_BODY_SIZE", "2048")
+    monkeypatch.setenv("WORKERS", "3")
+    monkeypatch.setenv("DEBUG", "true")
+    s = load_settings()
+    grpc = s.grpc_config()
+    assert (grpc.port, grpc.max_receive_bytes, grpc.debug) == (6000, 2048, True)
+    assert s.server_config().workers == 3
+    assert parse_settings(["--no-grpc"]).grpc_enabled is False
+    assert parse_settings([]).grpc_enabled is True
+
+
+def test_settings_round_trip_through_the_environment_for_workers(
+    in_tmp: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    original = load_settings(port=9999, gemini_api_key="AIza-x", debug=True, workers=2)
+    for key, value in original.to_environ().items():
+        monkeypatch.setenv(key, value)
+    assert load_settings() == original
