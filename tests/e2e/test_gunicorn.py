@@ -35,6 +35,10 @@ def test_gunicorn_config_serves_without_server_header_and_drains(tmp_path: Path)
                 pass
             assert time.monotonic() < deadline, (tmp_path / "gunicorn.log").read_text()
             time.sleep(0.2)
+        # Both workers finished their start-up (the drain hook is installed there).
+        while (tmp_path / "gunicorn.log").read_text().count('"using_offline_model"') < 2:
+            assert time.monotonic() < deadline, (tmp_path / "gunicorn.log").read_text()
+            time.sleep(0.2)
         joke = httpx.post(f"http://127.0.0.1:{port}/tell-joke", json={}, timeout=10)
         assert joke.status_code == 200
         assert "server" not in joke.headers
