@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from types import ModuleType
 from typing import Any, cast
 
-from genkit_endpoints.asgi.errors import send_problem
+from genkit_endpoints.asgi.errors import request_path, send_problem
 from genkit_endpoints.asgi.types import ASGIApp, Receive, Scope, Send
 from genkit_endpoints.errors import NotFound
 from genkit_endpoints.health import Readiness
@@ -66,16 +66,6 @@ def create_framework_app(
     factory = getattr(require_framework(framework), f"create_{framework}_app")
     app = factory(table, readiness, debug=debug, title=title, lifespan=lifespan)
     return cast(ASGIApp, app)
-
-
-def request_path(scope: Mapping[str, Any]) -> str:
-    """The ``instance`` of a problem: the path spelled as Starlette's ``request.url.path``.
-
-    FastAPI names the path that way, so the other adapters must too for byte-identical
-    bodies (SPEC §2.1): a decoded ``?``, ``#`` or ``\\`` in a path stays escaped.
-    """
-    path: str = scope["path"]
-    return path.replace("?", "%3F").replace("#", "%23").replace("\\", "%5C")
 
 
 class StrictPaths:

@@ -8,7 +8,6 @@ schemas are attached to the OpenAPI document (served only in DEBUG) for the docs
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -16,6 +15,7 @@ from fastapi.responses import Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from genkit_endpoints import http
+from genkit_endpoints.adapters import Lifespan
 from genkit_endpoints.errors import (
     BadRequest,
     EndpointError,
@@ -26,8 +26,6 @@ from genkit_endpoints.errors import (
 from genkit_endpoints.health import Readiness
 from genkit_endpoints.http import HttpReply
 from genkit_endpoints.routes import ActiveStreams, FlowRoute, RouteTable
-
-Lifespan = Callable[[Any], AbstractAsyncContextManager[None]]
 
 
 def to_response(reply: HttpReply) -> Response:

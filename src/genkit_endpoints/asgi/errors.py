@@ -7,6 +7,9 @@ After the response started nothing can be sent any more; the failure is only log
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import structlog
 
 from genkit_endpoints.asgi.types import ASGIApp, Message, Receive, Scope, Send
@@ -14,6 +17,16 @@ from genkit_endpoints.context import current_request_id
 from genkit_endpoints.errors import PROBLEM_CONTENT_TYPE, EndpointError, InternalError
 
 _log = structlog.get_logger(__name__)
+
+
+def request_path(scope: Mapping[str, Any]) -> str:
+    """The ``instance`` of a problem: the path spelled as Starlette's ``request.url.path``.
+
+    One spelling for every layer and framework, so bodies are byte-identical (SPEC §2.1):
+    a decoded ``?``, ``#`` or ``\\`` in a path stays escaped.
+    """
+    path: str = scope.get("path", "")
+    return path.replace("?", "%3F").replace("#", "%23").replace("\\", "%5C")
 
 
 async def send_problem(send: Send, err: EndpointError, instance: str) -> None:
@@ -51,4 +64,4 @@ class ErrorEnvelopeMiddleware:
             if not isinstance(exc, EndpointError) or err.status >= 500:
                 _log.error("unhandled_error", path=scope.get("path"), exc_info=exc)
             if not started:
-                await send_problem(send, err, scope.get("path", ""))
+                await send_problem(send, err, request_path(scope))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 
-from genkit_endpoints.asgi.errors import send_problem
+from genkit_endpoints.asgi.errors import request_path, send_problem
 from genkit_endpoints.asgi.types import ASGIApp, Message, Receive, Scope, Send
 from genkit_endpoints.errors import UpstreamTimeout
 
@@ -53,7 +53,7 @@ class TimeoutMiddleware:
         except asyncio.CancelledError:
             # Our own cancel, and nobody else's (a server shutdown also cancels): answer.
             if state[1] and task.uncancel() == 0:
-                await send_problem(send, RequestTimeoutError(), scope.get("path", ""))
+                await send_problem(send, RequestTimeoutError(), request_path(scope))
                 return
             raise
         finally:
