@@ -8,11 +8,12 @@ on the first request.
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from genkit_endpoints.config import (
     GrpcConfig,
@@ -21,6 +22,9 @@ from genkit_endpoints.config import (
     ProviderConfig,
     ServerConfig,
 )
+
+# Comma-separated in the environment (``a,b,c``), not JSON: the reference sample's style.
+CommaList = Annotated[list[str], NoDecode]
 
 Framework = Literal["fastapi", "litestar", "quart"]
 Server = Literal["uvicorn", "granian", "hypercorn"]
@@ -53,6 +57,56 @@ class Settings(BaseSettings):
         default=120, gt=0, le=3600, description="Seconds until 504 if no response started."
     )
 
+    # Security (SPEC §4.1, §4.2, §3.3)
+    cors_allowed_origins: CommaList = Field(
+        default_factory=list, description="Origins allowed by CORS; empty: same origin only."
+    )
+    trusted_hosts: CommaList = Field(
+        default_factory=list, description="Host header values accepted; empty: any."
+    )
+    trusted_proxies: CommaList = Field(
+        default_factory=list, description="CIDRs whose X-Forwarded-For/-Proto are believed."
+    )
+    hsts_max_age: int = Field(default=31_536_000, ge=0, le=63_072_000, description="Seconds.")
+    gzip_min_size: int = Field(
+        default=1024, ge=0, description="Bytes of JSON before gzip applies; 0 disables."
+    )
+    api_keys: SecretStr | None = Field(
+        default=None, description="name:key or name:sha256:<hex>, comma-separated; unset: no auth."
+    )
+    max_concurrent_requests: int = Field(
+        default=1000, ge=1, le=1_000_000, description="In-flight requests per process before 503."
+    )
+    max_header_bytes: int = Field(
+        default=16_384, ge=1024, le=1_048_576, description="Request line + headers, bytes."
+    )
+    max_header_count: int = Field(default=100, ge=10, le=10_000, description="Request headers.")
+    header_read_timeout: float = Field(
+        default=10, gt=0, le=600, description="Seconds to receive a request's headers."
+    )
+    json_max_depth: int = Field(default=32, ge=2, le=1000, description="Nesting of JSON bodies.")
+    max_image_bytes: int = Field(
+        default=10_485_760, ge=1024, le=104_857_600, description="describe-image download cap."
+    )
+    image_fetch_timeout: float = Field(
+        default=10, gt=0, le=120, description="Seconds for the whole describe-image download."
+    )
+    image_fetch_allowed_networks: CommaList = Field(
+        default_factory=list,
+        description="CIDRs exempt from the SSRF check (internal mirrors, tests); empty: none.",
+    )
+    grpc_tls_cert: Path | None = Field(default=None, description="PEM server certificate.")
+    grpc_tls_key: Path | None = Field(default=None, description="PEM server private key.")
+    grpc_tls_client_ca: Path | None = Field(
+        default=None, description="PEM CA bundle; set: clients must present a certificate."
+    )
+    grpc_max_concurrent_rpcs: int = Field(
+        default=1000, ge=1, le=1_000_000, description="In-flight RPCs per process."
+    )
+    grpc_max_metadata_size: int = Field(
+        default=16_384, ge=1024, le=1_048_576, description="Bytes of request metadata."
+    )
+
     # Logging
     log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
     log_format: Literal["json", "console"] | None = Field(
@@ -79,6 +133,34 @@ class Settings(BaseSettings):
     @classmethod
     def _lower_level(cls, value: Any) -> Any:
         return value.lower() if isinstance(value, str) else value
+
+    @field_validator(
+        "cors_allowed_origins",
+        "trusted_hosts",
+        "trusted_proxies",
+        "image_fetch_allowed_networks",
+        mode="before",
+    )
+    @classmethod
+    def _split_commas(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("trusted_proxies", "image_fetch_allowed_networks")
+    @classmethod
+    def _cidrs(cls, value: list[str]) -> list[str]:
+        for item in value:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"not an IP network (CIDR): {item!r}") from None
+        return value
+
+    @field_validator("grpc_tls_cert", "grpc_tls_key", "grpc_tls_client_ca", mode="before")
+    @classmethod
+    def _blank_path_is_unset(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("model", "gemini_base_url", "openai_base_url", mode="before")
     @classmethod
@@ -135,6 +217,8 @@ class Settings(BaseSettings):
             if value is None:
                 continue
             plain = value.get_secret_value() if isinstance(value, SecretStr) else value
+            if isinstance(plain, list):
+                plain = ",".join(plain)
             out[name.upper()] = str(plain).lower() if isinstance(plain, bool) else str(plain)
         return out
 
