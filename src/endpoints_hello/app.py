@@ -33,7 +33,7 @@ def create_service(settings: Settings) -> Service:
         framework=settings.framework,
         title="endpoints-hello",
         debug=settings.debug,
-        request_timeout=settings.request_timeout,
+        http=settings.http_policy(),
         shutdown_grace=settings.shutdown_grace,
         grpc=settings.grpc_config() if settings.grpc_enabled else None,
         grpc_service=GRPC_SERVICE,

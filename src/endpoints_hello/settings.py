@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from genkit_endpoints.asgi.policy import HttpPolicy
 from genkit_endpoints.config import (
     GrpcConfig,
     ModelCallPolicyConfig,
@@ -200,6 +201,19 @@ class Settings(BaseSettings):
             shutdown_grace=self.shutdown_grace,
             log_level=self.log_level,
             workers=self.workers,
+        )
+
+    def http_policy(self) -> HttpPolicy:
+        return HttpPolicy(
+            request_timeout=self.request_timeout,
+            debug=self.debug,
+            max_body_size=self.max_body_size,
+            max_concurrent_requests=self.max_concurrent_requests,
+            cors_allowed_origins=tuple(self.cors_allowed_origins),
+            trusted_hosts=tuple(self.trusted_hosts),
+            trusted_proxies=tuple(self.trusted_proxies),
+            hsts_max_age=self.hsts_max_age,
+            gzip_min_size=self.gzip_min_size,
         )
 
     def grpc_config(self) -> GrpcConfig:

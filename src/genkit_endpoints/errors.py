@@ -92,6 +92,14 @@ class Unauthenticated(EndpointError):
     default_detail = "A valid API key is required."
 
 
+class Forbidden(EndpointError):
+    status = 403
+    grpc_code = "PERMISSION_DENIED"
+    title = "Forbidden"
+    slug = "forbidden"
+    default_detail = "The request is not allowed."
+
+
 class NotFound(EndpointError):
     status = 404
     grpc_code = "UNIMPLEMENTED"
@@ -134,6 +142,14 @@ class ServiceUnavailable(EndpointError):
     title = "Service Unavailable"
     slug = "unavailable"
     default_detail = "The service is temporarily unavailable; retry later."
+
+
+class HeadersTooLarge(EndpointError):
+    status = 431
+    grpc_code = "RESOURCE_EXHAUSTED"
+    title = "Request Header Fields Too Large"
+    slug = "headers-too-large"
+    default_detail = "The request headers are too large."
 
 
 class UpstreamError(EndpointError):

@@ -14,13 +14,15 @@ import gc
 import importlib
 import threading
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import structlog
 from genkit import Genkit
 
 from genkit_endpoints.adapters import create_framework_app
+from genkit_endpoints.asgi.access_log import route_templates
+from genkit_endpoints.asgi.policy import HttpPolicy
 from genkit_endpoints.asgi.stack import build_stack
 from genkit_endpoints.asgi.types import ASGIApp
 from genkit_endpoints.config import GrpcConfig
@@ -36,6 +38,10 @@ if TYPE_CHECKING:
 _log = structlog.get_logger(__name__)
 
 
+# Routes every adapter serves besides the flows (SPEC §2.1, §2.4); docs only in DEBUG.
+_KIT_PATHS = ("/health", "/ready", "/docs", "/redoc", "/openapi.json", "/schema")
+
+
 class ShuttingDown(ServiceUnavailable):
     default_detail = "The server is shutting down; retry the request."
 
@@ -47,7 +53,7 @@ class ServiceConfig:
     framework: str = "fastapi"
     title: str = "Genkit endpoints"
     debug: bool = False
-    request_timeout: float = 120.0
+    http: HttpPolicy = field(default_factory=HttpPolicy)
     shutdown_grace: float = 25.0
     grpc: GrpcConfig | None = None
     grpc_service: str | None = None
@@ -103,7 +109,10 @@ def build_service(
     framework_app = create_framework_app(
         cfg.framework, table, readiness, debug=cfg.debug, title=cfg.title, lifespan=lifespan
     )
-    asgi = build_stack(framework_app, request_timeout=cfg.request_timeout)
+    template = route_templates(
+        (*(r.path for r in table), *_KIT_PATHS), prefixes=(("/flows/", "/flows/{name}"),)
+    )
+    asgi = build_stack(framework_app, cfg.http, route_template=template)
     return Service(asgi, ai, table, readiness, choice, lifecycle)
 
 

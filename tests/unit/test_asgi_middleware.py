@@ -9,7 +9,7 @@ import pytest
 
 from genkit_endpoints.asgi.errors import ErrorEnvelopeMiddleware
 from genkit_endpoints.asgi.request_id import RequestIdMiddleware
-from genkit_endpoints.asgi.stack import build_stack
+from genkit_endpoints.asgi.stack import HttpPolicy, build_stack
 from genkit_endpoints.asgi.timeout import TimeoutMiddleware
 from genkit_endpoints.asgi.types import Message, Receive, Scope, Send
 from genkit_endpoints.context import current_request_id
@@ -93,7 +93,7 @@ async def test_unexpected_exception_becomes_generic_500_problem() -> None:
     async def boom(scope: Scope, receive: Receive, send: Send) -> None:
         raise RuntimeError("secret internal detail /etc/passwd")
 
-    sent = await call(build_stack(boom, request_timeout=5), http_scope("/boom"))
+    sent = await call(build_stack(boom, HttpPolicy(request_timeout=5)), http_scope("/boom"))
     assert sent.status == 500
     body = json.loads(sent.body)
     assert body["status"] == 500
@@ -133,5 +133,5 @@ async def test_non_http_scopes_pass_through_untouched() -> None:
     async def send(message: Message) -> None:
         return None
 
-    await build_stack(lifespan_app, request_timeout=1)({"type": "lifespan"}, receive, send)
+    await build_stack(lifespan_app, HttpPolicy(request_timeout=1))({"type": "lifespan"}, receive, send)
     assert seen == ["lifespan"]

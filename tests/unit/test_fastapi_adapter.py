@@ -13,7 +13,7 @@ from genkit import ActionRunContext, Genkit
 from pydantic import BaseModel
 
 from genkit_endpoints.adapters.fastapi import create_fastapi_app
-from genkit_endpoints.asgi.stack import build_stack
+from genkit_endpoints.asgi.stack import HttpPolicy, build_stack
 from genkit_endpoints.asgi.types import ASGIApp
 from genkit_endpoints.errors import UpstreamTimeout
 from genkit_endpoints.health import Readiness
@@ -58,7 +58,7 @@ def build() -> tuple[ASGIApp, Readiness]:
         ]
     )
     readiness = Readiness()
-    return build_stack(create_fastapi_app(table, readiness), request_timeout=5), readiness
+    return build_stack(create_fastapi_app(table, readiness), HttpPolicy(request_timeout=5)), readiness
 
 
 def post(path: str, body: bytes = b"{}") -> dict[str, object]:

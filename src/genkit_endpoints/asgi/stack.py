@@ -1,20 +1,85 @@
 """The middleware order, in one place (SPEC §1, §4.1).
 
-Outermost first: the request id exists before anything can fail, so every error
-response — including the ones produced by middleware — carries it; the error envelope
-turns anything that escaped into problem+json; the request timeout is innermost so its
-504 passes through both.
+Outermost first::
+
+    proxy headers → request id → access log → security headers → error envelope → CORS
+    → trusted host → concurrency limit → body limit → API key → request timeout → gzip
+    → framework
+
+Why this order:
+
+* The client's address and scheme are settled first, so every later layer (and the
+  log) sees the real client and HSTS sees https from a trusted proxy.
+* The request id exists before anything can answer; the access log sits outside every
+  layer that can answer, so it logs the status actually sent.
+* Security headers wrap the error envelope and every rejecting layer, so 400/401/403/
+  413/503/504 and the envelope's 500 all carry them (a reference sample defect, §9).
+* CORS answers preflights before host, auth and limits: a browser's preflight carries
+  no API key. Trusted host before the concurrency slot; the cheap rejections (body size,
+  key) before any work; the timeout innermost among the answering layers, disarmed
+  once a response starts, so streams are governed by their own deadlines.
+* gzip is closest to the framework: it sees only route responses, never SSE.
+
+Layers with nothing configured are not installed at all (no proxies, no keys, no CORS
+origins) — they cost nothing per request.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from genkit_endpoints.asgi.access_log import AccessLogMiddleware, route_templates
+from genkit_endpoints.asgi.body_limit import BodyLimitMiddleware
+from genkit_endpoints.asgi.concurrency import ConcurrencyLimitMiddleware
+from genkit_endpoints.asgi.cors import CorsMiddleware
 from genkit_endpoints.asgi.errors import ErrorEnvelopeMiddleware
+from genkit_endpoints.asgi.gzip import GzipMiddleware
+from genkit_endpoints.asgi.policy import HttpPolicy
+from genkit_endpoints.asgi.proxy import ProxyHeadersMiddleware, TrustedProxies, parse_networks
 from genkit_endpoints.asgi.request_id import RequestIdMiddleware
+from genkit_endpoints.asgi.security_headers import SecurityHeadersMiddleware
 from genkit_endpoints.asgi.timeout import TimeoutMiddleware
+from genkit_endpoints.asgi.trusted_host import TrustedHostMiddleware
 from genkit_endpoints.asgi.types import ASGIApp
 
+if TYPE_CHECKING:
+    from genkit_endpoints.auth import ApiKeyring
 
-def build_stack(app: ASGIApp, *, request_timeout: float) -> ASGIApp:
-    """Wrap a framework app in the kit's middleware."""
-    inner: ASGIApp = TimeoutMiddleware(app, request_timeout)
-    return RequestIdMiddleware(ErrorEnvelopeMiddleware(inner))
+
+def build_stack(
+    app: ASGIApp,
+    policy: HttpPolicy | None = None,
+    *,
+    route_template: Callable[[str], str] | None = None,
+    api_keys: ApiKeyring | None = None,
+) -> ASGIApp:
+    """Wrap a framework app in the kit's middleware, in the documented order.
+
+    ``route_template`` maps a path to its route template for the access log (default:
+    every path is logged as unmatched).
+    """
+    policy = policy or HttpPolicy()
+    route_template = route_template or route_templates(())
+    inner: ASGIApp = GzipMiddleware(app, policy.gzip_min_size) if policy.gzip_min_size else app
+    inner = TimeoutMiddleware(inner, policy.request_timeout)
+    if api_keys is not None:
+        from genkit_endpoints.asgi.auth import ApiKeyMiddleware  # noqa: PLC0415 - only with keys
+
+        inner = ApiKeyMiddleware(inner, api_keys, exempt_paths=policy.exempt_paths)
+    inner = BodyLimitMiddleware(inner, policy.max_body_size)
+    inner = ConcurrencyLimitMiddleware(
+        inner, policy.max_concurrent_requests, exempt_paths=policy.exempt_paths
+    )
+    inner = TrustedHostMiddleware(inner, policy.trusted_hosts)
+    if policy.cors_allowed_origins:
+        inner = CorsMiddleware(inner, policy.cors_allowed_origins, debug=policy.debug)
+    inner = ErrorEnvelopeMiddleware(inner)
+    inner = SecurityHeadersMiddleware(inner, debug=policy.debug, hsts_max_age=policy.hsts_max_age)
+    inner = AccessLogMiddleware(inner, route_template)
+    inner = RequestIdMiddleware(inner)
+    if policy.trusted_proxies:
+        inner = ProxyHeadersMiddleware(
+            inner, TrustedProxies(parse_networks(policy.trusted_proxies))
+        )
+    return inner

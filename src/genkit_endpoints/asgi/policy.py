@@ -1,0 +1,40 @@
+"""What the HTTP middleware stack enforces: one plain, light config object (SPEC §4.1).
+
+Kept free of heavy imports so the app's settings can build it without importing the
+middleware (``--help`` must stay fast). Defaults are the locked-down zero-config service.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+
+__all__ = ["HttpPolicy"]
+
+
+@dataclass(frozen=True)
+class HttpPolicy:
+    """What the HTTP stack enforces. Defaults are the locked-down zero-config service."""
+
+    request_timeout: float = 120.0
+    debug: bool = False
+    max_body_size: int = 1_048_576
+    max_concurrent_requests: int = 1000
+    cors_allowed_origins: tuple[str, ...] = ()
+    trusted_hosts: tuple[str, ...] = ()
+    trusted_proxies: tuple[str, ...] = ()
+    hsts_max_age: int = 31_536_000
+    gzip_min_size: int = 1024
+    # Paths that need no key and never count against the concurrency limit.
+    exempt_paths: frozenset[str] = field(default_factory=lambda: frozenset({"/health", "/ready"}))
+
+    def __post_init__(self) -> None:
+        # Fail at start-up, not on the first request.
+        for cidr in self.trusted_proxies:
+            ipaddress.ip_network(cidr.strip(), strict=False)  # ValueError names the entry
+        if "*" in (o.strip() for o in self.cors_allowed_origins) and not self.debug:
+            raise ValueError("CORS_ALLOWED_ORIGINS='*' is only allowed with DEBUG")
+        if self.max_body_size < 1 or self.max_concurrent_requests < 1:
+            raise ValueError("body and concurrency limits must be at least 1")
+        if self.request_timeout <= 0:
+            raise ValueError("the request timeout must be positive")
