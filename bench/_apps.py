@@ -68,6 +68,24 @@ def server_env() -> dict[str, str]:
     return {**env, "LOG_LEVEL": "warning", "LOG_FORMAT": "json", "PYTHONUNBUFFERED": "1"}
 
 
+# Ours runs as a locked-down production deployment would (issue 4: "the full security
+# stack"): API keys, CORS, trusted hosts and proxies configured, the access log on. The
+# bare app gets the same requests (the key header included) and ignores them.
+BENCH_API_KEY = "bench-key-0123456789abcdef"
+SECURED_ENV = {
+    "API_KEYS": f"bench:{BENCH_API_KEY}",
+    "CORS_ALLOWED_ORIGINS": "https://app.example",
+    "TRUSTED_HOSTS": "127.0.0.1,localhost",
+    "TRUSTED_PROXIES": "10.0.0.0/8",
+    "LOG_LEVEL": "info",
+}
+
+
+def app_env(name: str, base: dict[str, str]) -> dict[str, str]:
+    """The environment app ``name`` runs with: ours adds the production security settings."""
+    return {**base, **SECURED_ENV} if name == "ours" else base
+
+
 @dataclass(frozen=True)
 class Server:
     name: str  # "bare" or "ours"
@@ -127,6 +145,7 @@ def serve(
     log = workdir / f"{name}-{server}-{port}.log"
     argv = app_argv(name, server, port, grpc_port)
     what = f"{name} on {server}"
+    env = app_env(name, env)
     with spawned(argv, log, what=what, children=children, cpu=cpu, env=env) as (proc, began):
         startup = wait_healthy(proc, port, started=began, timeout=START_TIMEOUT, log=log)
         yield Server(name, server, port, proc.pid, startup, len(process_tree(proc.pid)))

@@ -18,7 +18,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from _apps import START_TIMEOUT, Server, app_argv, spawned
+from _apps import START_TIMEOUT, Server, app_argv, app_env, spawned
 from _load import LoadResult, run_child
 from _proc import BenchError, Children, free_port, log_tail, process_tree, wait_healthy
 
@@ -90,6 +90,7 @@ def serve_grpc(
     grpc_port = free_port()
     log = workdir / f"grpc-{name}-{grpc_port}.log"
     if name == "ours":
+        env = app_env(name, env)
         rest_port = free_port()
         argv = app_argv("ours", server, rest_port, grpc_port)
         where = server

@@ -21,7 +21,8 @@ from _proc import LOCALHOST, BenchError, Children
 
 BENCH_DIR = Path(__file__).resolve().parent
 APT_TIMEOUT = 600.0
-JSON_HEADERS = {"Content-Type": "application/json"}
+# The key is ours' bench key (_apps.SECURED_ENV); the bare app ignores the header.
+JSON_HEADERS = {"Content-Type": "application/json", "X-API-Key": "bench-key-0123456789abcdef"}
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,8 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from _load import JSON_HEADERS
+
 REQUEST_TIMEOUT = 2.0  # wrk's default per-request timeout
 
 
@@ -32,7 +34,8 @@ class Tally:
 def build_request(host: str, port: int, method: str, path: str, body: bytes) -> bytes:
     lines = [f"{method} {path} HTTP/1.1", f"Host: {host}:{port}"]
     if body:
-        lines += ["Content-Type: application/json", f"Content-Length: {len(body)}"]
+        lines += [f"{k}: {v}" for k, v in JSON_HEADERS.items()]
+        lines.append(f"Content-Length: {len(body)}")
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
 
 
