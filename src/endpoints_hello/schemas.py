@@ -35,14 +35,13 @@ class _Input(BaseModel):
 
 class JokeInput(_Input):
     name: str = Field(default="Mittens", max_length=200, description="Who the joke is about.")
-    username: str | None = Field(
-        default=None, max_length=200, description="Who asks; replaced by the API key's name."
-    )
 
 
 class JokeResponse(BaseModel):
     joke: str
-    username: str | None = None
+    username: str | None = Field(
+        default=None, description="The name of the API key that asked (none without keys)."
+    )
 
 
 class TranslateInput(_Input):

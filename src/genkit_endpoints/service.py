@@ -25,6 +25,7 @@ from genkit_endpoints.asgi.access_log import route_templates
 from genkit_endpoints.asgi.policy import HttpPolicy
 from genkit_endpoints.asgi.stack import build_stack
 from genkit_endpoints.asgi.types import ASGIApp
+from genkit_endpoints.auth import ApiKeyring
 from genkit_endpoints.config import GrpcConfig
 from genkit_endpoints.errors import ServiceUnavailable
 from genkit_endpoints.health import Readiness
@@ -57,6 +58,7 @@ class ServiceConfig:
     shutdown_grace: float = 25.0
     grpc: GrpcConfig | None = None
     grpc_service: str | None = None
+    api_keys: ApiKeyring | None = None  # None: no API-key authentication (SPEC §4.2)
 
 
 @dataclass
@@ -112,7 +114,7 @@ def build_service(
     template = route_templates(
         (*(r.path for r in table), *_KIT_PATHS), prefixes=(("/flows/", "/flows/{name}"),)
     )
-    asgi = build_stack(framework_app, cfg.http, route_template=template)
+    asgi = build_stack(framework_app, cfg.http, route_template=template, api_keys=cfg.api_keys)
     return Service(asgi, ai, table, readiness, choice, lifecycle)
 
 
@@ -142,6 +144,7 @@ async def _start_grpc(
         service=module.DESCRIPTOR.services_by_name[service_name],
         readiness=readiness,
         cfg=cfg.grpc,
+        api_keys=cfg.api_keys,
     )
     await server.start()
     return server

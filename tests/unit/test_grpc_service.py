@@ -131,7 +131,7 @@ async def test_streaming_rpc_sends_chunks_that_add_up_to_the_output(
     ("rpc", "message", "field"),
     [
         ("TellJoke", pb.JokeRequest(name="x" * 201), "name"),
-        ("TellJokeStream", pb.JokeRequest(username="y" * 201), "username"),
+        ("TellJokeStream", pb.JokeRequest(name="y" * 201), "name"),
         ("GenerateCode", pb.CodeRequest(language="py thon!"), "language"),
         ("ReviewCode", pb.CodeReviewRequest(language="c/c"), "language"),
         ("DescribeImage", pb.ImageRequest(image_url="file:///etc/passwd"), "image_url"),

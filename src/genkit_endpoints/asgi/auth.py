@@ -103,5 +103,5 @@ class ApiKeyMiddleware:
             # Closing before accept makes the server answer the handshake with 403.
             await send({"type": "websocket.close", "code": 1008})
             return
-        err = Unauthenticated(detail, headers={"WWW-Authenticate": WWW_AUTHENTICATE})
+        err = Unauthenticated(detail, headers={"www-authenticate": WWW_AUTHENTICATE})
         await send_problem(send, err, request_path(scope))

@@ -16,6 +16,7 @@ import inspect
 import os
 import time
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from typing import Any
 
 import grpc
@@ -24,7 +25,13 @@ import structlog
 from genkit_endpoints.asgi.request_id import _VALID as _VALID_REQUEST_ID
 from genkit_endpoints.context import request_id_var
 
-__all__ = ["METADATA_KEY", "LoggingInterceptor", "RequestIdInterceptor", "wrap_handler"]
+__all__ = [
+    "METADATA_KEY",
+    "LoggingInterceptor",
+    "RequestIdInterceptor",
+    "note_access",
+    "wrap_handler",
+]
 
 METADATA_KEY = "x-request-id"
 _KINDS = ("unary_unary", "unary_stream", "stream_unary", "stream_stream")
@@ -32,6 +39,17 @@ _KINDS = ("unary_unary", "unary_stream", "stream_unary", "stream_stream")
 Behaviour = Callable[[Any, grpc.aio.ServicerContext], Any]
 Around = Callable[[Behaviour, Any, grpc.aio.ServicerContext], Awaitable[Any]]
 Continuation = Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler | None]]
+
+# Interceptors inside the logging one reset their ContextVars before it logs; what they
+# want on the access-log line (the principal, for one) they note here instead.
+_access_fields: ContextVar[dict[str, Any] | None] = ContextVar("grpc_access_fields", default=None)
+
+
+def note_access(**fields: Any) -> None:
+    """Add fields to the current RPC's access-log event (no-op outside one)."""
+    current = _access_fields.get()
+    if current is not None:
+        current.update(fields)
 
 
 async def run_behaviour(
@@ -67,7 +85,7 @@ def client_request_id(metadata: Any) -> str | None:
     for key, value in metadata or ():
         if key == METADATA_KEY:
             raw = value.encode("utf-8", "replace") if isinstance(value, str) else value
-            return raw.decode("ascii") if _VALID_REQUEST_ID.match(raw) else None
+            return raw.decode("ascii") if _VALID_REQUEST_ID.fullmatch(raw) else None
     return None
 
 
@@ -105,7 +123,8 @@ def _code_name(context: grpc.aio.ServicerContext) -> str | None:
 
 
 class LoggingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
-    """One ``grpc_request`` event per RPC: method, status code name, duration, request id.
+    """One ``grpc_request`` event per RPC: method, status code name, duration, request id,
+    principal (None when the call was not authenticated).
 
     Place it after ``RequestIdInterceptor`` so the id is bound when the event is logged.
     """
@@ -126,6 +145,8 @@ class LoggingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         async def around(behaviour: Behaviour, request: Any, ctx: grpc.aio.ServicerContext) -> Any:
             started = time.perf_counter()
             code = "UNKNOWN"  # what gRPC sends for an exception no handler turned into a status
+            fields: dict[str, Any] = {}
+            token = _access_fields.set(fields)
             try:
                 result = await run_behaviour(behaviour, request, ctx)
             except asyncio.CancelledError:
@@ -141,15 +162,19 @@ class LoggingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 code = _code_name(ctx) or "OK"
                 return result
             finally:
-                self._emit(method, code, (time.perf_counter() - started) * 1000)
+                _access_fields.reset(token)
+                self._emit(method, code, (time.perf_counter() - started) * 1000, fields)
 
         return wrap_handler(handler, around)
 
-    def _emit(self, method: str, code: str, duration_ms: float) -> None:
+    def _emit(
+        self, method: str, code: str, duration_ms: float, fields: dict[str, Any] | None = None
+    ) -> None:
         self._log.info(
             self._event,
             method=method,
             code=code,
             duration_ms=round(duration_ms, 3),
             request_id=request_id_var.get(),
+            **{"principal": None, **(fields or {})},
         )

@@ -1,13 +1,16 @@
 """The gRPC server: flow handlers, standard health, DEBUG-only reflection, graceful drain.
 
 ``create_grpc_server`` assembles a ``grpc.aio`` server from the route table and the proto
-service descriptor, with the request-id and logging interceptors in front of any others,
-explicit keep-alive and message-size options, and ``SO_REUSEPORT`` so several worker
-processes can share the port (SPEC §2.5, §6.1). ``GrpcServer`` owns its lifecycle: the
-standard ``grpc.health.v1.Health`` service follows the app's ``Readiness`` while running
-and turns NOT_SERVING the moment a drain starts; the drain refuses new calls, gives the
-in-flight flow calls the grace period and ends the stragglers with UNAVAILABLE (SPEC
-§6.2). Plaintext only: TLS is not implemented yet.
+service descriptor, with the request-id and logging interceptors in front of any others
+(then authentication, then the caller's own), explicit keep-alive, concurrency,
+metadata and message-size limits, and ``SO_REUSEPORT`` so several worker processes can
+share the port (SPEC §2.5, §6.1). It speaks TLS when the config names a certificate and
+key, mutual TLS when it also names a client CA (every client must present a certificate
+from it; its subject becomes the principal), and plaintext only when neither is set
+(SPEC §4.2). ``GrpcServer`` owns its lifecycle: the standard ``grpc.health.v1.Health``
+service follows the app's ``Readiness`` while running and turns NOT_SERVING the moment a
+drain starts; the drain refuses new calls, gives the in-flight flow calls the grace
+period and ends the stragglers with UNAVAILABLE (SPEC §6.2).
 """
 
 from __future__ import annotations
@@ -23,9 +26,12 @@ from google.protobuf.descriptor import ServiceDescriptor
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from genkit_endpoints.auth import ApiKeyring
 from genkit_endpoints.config import GrpcConfig
+from genkit_endpoints.grpc.auth import AuthInterceptor
 from genkit_endpoints.grpc.interceptors import LoggingInterceptor, RequestIdInterceptor
 from genkit_endpoints.grpc.servicer import InflightCalls, build_method_handlers
+from genkit_endpoints.grpc.tls import load_server_tls
 from genkit_endpoints.health import Readiness
 from genkit_endpoints.routes import RouteTable
 
@@ -53,6 +59,7 @@ class GrpcServer:
         readiness: Readiness,
         inflight: InflightCalls,
         cfg: GrpcConfig,
+        auth: str = "none",
     ) -> None:
         self.server = server
         self.port = port
@@ -61,6 +68,7 @@ class GrpcServer:
         self._readiness = readiness
         self._inflight = inflight
         self._cfg = cfg
+        self.auth = auth  # "mtls", "api_key" or "none", for the start-up log
         self._loop: asyncio.AbstractEventLoop | None = None
         self._poller: asyncio.Task[None] | None = None
         self._drain: asyncio.Task[None] | None = None
@@ -72,7 +80,13 @@ class GrpcServer:
         await self._update_health()
         await self.server.start()
         self._poller = asyncio.create_task(self._poll_health(), name="grpc-health-poll")
-        _log.info("grpc_server_started", host=self._cfg.host, port=self.port)
+        _log.info(
+            "grpc_server_started",
+            host=self._cfg.host,
+            port=self.port,
+            transport=self._cfg.transport,
+            authentication=self.auth,
+        )
 
     async def _update_health(self) -> None:
         ready, _ = await self._readiness.report()
@@ -159,19 +173,31 @@ def create_grpc_server(
     cfg: GrpcConfig,
     interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
     health_method: str | None = "Health",
+    api_keys: ApiKeyring | None = None,
 ) -> GrpcServer:
     """Build (and bind, not start) the gRPC server for ``service`` from ``table``.
 
     ``service`` is the descriptor from the generated module, e.g.
     ``genkit_sample_pb2.DESCRIPTOR.services_by_name["GenkitService"]``. ``interceptors``
-    run inside the request-id and logging interceptors, so their rejections are logged
-    with the request id. Raises ``ValueError`` when an RPC has no route (see
-    ``build_method_handlers``) and ``RuntimeError`` when the address cannot be bound.
+    run inside the request-id, logging and auth interceptors, so their rejections are
+    logged with the request id and they see the principal. With ``api_keys`` or mutual
+    TLS every call but the health and reflection ones must authenticate
+    (``genkit_endpoints.grpc.auth``). Raises ``ValueError`` when an RPC has no route (see
+    ``build_method_handlers``), ``TlsConfigError`` (a ``ValueError``) for a bad TLS file
+    and ``RuntimeError`` when the address cannot be bound.
     """
     inflight = InflightCalls()
     handlers = build_method_handlers(table, service, inflight=inflight, health_method=health_method)
+    tls = None
+    if cfg.tls_cert is not None and cfg.tls_key is not None:  # GrpcConfig checked the pairing
+        tls = load_server_tls(cfg.tls_cert, cfg.tls_key, cfg.tls_client_ca)
+    mutual = tls is not None and tls.mutual
+    auth: list[grpc.aio.ServerInterceptor] = []
+    if api_keys is not None or mutual:
+        exempt = (f"/{service.full_name}/{health_method}",) if health_method else ()
+        auth.append(AuthInterceptor(api_keys, client_certs=mutual, exempt_methods=exempt))
     server = grpc.aio.server(
-        interceptors=[RequestIdInterceptor(), LoggingInterceptor(), *interceptors],
+        interceptors=[RequestIdInterceptor(), LoggingInterceptor(), *auth, *interceptors],
         options=cfg.channel_options(),
         maximum_concurrent_rpcs=cfg.max_concurrent_rpcs,
     )
@@ -189,7 +215,15 @@ def create_grpc_server(
         reflection.enable_server_reflection(names, server)
 
     address = _address(cfg.host, cfg.port)
-    port = server.add_insecure_port(address)
+    if tls is None:
+        port = server.add_insecure_port(address)
+    else:
+        credentials = grpc.ssl_server_credentials(
+            [(tls.private_key, tls.cert_chain)],
+            root_certificates=tls.client_ca,
+            require_client_auth=tls.mutual,
+        )
+        port = server.add_secure_port(address, credentials)
     if not port:
         raise RuntimeError(f"cannot bind the gRPC server to {address}")
     return GrpcServer(
@@ -200,4 +234,13 @@ def create_grpc_server(
         readiness=readiness,
         inflight=inflight,
         cfg=cfg,
+        auth=_auth_mode(mutual=mutual, api_keys=api_keys is not None),
     )
+
+
+def _auth_mode(*, mutual: bool, api_keys: bool) -> str:
+    # With mutual TLS every call carries a verified certificate, which authenticates it;
+    # API keys then only matter on other ports (see genkit_endpoints.grpc.auth).
+    if mutual:
+        return "mtls"
+    return "api_key" if api_keys else "none"
