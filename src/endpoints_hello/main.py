@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from endpoints_hello.settings import Settings, load_settings
 from genkit_endpoints.asgi.types import ASGIApp
 from genkit_endpoints.config import ProviderConfigError
+from genkit_endpoints.log_masking import api_key_secrets, secret_values
 from genkit_endpoints.logging import configure_logging, default_format
 
 PROG = "endpoints-hello"
@@ -107,7 +108,15 @@ def parse_settings(argv: Sequence[str] | None = None) -> Settings:
 
 
 def _configure_logging(settings: Settings) -> None:
-    configure_logging(settings.log_level, settings.log_format or default_format(settings.debug))
+    configure_logging(
+        settings.log_level,
+        settings.log_format or default_format(settings.debug),
+        # Keys without a recognisable shape are masked by value (SPEC §5.1).
+        secrets=[
+            *api_key_secrets(settings.api_keys),
+            *secret_values(settings.gemini_api_key, settings.openai_api_key),
+        ],
+    )
 
 
 def setup_from_env() -> Settings:

@@ -23,6 +23,7 @@ from genkit_endpoints.errors import (
     UnsupportedMediaType,
 )
 from genkit_endpoints.health import Readiness
+from genkit_endpoints.json_depth import DEFAULT_JSON_MAX_DEPTH, check_json_depth
 from genkit_endpoints.routes import ActiveStreams, FlowRoute, RouteTable
 
 JSON_CONTENT_TYPE = "application/json"
@@ -69,11 +70,15 @@ async def flow_endpoint(
     body: bytes,
     content_type: str | None,
     active: ActiveStreams | None = None,
+    json_max_depth: int = DEFAULT_JSON_MAX_DEPTH,
 ) -> HttpReply:
-    """``POST /<route>``: JSON in, JSON (or SSE for streaming routes) out."""
+    """``POST /<route>``: JSON in, JSON (or SSE for streaming routes) out.
+
+    Adapters pass their table's ``json_max_depth`` (issue 4 item 6).
+    """
     try:
         _require_json(content_type, body)
-        payload = routes.parse_input(route, body)
+        payload = routes.parse_input(route, body, max_depth=json_max_depth)
         if route.streaming:
             frames = sse.route_frames(
                 route,
@@ -109,7 +114,7 @@ async def callable_endpoint(
         if route is None:
             raise NotFound("There is no flow with that name.")  # input is not echoed back
         _require_json(content_type, body)
-        envelope = _callable_envelope(body)
+        envelope = _callable_envelope(body, table.json_max_depth)
         payload = routes.parse_input(route, envelope)
         if _wants_stream(accept, query_string):
             frames = sse.callable_frames(routes.stream(route, payload, table.active))
@@ -125,10 +130,14 @@ async def callable_endpoint(
         return problem_reply(err, instance=path)
 
 
-def _callable_envelope(body: bytes) -> Any:
-    """The ``data`` member of the callable request; missing or null means ``{}``."""
+def _callable_envelope(body: bytes, max_depth: int) -> Any:
+    """The ``data`` member of the callable request; missing or null means ``{}``.
+
+    The depth is checked on the whole envelope, before orjson (which allows 1024 levels).
+    """
     if not body:
         return {}
+    check_json_depth(body, max_depth)
     try:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError:

@@ -3,19 +3,24 @@
 JSON lines in production (tracebacks included as text), a coloured console in DEBUG.
 ``LOG_LEVEL`` applies to our loggers, to Genkit's structlog events and to library
 loggers (uvicorn, httpx, …) alike. Every line inside a request carries ``request_id``.
+Every line, tracebacks included, passes ``log_masking.SecretMasker`` last, so secrets
+(by key name, by shape, or registered by the app) never reach the output.
 """
 
 from __future__ import annotations
 
+import io
 import logging
 import sys
+from collections.abc import Iterable
 from typing import Any, Literal
 
 import orjson
 import structlog
-from structlog.types import EventDict, Processor, WrappedLogger
+from structlog.types import EventDict, ExceptionRenderer, Processor, WrappedLogger
 
 from genkit_endpoints.context import current_request_id
+from genkit_endpoints.log_masking import SecretMasker
 
 LogFormat = Literal["json", "console"]
 LEVELS = ("debug", "info", "warning", "error", "critical")
@@ -44,8 +49,28 @@ def default_format(debug: bool, stream: Any = None) -> LogFormat:
     return "console" if debug or stream.isatty() else "json"
 
 
-def configure_logging(level: str = "info", fmt: LogFormat = "json") -> None:
-    """Configure structlog and the stdlib root logger. Call once, from ``main``."""
+def _masked_tracebacks(masker: SecretMasker) -> ExceptionRenderer:
+    # The console renders exc_info itself, after every processor, so its traceback text is
+    # masked here. Plain, not Rich: Rich shows local variables (keys among them) and
+    # interleaves colour codes that would hide a secret's shape.
+    plain = structlog.dev.plain_traceback
+
+    def render(sio: Any, exc_info: Any) -> None:
+        buffer = io.StringIO()
+        plain(buffer, exc_info)
+        sio.write(masker.mask_text(buffer.getvalue()))
+
+    return render
+
+
+def configure_logging(
+    level: str = "info", fmt: LogFormat = "json", *, secrets: Iterable[str] = ()
+) -> None:
+    """Configure structlog and the stdlib root logger. Call once, from ``main``.
+
+    ``secrets`` are values masked wherever they occur in a line (the app's API keys and
+    provider keys): they have no shape the masker could recognise.
+    """
     if level not in LEVELS:
         raise ValueError(f"log level must be one of {', '.join(LEVELS)}")
     numeric = logging.getLevelName(level.upper())
@@ -56,12 +81,16 @@ def configure_logging(level: str = "info", fmt: LogFormat = "json") -> None:
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
+    masker = SecretMasker(secrets)
     renderer: Processor
     if fmt == "json":
         shared.append(structlog.processors.format_exc_info)
         renderer = structlog.processors.JSONRenderer(serializer=_json_dumps)
     else:
-        renderer = structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+        renderer = structlog.dev.ConsoleRenderer(
+            colors=sys.stderr.isatty(), exception_formatter=_masked_tracebacks(masker)
+        )
+    shared.append(masker)  # last: it sees every field, the formatted traceback included
 
     structlog.configure(
         processors=[

@@ -19,6 +19,11 @@ from pydantic import BaseModel
 
 from genkit_endpoints.errors import EndpointError, InternalError, InvalidInput
 from genkit_endpoints.errors import field_errors_from_pydantic as _field_errors
+from genkit_endpoints.json_depth import (
+    DEFAULT_JSON_MAX_DEPTH,
+    check_json_depth,
+    validate_max_depth,
+)
 
 _PATH = re.compile(r"^/[a-z0-9][a-z0-9/_-]*$")
 
@@ -96,14 +101,20 @@ class _Abort:
 
 @dataclass(frozen=True)
 class RouteTable:
-    """All routes of an app, indexed by path and by flow name, and their open streams."""
+    """All routes of an app, indexed by path and by flow name, and their open streams.
+
+    ``json_max_depth`` bounds the nesting of every JSON input (issue 4 item 6).
+    """
 
     routes: tuple[FlowRoute, ...]
     by_path: Mapping[str, FlowRoute] = field(init=False)
     by_name: Mapping[str, FlowRoute] = field(init=False)
     active: ActiveStreams = field(init=False)
+    json_max_depth: int = field(init=False)
 
-    def __init__(self, routes: Iterable[FlowRoute]) -> None:
+    def __init__(
+        self, routes: Iterable[FlowRoute], *, json_max_depth: int = DEFAULT_JSON_MAX_DEPTH
+    ) -> None:
         routes = tuple(routes)
         by_path: dict[str, FlowRoute] = {}
         by_name: dict[str, FlowRoute] = {}
@@ -118,17 +129,36 @@ class RouteTable:
         object.__setattr__(self, "by_path", by_path)
         object.__setattr__(self, "by_name", by_name)
         object.__setattr__(self, "active", ActiveStreams())
+        self.set_json_max_depth(json_max_depth)
+
+    def set_json_max_depth(self, depth: int) -> None:
+        """Set the nesting limit from the app's settings, before the table serves.
+
+        A setter, because tables are built where the flows are declared and the limit
+        comes from settings the flows need not know.
+        """
+        object.__setattr__(self, "json_max_depth", validate_max_depth(depth))
 
     def __iter__(self) -> Iterator[FlowRoute]:
         return iter(self.routes)
 
 
-def parse_input(route: FlowRoute, raw: bytes | Mapping[str, Any] | None) -> BaseModel:
+def parse_input(
+    route: FlowRoute,
+    raw: bytes | Mapping[str, Any] | None,
+    *,
+    max_depth: int = DEFAULT_JSON_MAX_DEPTH,
+) -> BaseModel:
     """Validate a JSON document (bytes) or decoded object against the route's input model.
 
-    An empty body is ``{}``: every input field has a default (SPEC §2.1).
+    An empty body is ``{}``: every input field has a default (SPEC §2.1). A document
+    nested deeper than ``max_depth`` is refused before it is parsed; a decoded object is
+    as deep as its decoder let it be (the callable envelope checks its bytes, protobuf
+    has its own recursion limit).
     """
     model = route.input_model
+    if isinstance(raw, bytes):
+        check_json_depth(raw, max_depth)
     try:
         if raw is None or raw == b"":
             return model.model_validate({})

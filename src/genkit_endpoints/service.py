@@ -108,6 +108,7 @@ def build_service(
                 await grpc_server.drain(cfg.shutdown_grace)  # joins a drain in progress
             lifecycle.restore_signal_handlers()
 
+    table.set_json_max_depth(cfg.http.json_max_depth)
     framework_app = create_framework_app(
         cfg.framework, table, readiness, debug=cfg.debug, title=cfg.title, lifespan=lifespan
     )

@@ -25,7 +25,7 @@ from genkit_endpoints.errors import (
 )
 from genkit_endpoints.health import Readiness
 from genkit_endpoints.http import HttpReply
-from genkit_endpoints.routes import ActiveStreams, FlowRoute, RouteTable
+from genkit_endpoints.routes import FlowRoute, RouteTable
 
 
 def to_response(reply: HttpReply) -> Response:
@@ -36,7 +36,7 @@ def to_response(reply: HttpReply) -> Response:
 
 
 def _flow_handler(
-    route: FlowRoute, active: ActiveStreams
+    route: FlowRoute, table: RouteTable
 ) -> Callable[[Request], Awaitable[Response]]:
     async def handle(request: Request) -> Response:
         reply = await http.flow_endpoint(
@@ -44,7 +44,8 @@ def _flow_handler(
             path=request.url.path,
             body=await request.body(),
             content_type=request.headers.get("content-type"),
-            active=active,
+            active=table.active,
+            json_max_depth=table.json_max_depth,
         )
         return to_response(reply)
 
@@ -119,7 +120,7 @@ def create_fastapi_app(
     for route in table:
         app.add_api_route(
             route.path,
-            _flow_handler(route, table.active),
+            _flow_handler(route, table),
             methods=["POST"],
             summary=route.summary or route.name,
             openapi_extra=_openapi_for(route),

@@ -34,7 +34,7 @@ from genkit_endpoints.errors import (
 )
 from genkit_endpoints.health import Readiness
 from genkit_endpoints.http import HttpReply
-from genkit_endpoints.routes import ActiveStreams, FlowRoute, RouteTable
+from genkit_endpoints.routes import FlowRoute, RouteTable
 
 AnyRequest = Request[Any, Any, Any]
 _log = structlog.get_logger(__name__)
@@ -50,7 +50,7 @@ def to_response(reply: HttpReply) -> Response[Any]:
 
 
 def _flow_handler(
-    route: FlowRoute, active: ActiveStreams
+    route: FlowRoute, table: RouteTable
 ) -> Callable[[AnyRequest], Awaitable[Response[Any]]]:
     async def handle(request: AnyRequest) -> Response[Any]:
         reply = await http.flow_endpoint(
@@ -58,7 +58,8 @@ def _flow_handler(
             path=request_path(request.scope),
             body=await request.body(),
             content_type=request.headers.get("content-type"),
-            active=active,
+            active=table.active,
+            json_max_depth=table.json_max_depth,
         )
         return to_response(reply)
 
@@ -146,7 +147,7 @@ def create_litestar_app(
         summary = flow_route.summary or flow_route.name
         handler = post(flow_route.path, status_code=200, summary=summary)
         handlers += _guarded(
-            flow_route.path, "POST", handler(_flow_handler(flow_route, table.active))
+            flow_route.path, "POST", handler(_flow_handler(flow_route, table))
         )
     callable_path = "/flows/{flow_name:str}"
     handler = post(callable_path, status_code=200, summary="Genkit callable protocol")

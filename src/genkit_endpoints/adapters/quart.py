@@ -36,7 +36,7 @@ from genkit_endpoints.errors import (
 )
 from genkit_endpoints.health import Readiness
 from genkit_endpoints.http import HttpReply
-from genkit_endpoints.routes import ActiveStreams, FlowRoute, RouteTable
+from genkit_endpoints.routes import FlowRoute, RouteTable
 
 _log = structlog.get_logger(__name__)
 
@@ -122,14 +122,15 @@ async def _body() -> bytes:
     return await request.get_data(cache=False, as_text=False, parse_form_data=False)
 
 
-def _flow_view(route: FlowRoute, active: ActiveStreams) -> Callable[[], Awaitable[Response]]:
+def _flow_view(route: FlowRoute, table: RouteTable) -> Callable[[], Awaitable[Response]]:
     async def handle() -> Response:
         reply = await http.flow_endpoint(
             route,
             path=request_path(request.scope),
             body=await _body(),
             content_type=request.headers.get("content-type"),
-            active=active,
+            active=table.active,
+            json_max_depth=table.json_max_depth,
         )
         return to_response(reply)
 
@@ -201,7 +202,7 @@ def create_quart_app(
     add("/health", "health", health, "GET")
     add("/ready", "ready", ready, "GET")
     for route in table:
-        add(route.path, f"flow:{route.name}", _flow_view(route, table.active), "POST")
+        add(route.path, f"flow:{route.name}", _flow_view(route, table), "POST")
     add("/flows/<flow_name>", "callable", call_flow, "POST")
 
     app.register_error_handler(HTTPException, _on_http_error)

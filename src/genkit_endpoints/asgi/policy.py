@@ -25,6 +25,7 @@ class HttpPolicy:
     trusted_proxies: tuple[str, ...] = ()
     hsts_max_age: int = 31_536_000
     gzip_min_size: int = 1024
+    json_max_depth: int = 32  # nesting of JSON request bodies; deeper → 422
     # Paths that need no key and never count against the concurrency limit.
     exempt_paths: frozenset[str] = field(default_factory=lambda: frozenset({"/health", "/ready"}))
 
@@ -36,5 +37,7 @@ class HttpPolicy:
             raise ValueError("CORS_ALLOWED_ORIGINS='*' is only allowed with DEBUG")
         if self.max_body_size < 1 or self.max_concurrent_requests < 1:
             raise ValueError("body and concurrency limits must be at least 1")
+        if self.json_max_depth < 2:
+            raise ValueError("the JSON depth limit must be at least 2")
         if self.request_timeout <= 0:
             raise ValueError("the request timeout must be positive")

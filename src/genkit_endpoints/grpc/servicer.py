@@ -22,12 +22,13 @@ import orjson
 import structlog
 from google.protobuf import json_format, message_factory
 from google.protobuf.descriptor import Descriptor, FieldDescriptor, ServiceDescriptor
-from google.protobuf.message import Message
+from google.protobuf.message import DecodeError, Message
 
 from genkit_endpoints import routes
 from genkit_endpoints.errors import (
     EndpointError,
     InternalError,
+    InvalidInput,
     RateLimited,
     ServiceUnavailable,
     UpstreamTimeout,
@@ -202,14 +203,14 @@ class _FlowMethod:
 
     async def unary(self, request: Message, context: grpc.aio.ServicerContext) -> Message | None:
         async def work() -> Message:
-            payload = routes.parse_input(self.route, _as_input(request))
+            payload = routes.parse_input(self.route, _as_input(_decoded(request)))
             return self._encode_output(await routes.invoke(self.route, payload))
 
         return await _serve(self.calls, context, work)
 
     async def stream(self, request: Message, context: grpc.aio.ServicerContext) -> None:
         async def work() -> None:
-            payload = routes.parse_input(self.route, _as_input(request))
+            payload = routes.parse_input(self.route, _as_input(_decoded(request)))
             events = cast(AsyncGenerator[Any, None], routes.stream(self.route, payload))
             try:
                 async for event in events:
@@ -222,6 +223,36 @@ class _FlowMethod:
                 await events.aclose()
 
         await _serve(self.calls, context, work)
+
+
+class _Undecodable:
+    """What the deserializer hands over for bytes that are not a valid message."""
+
+
+_UNDECODABLE = _Undecodable()
+
+
+def _safe_deserializer(cls: type[Message]) -> Callable[[bytes], Message | _Undecodable]:
+    """``cls.FromString`` that never raises.
+
+    gRPC answers a deserializer exception with UNKNOWN and a message naming protobuf's
+    exception class (an internal leak, SPEC §2.3); the handler turns the marker into
+    INVALID_ARGUMENT with a sentence for the client instead.
+    """
+
+    def decode(data: bytes) -> Message | _Undecodable:
+        try:
+            return cls.FromString(data)
+        except DecodeError:
+            return _UNDECODABLE
+
+    return decode
+
+
+def _decoded(request: Message | _Undecodable) -> Message:
+    if isinstance(request, _Undecodable):
+        raise InvalidInput("The request message could not be decoded.")
+    return request
 
 
 def _health(reply: Message) -> Callable[[Message, grpc.aio.ServicerContext], Awaitable[Message]]:
@@ -256,7 +287,7 @@ def build_method_handlers(
         request = message_factory.GetMessageClass(method.input_type)
         response = message_factory.GetMessageClass(method.output_type)
         codec = {
-            "request_deserializer": request.FromString,
+            "request_deserializer": _safe_deserializer(request),
             "response_serializer": response.SerializeToString,
         }
         if method.client_streaming:
