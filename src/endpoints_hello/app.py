@@ -15,6 +15,8 @@ from endpoints_hello.flows import build_routes
 from endpoints_hello.settings import Settings
 from genkit_endpoints.asgi.types import ASGIApp
 from genkit_endpoints.generation import ModelClient
+from genkit_endpoints.logging import access_logger, default_format
+from genkit_endpoints.media import ImageFetcher
 from genkit_endpoints.providers import choose_model
 from genkit_endpoints.service import Service, ServiceConfig, build_service
 
@@ -28,7 +30,8 @@ def create_service(settings: Settings) -> Service:
     """Build the whole service from settings (no I/O until the server starts it)."""
     choice = choose_model(settings.provider_config())
     ai = Genkit(plugins=list(choice.plugins), model=choice.model, prompt_dir=PROMPTS_DIR)
-    table = build_routes(ai, ModelClient(ai, settings.model_call_policy()))
+    images = ImageFetcher(settings.image_fetch_config())
+    table = build_routes(ai, ModelClient(ai, settings.model_call_policy()), images)
     cfg = ServiceConfig(
         framework=settings.framework,
         title="endpoints-hello",
@@ -37,6 +40,8 @@ def create_service(settings: Settings) -> Service:
         shutdown_grace=settings.shutdown_grace,
         grpc=settings.grpc_config() if settings.grpc_enabled else None,
         grpc_service=GRPC_SERVICE,
+        api_keys=settings.api_keyring(),
+        access_logger=access_logger(settings.log_format or default_format(settings.debug)),
     )
     return build_service(ai, choice, table, cfg)
 

@@ -118,3 +118,33 @@ def configure_logging(
         lib.handlers[:] = []
         lib.propagate = True
         lib.setLevel(numeric)
+
+
+def access_logger(fmt: LogFormat, name: str = "genkit_endpoints.access") -> Any:
+    """The logger for the per-request access line: fast where it matters.
+
+    In JSON mode it writes orjson bytes straight to stderr through a short processor
+    chain (request id, level, logger, timestamp): ≈5 µs a line instead of ≈15 µs through
+    the stdlib bridge, on every request (STYLE.md performance notes). Its fields are
+    chosen by the kit (route template, never the raw path; no headers), so the masker
+    has nothing to find there. On the console it is the ordinary logger. Call after
+    ``configure_logging``; the level is the root logger's, checked by the caller.
+    """
+    if fmt != "json":
+        return structlog.get_logger(name)
+
+    def add_logger_name(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
+        event["logger"] = name
+        return event
+
+    return structlog.wrap_logger(
+        structlog.BytesLogger(sys.stderr.buffer),
+        processors=[
+            _add_request_id,
+            structlog.processors.add_log_level,
+            add_logger_name,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.JSONRenderer(serializer=orjson.dumps),
+        ],
+        cache_logger_on_first_use=True,
+    )

@@ -59,6 +59,8 @@ class ServiceConfig:
     grpc: GrpcConfig | None = None
     grpc_service: str | None = None
     api_keys: ApiKeyring | None = None  # None: no API-key authentication (SPEC §4.2)
+    # The access-log logger (``genkit_endpoints.logging.access_logger``); None: the default.
+    access_logger: Any = None
 
 
 @dataclass
@@ -115,7 +117,13 @@ def build_service(
     template = route_templates(
         (*(r.path for r in table), *_KIT_PATHS), prefixes=(("/flows/", "/flows/{name}"),)
     )
-    asgi = build_stack(framework_app, cfg.http, route_template=template, api_keys=cfg.api_keys)
+    asgi = build_stack(
+        framework_app,
+        cfg.http,
+        route_template=template,
+        api_keys=cfg.api_keys,
+        access_logger=cfg.access_logger,
+    )
     return Service(asgi, ai, table, readiness, choice, lifecycle)
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import structlog
 
@@ -45,11 +46,16 @@ def route_templates(
 
 
 class AccessLogMiddleware:
-    def __init__(self, app: ASGIApp, template: Callable[[str], str]) -> None:
+    """``logger``: a structlog-style logger (``genkit_endpoints.logging.access_logger``);
+    the level is the stdlib one of ``genkit_endpoints.access`` either way."""
+
+    def __init__(
+        self, app: ASGIApp, template: Callable[[str], str], logger: Any | None = None
+    ) -> None:
         self.app = app
         self.template = template
         self.stdlib = logging.getLogger(LOGGER_NAME)
-        self.log = structlog.get_logger(LOGGER_NAME)
+        self.log = logger if logger is not None else structlog.get_logger(LOGGER_NAME)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not self.stdlib.isEnabledFor(logging.INFO):

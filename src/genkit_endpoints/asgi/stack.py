@@ -27,7 +27,7 @@ origins) — they cost nothing per request.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from genkit_endpoints.asgi.access_log import AccessLogMiddleware, route_templates
 from genkit_endpoints.asgi.body_limit import BodyLimitMiddleware
@@ -53,6 +53,7 @@ def build_stack(
     *,
     route_template: Callable[[str], str] | None = None,
     api_keys: ApiKeyring | None = None,
+    access_logger: Any | None = None,
 ) -> ASGIApp:
     """Wrap a framework app in the kit's middleware, in the documented order.
 
@@ -76,7 +77,7 @@ def build_stack(
         inner = CorsMiddleware(inner, policy.cors_allowed_origins, debug=policy.debug)
     inner = ErrorEnvelopeMiddleware(inner)
     inner = SecurityHeadersMiddleware(inner, debug=policy.debug, hsts_max_age=policy.hsts_max_age)
-    inner = AccessLogMiddleware(inner, route_template)
+    inner = AccessLogMiddleware(inner, route_template, access_logger)
     inner = RequestIdMiddleware(inner)
     if policy.trusted_proxies:
         inner = ProxyHeadersMiddleware(
