@@ -105,3 +105,55 @@ async def lifespan(app: ASGIApp) -> AsyncIterator[None]:
         await task
     finally:
         task.cancel()
+
+
+@dataclass
+class Upload:
+    """What the app side pulled from a client sending its body in several messages."""
+
+    chunks: Sequence[bytes]
+    pulled_messages: int = 0
+    pulled_bytes: int = 0
+
+
+async def call_chunks(
+    app: ASGIApp, scope: dict[str, Any], chunks: Sequence[bytes]
+) -> tuple[Captured, Upload]:
+    """Send a request whose body arrives as one ``http.request`` message per chunk (a
+    chunked upload); the client stays until the response is complete. Returns what was
+    sent back and how much of the body anything downstream actually pulled."""
+    sent = Captured()
+    upload = Upload(chunks)
+    done = asyncio.Event()
+
+    async def receive() -> Message:
+        if upload.pulled_messages < len(chunks):
+            chunk = chunks[upload.pulled_messages]
+            upload.pulled_messages += 1
+            upload.pulled_bytes += len(chunk)
+            more = upload.pulled_messages < len(chunks)
+            return {"type": "http.request", "body": chunk, "more_body": more}
+        await done.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: Message) -> None:
+        sent.messages.append(message)
+        if message["type"] == "http.response.body" and not message.get("more_body", False):
+            done.set()
+
+    await app(scope, receive, send)
+    return sent, upload
+
+
+async def call_gone(app: ASGIApp, scope: dict[str, Any]) -> Captured:
+    """A client that disconnected before the app answered: every ``receive`` says so."""
+    sent = Captured()
+
+    async def receive() -> Message:
+        return {"type": "http.disconnect"}
+
+    async def send(message: Message) -> None:
+        sent.messages.append(message)
+
+    await app(scope, receive, send)
+    return sent

@@ -13,7 +13,8 @@ from genkit_endpoints.asgi.types import ASGIApp, Message, Receive, Scope, Send
 from genkit_endpoints.context import request_id_var
 
 HEADER = b"x-request-id"
-_VALID = re.compile(rb"^[A-Za-z0-9._-]{1,128}$")
+# fullmatch, not `^…$`: `$` also matches before a trailing "\n", which would be echoed.
+_VALID = re.compile(rb"[A-Za-z0-9._-]{1,128}")
 
 
 class RequestIdMiddleware:
@@ -27,7 +28,7 @@ class RequestIdMiddleware:
         rid: str | None = None
         for name, value in scope["headers"]:
             if name == HEADER:
-                if _VALID.match(value):
+                if _VALID.fullmatch(value):
                     rid = value.decode("ascii")
                 break
         if rid is None:

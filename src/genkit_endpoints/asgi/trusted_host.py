@@ -17,8 +17,9 @@ from genkit_endpoints.asgi.types import ASGIApp, Receive, Scope, Send
 from genkit_endpoints.errors import BadRequest
 
 _HOST = b"host"
-# reg-name or IPv4, or a bracketed IPv6 literal; optional port (RFC 9110 §7.2).
-_WELL_FORMED = re.compile(rb"^(?:[A-Za-z0-9._~!$&'()*+,;=%-]*|\[[0-9A-Fa-f:.]+\])(?::[0-9]{0,5})?$")
+# reg-name or IPv4, or a bracketed IPv6 literal; optional port (RFC 9110 §7.2). Used
+# with fullmatch: `$` would also accept a trailing "\n".
+_WELL_FORMED = re.compile(rb"(?:[A-Za-z0-9._~!$&'()*+,;=%-]*|\[[0-9A-Fa-f:.]+\])(?::[0-9]{0,5})?")
 
 
 class HostNotAllowed(BadRequest):
@@ -32,7 +33,8 @@ class MalformedHost(BadRequest):
 class TrustedHostMiddleware:
     def __init__(self, app: ASGIApp, hosts: Iterable[str] = ()) -> None:
         self.app = app
-        names = [h.strip().lower() for h in hosts if h.strip()]
+        # "[::1]" and "::1" both name the IPv6 literal compared below without brackets.
+        names = [h.strip().lower().removeprefix("[").removesuffix("]") for h in hosts if h.strip()]
         if "*" in names:
             names = []  # "*" means any host: only the well-formedness check remains
         self.exact = frozenset(n for n in names if not n.startswith("*."))
@@ -49,7 +51,7 @@ class TrustedHostMiddleware:
         return verdict
 
     def _decide(self, host: bytes) -> bool:
-        if not _WELL_FORMED.match(host):
+        if not _WELL_FORMED.fullmatch(host):
             return False
         if not self.enforce:
             return True
@@ -74,6 +76,6 @@ class TrustedHostMiddleware:
         if ok:
             await self.app(scope, receive, send)
             return
-        malformed = count > 1 or (host is not None and not _WELL_FORMED.match(host))
+        malformed = count > 1 or (host is not None and not _WELL_FORMED.fullmatch(host))
         err = MalformedHost() if malformed else HostNotAllowed()
         await send_problem(send, err, request_path(scope))
