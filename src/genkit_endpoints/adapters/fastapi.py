@@ -35,9 +35,7 @@ def to_response(reply: HttpReply) -> Response:
     return Response(reply.body, status_code=reply.status, headers=headers)
 
 
-def _flow_handler(
-    route: FlowRoute, table: RouteTable
-) -> Callable[[Request], Awaitable[Response]]:
+def _flow_handler(route: FlowRoute, table: RouteTable) -> Callable[[Request], Awaitable[Response]]:
     async def handle(request: Request) -> Response:
         reply = await http.flow_endpoint(
             route,

@@ -146,9 +146,7 @@ def create_litestar_app(
     for flow_route in table:
         summary = flow_route.summary or flow_route.name
         handler = post(flow_route.path, status_code=200, summary=summary)
-        handlers += _guarded(
-            flow_route.path, "POST", handler(_flow_handler(flow_route, table))
-        )
+        handlers += _guarded(flow_route.path, "POST", handler(_flow_handler(flow_route, table)))
     callable_path = "/flows/{flow_name:str}"
     handler = post(callable_path, status_code=200, summary="Genkit callable protocol")
     handlers += _guarded(callable_path, "POST", handler(call_flow))
