@@ -31,8 +31,10 @@ from endpoints_hello.schemas import (
     TranslateInput,
     TranslationResult,
 )
+from genkit_endpoints.context import current_principal
 from genkit_endpoints.generation import ModelClient
 from genkit_endpoints.grpc.encoding import json_field
+from genkit_endpoints.media import ImageFetcher
 from genkit_endpoints.routes import FlowRoute, RouteTable
 
 PIRATE_SYSTEM_PROMPT = (
@@ -65,8 +67,13 @@ def sanitize_text(text: str) -> str:
     return _CONTROL.sub("", text.replace("\r\n", "\n")).strip()
 
 
-def build_routes(ai: Genkit, llm: ModelClient) -> RouteTable:
-    """Define the flows on ``ai`` and return their route table."""
+def build_routes(ai: Genkit, llm: ModelClient, images: ImageFetcher | None = None) -> RouteTable:
+    """Define the flows on ``ai`` and return their route table.
+
+    ``images`` downloads describe-image's URLs; the default one has the kit's default
+    limits and no allowed private networks.
+    """
+    fetcher = images or ImageFetcher()
     # The Dotprompt file names its output schema; it must be registered by that name.
     ai.define_schema("CodeReview", CodeReview)
 
@@ -83,7 +90,10 @@ def build_routes(ai: Genkit, llm: ModelClient) -> RouteTable:
         response = await llm.generate(
             prompt=literal(f"Tell a short, family-friendly joke about {data.name}.")
         )
-        return JokeResponse(joke=response.text, username=data.username)
+        # Who asks is the authenticated principal (SPEC §4.2), never a body field: the
+        # raw key never reaches a prompt, and a client cannot claim another name.
+        principal = current_principal()
+        return JokeResponse(joke=response.text, username=principal.name if principal else None)
 
     @ai.flow(description="Tell a short joke, streamed as it is generated.", chunk_type=str)
     async def tell_joke_stream(data: JokeInput, ctx: ActionRunContext) -> str:
@@ -122,10 +132,13 @@ def build_routes(ai: Genkit, llm: ModelClient) -> RouteTable:
 
     @ai.flow(description="Describe an image given by URL.")
     async def describe_image(data: ImageInput) -> ImageDescription:
+        # Fetched here and passed inline: a provider plugin handed the URL would download
+        # whatever it names, internal addresses included (SPEC §3.3).
+        image = await fetcher.fetch(data.image_url)
         response = await llm.generate(
             prompt=[
                 Part.from_text("Describe this image in two or three sentences."),
-                Part.from_media(url=data.image_url, content_type=_image_type(data.image_url)),
+                Part.from_media(url=image.data_url(), content_type=image.content_type),
             ]
         )
         return ImageDescription(description=response.text, image_url=data.image_url)
@@ -185,20 +198,3 @@ def build_routes(ai: Genkit, llm: ModelClient) -> RouteTable:
                       grpc_method="ReviewCode", grpc_encode=json_field("review")),
         ]
     )  # fmt: skip
-
-
-_IMAGE_TYPES = {
-    ".png": "image/png",
-    ".jpg": "image/jpeg",
-    ".jpeg": "image/jpeg",
-    ".gif": "image/gif",
-    ".webp": "image/webp",
-}
-
-
-def _image_type(url: str) -> str:
-    path = url.split("?", 1)[0].lower()
-    for suffix, mime in _IMAGE_TYPES.items():
-        if path.endswith(suffix):
-            return mime
-    return "image/jpeg"

@@ -12,10 +12,11 @@ import ipaddress
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from genkit_endpoints.asgi.policy import HttpPolicy
+from genkit_endpoints.auth import ApiKeyring
 from genkit_endpoints.config import (
     GrpcConfig,
     ModelCallPolicyConfig,
@@ -23,6 +24,7 @@ from genkit_endpoints.config import (
     ProviderConfig,
     ServerConfig,
 )
+from genkit_endpoints.media import ImageFetchConfig
 
 # Comma-separated in the environment (``a,b,c``), not JSON: the reference sample's style.
 CommaList = Annotated[list[str], NoDecode]
@@ -168,6 +170,27 @@ class Settings(BaseSettings):
     def _blank_is_unset(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value
 
+    @field_validator("api_keys")
+    @classmethod
+    def _api_keys(cls, value: SecretStr | None) -> SecretStr | None:
+        # Set but blank is refused, not read as "off": an unexpanded secret must not
+        # silently turn authentication off. The messages never contain a key.
+        if value is not None:
+            ApiKeyring.parse(value.get_secret_value())
+        return value
+
+    @model_validator(mode="after")
+    def _grpc_tls(self) -> Settings:
+        # Missing, unreadable or mismatched TLS files: one line at start-up, not a failed
+        # lifespan (or a failed handshake at the first call).
+        if self.grpc_enabled:
+            cfg = self.grpc_config()
+            if cfg.tls_cert is not None and cfg.tls_key is not None:
+                from genkit_endpoints.grpc.tls import load_server_tls  # noqa: PLC0415
+
+                load_server_tls(cfg.tls_cert, cfg.tls_key, cfg.tls_client_ca)
+        return self
+
     # Views for the kit's factories: the kit never reads settings or the environment.
 
     def provider_config(self) -> ProviderConfig:
@@ -201,6 +224,9 @@ class Settings(BaseSettings):
             shutdown_grace=self.shutdown_grace,
             log_level=self.log_level,
             workers=self.workers,
+            max_header_bytes=self.max_header_bytes,
+            max_header_count=self.max_header_count,
+            header_read_timeout=self.header_read_timeout,
         )
 
     def http_policy(self) -> HttpPolicy:
@@ -214,6 +240,7 @@ class Settings(BaseSettings):
             trusted_proxies=tuple(self.trusted_proxies),
             hsts_max_age=self.hsts_max_age,
             gzip_min_size=self.gzip_min_size,
+            json_max_depth=self.json_max_depth,
         )
 
     def grpc_config(self) -> GrpcConfig:
@@ -222,7 +249,26 @@ class Settings(BaseSettings):
             port=self.grpc_port,
             max_receive_bytes=self.max_body_size,
             debug=self.debug,
+            max_concurrent_rpcs=self.grpc_max_concurrent_rpcs,
+            max_metadata_size=self.grpc_max_metadata_size,
+            tls_cert=self.grpc_tls_cert,
+            tls_key=self.grpc_tls_key,
+            tls_client_ca=self.grpc_tls_client_ca,
         )
+
+    def image_fetch_config(self) -> ImageFetchConfig:
+        return ImageFetchConfig(
+            max_bytes=self.max_image_bytes,
+            timeout=self.image_fetch_timeout,
+            connect_timeout=min(3.0, self.image_fetch_timeout),
+            allowed_networks=tuple(self.image_fetch_allowed_networks),
+        )
+
+    def api_keyring(self) -> ApiKeyring | None:
+        """The parsed ``API_KEYS`` (None: authentication off)."""
+        if self.api_keys is None:
+            return None
+        return ApiKeyring.parse(self.api_keys.get_secret_value())
 
     def to_environ(self) -> dict[str, str]:
         """Every setting as environment variables, for worker processes to rebuild from."""

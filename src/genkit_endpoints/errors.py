@@ -68,6 +68,20 @@ class InvalidInput(EndpointError):
     default_detail = "The request body is not valid."
 
 
+class ImageFetchError(EndpointError):
+    """An image URL was refused or its image could not be fetched (SPEC §3.3).
+
+    422, not 502, even when the image server failed: the URL is the client's input, not
+    an upstream of ours, and it must not count against the model provider's breaker.
+    """
+
+    status = 422
+    grpc_code = "INVALID_ARGUMENT"
+    title = "Unprocessable Content"
+    slug = "image-fetch"
+    default_detail = "The image URL could not be used."
+
+
 class UnsupportedMediaType(EndpointError):
     status = 415
     grpc_code = "INVALID_ARGUMENT"

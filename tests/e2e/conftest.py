@@ -11,7 +11,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.image_server import ALLOWED_NETWORK, FakeImageServer, Reply
 from tests.support.server import ServerProcess, run_server
+
+# The fake image server's address (127.0.0.2) is the one private address the app may fetch
+# from; the default image URL is on the public internet, which tests never reach.
+IMAGE_ENV = {"IMAGE_FETCH_ALLOWED_NETWORKS": ALLOWED_NETWORK}
 
 # (framework, server): all nine combinations.
 STACKS = [
@@ -37,5 +42,12 @@ def offline_server(
 ) -> Iterator[ServerProcess]:
     """The app with zero configuration (offline model, no latency), shared by a module."""
     tmp: Path = tmp_path_factory.mktemp("offline")
-    with run_server(tmp, args=stack_args(stack)) as server:
+    with run_server(tmp, args=stack_args(stack), env=IMAGE_ENV) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def image_server() -> Iterator[FakeImageServer]:
+    """An image server on 127.0.0.2 for describe-image: ``/cat.png`` is a PNG."""
+    with FakeImageServer(routes={"/cat.png": Reply()}).running() as server:
         yield server

@@ -32,7 +32,7 @@ def assert_problem(r: httpx.Response, status: int, instance: str) -> dict[str, A
     [
         ({"name": "x" * 201}, "name", "string_too_long"),
         ({"name": 5}, "name", "string_type"),
-        ({"username": ["a"]}, "username", "string_type"),
+        ({"name": ["a"]}, "name", "string_type"),
     ],
 )
 def test_schema_violation_is_422_with_field_errors(

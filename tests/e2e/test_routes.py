@@ -9,6 +9,7 @@ import pytest
 from pydantic import BaseModel
 
 from endpoints_hello import schemas
+from tests.support.image_server import FakeImageServer
 from tests.support.server import ServerProcess
 
 # path -> (output model, exact keys)
@@ -28,12 +29,23 @@ UNARY: dict[str, tuple[type[BaseModel], set[str]]] = {
 CUSTOM: dict[str, dict[str, Any]] = {
     "/tell-joke": {"name": "Whiskers", "username": "ada"},
     "/translate": {"text": "Good morning, friends.", "target_language": "German"},
-    "/describe-image": {"image_url": "https://example.com/cat.jpg"},
+    "/describe-image": {"image_url": "<the fake image server's /cat.png>"},
     "/generate-character": {"name": "Aria"},
     "/chat": {"question": "How do I tie a bowline?"},
     "/generate-code": {"description": "reverse a string", "language": "rust"},
     "/review-code": {"code": "x = 1\nprint(x)\n", "language": "python"},
 }
+
+
+# Its default image is on the public internet, which tests never reach: describe-image
+# is called with the fake image server's URL (tests/e2e/test_describe_image.py).
+OFFLINE_DEFAULTS = sorted(set(UNARY) - {"/describe-image"})
+
+
+def custom(path: str, image_server: FakeImageServer) -> dict[str, Any]:
+    if path == "/describe-image":
+        return {"image_url": image_server.url("/cat.png")}
+    return CUSTOM[path]
 
 
 def assert_valid(path: str, body: dict[str, Any]) -> None:
@@ -42,7 +54,7 @@ def assert_valid(path: str, body: dict[str, Any]) -> None:
     model.model_validate(body)
 
 
-@pytest.mark.parametrize("path", sorted(UNARY))
+@pytest.mark.parametrize("path", OFFLINE_DEFAULTS)
 def test_every_unary_route_answers_empty_input_with_its_schema(
     offline_server: ServerProcess, path: str
 ) -> None:
@@ -55,25 +67,27 @@ def test_every_unary_route_answers_empty_input_with_its_schema(
 
 @pytest.mark.parametrize("path", sorted(CUSTOM))
 def test_every_unary_route_answers_custom_input_with_its_schema(
-    offline_server: ServerProcess, path: str
+    offline_server: ServerProcess, image_server: FakeImageServer, path: str
 ) -> None:
     with offline_server.client() as c:
-        r = c.post(path, json=CUSTOM[path])
+        r = c.post(path, json=custom(path, image_server))
     assert r.status_code == 200, r.text
     assert_valid(path, r.json())
 
 
-def test_custom_input_reaches_the_flow(offline_server: ServerProcess) -> None:
+def test_custom_input_reaches_the_flow(
+    offline_server: ServerProcess, image_server: FakeImageServer
+) -> None:
     with offline_server.client() as c:
         joke = c.post("/tell-joke", json={"name": "Whiskers", "username": "ada"}).json()
         tr = c.post("/translate", json=CUSTOM["/translate"]).json()
-        img = c.post("/describe-image", json=CUSTOM["/describe-image"]).json()
+        img = c.post("/describe-image", json=custom("/describe-image", image_server)).json()
         default_tr = c.post("/translate", json={}).json()
     assert "Whiskers" in joke["joke"]
-    assert joke["username"] == "ada"
+    assert joke["username"] is None  # a body cannot name the caller; only an API key does
     assert tr["original_text"] == "Good morning, friends."
     assert tr["target_language"] == "German"
-    assert img["image_url"] == "https://example.com/cat.jpg"
+    assert img["image_url"] == image_server.url("/cat.png")
     assert default_tr["original_text"] == schemas.DEFAULT_TRANSLATE_TEXT
     assert default_tr["target_language"] == "French"
 
@@ -149,14 +163,17 @@ def test_docs_are_not_served_without_debug(offline_server: ServerProcess) -> Non
         assert c.get("/openapi.json").status_code == 404
 
 
-def test_callable_protocol_runs_every_flow(offline_server: ServerProcess) -> None:
+def test_callable_protocol_runs_every_flow(
+    offline_server: ServerProcess, image_server: FakeImageServer
+) -> None:
     names = [
         "tell_joke", "tell_joke_stream", "tell_story", "translate_text", "describe_image",
         "generate_character", "pirate_chat", "generate_code", "review_code",
     ]  # fmt: skip
     with offline_server.client() as c:
         for name in names:
-            r = c.post(f"/flows/{name}", json={"data": {}})
+            data = custom("/describe-image", image_server) if name == "describe_image" else {}
+            r = c.post(f"/flows/{name}", json={"data": data})
             assert r.status_code == 200, (name, r.text)
             assert set(r.json()) == {"result"}
         joke = c.post("/flows/tell_joke", json={"data": {"name": "Tom"}}).json()["result"]

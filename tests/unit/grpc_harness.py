@@ -24,6 +24,7 @@ from genkit_endpoints.grpc.server import GrpcServer, create_grpc_server
 from genkit_endpoints.health import Readiness
 from genkit_endpoints.models.offline import OFFLINE_MODEL, OfflineModel
 from genkit_endpoints.routes import RouteTable
+from tests.support.image_server import offline_fetcher
 
 SERVICE = pb.DESCRIPTOR.services_by_name["GenkitService"]
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -42,7 +43,7 @@ class Harness:
 
 def app_table(ai: Genkit) -> RouteTable:
     """The app's own route table, on the given Genkit instance."""
-    return build_routes(ai, ModelClient(ai, ModelCallPolicyConfig()))
+    return build_routes(ai, ModelClient(ai, ModelCallPolicyConfig()), offline_fetcher())
 
 
 @contextlib.asynccontextmanager

@@ -24,6 +24,7 @@ from genkit_endpoints.config import ModelCallPolicyConfig
 from genkit_endpoints.generation import ModelClient
 from genkit_endpoints.models.offline import OFFLINE_MODEL, OfflineModel
 from genkit_endpoints.routes import RouteTable
+from tests.support.image_server import offline_fetcher
 
 text = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=1)
 language = st.from_regex(schemas.LANGUAGE_PATTERN, fullmatch=True).filter(lambda s: len(s) <= 50)
@@ -66,7 +67,7 @@ INPUTS: dict[str, st.SearchStrategy[dict[str, Any]]] = {
 def harness() -> Iterator[tuple[asyncio.AbstractEventLoop, RouteTable]]:
     loop = asyncio.new_event_loop()
     ai = Genkit(plugins=[OfflineModel()], model=OFFLINE_MODEL, prompt_dir=PROMPTS_DIR)
-    table = build_routes(ai, ModelClient(ai, ModelCallPolicyConfig()))
+    table = build_routes(ai, ModelClient(ai, ModelCallPolicyConfig()), offline_fetcher())
     yield loop, table
     loop.close()
 

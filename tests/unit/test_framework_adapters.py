@@ -33,6 +33,7 @@ from genkit_endpoints.health import Readiness
 from genkit_endpoints.models.offline import OFFLINE_MODEL, OfflineModel
 from genkit_endpoints.routes import FlowRoute, RouteTable
 from genkit_endpoints.sse import SSE_HEADERS
+from tests.support.image_server import offline_fetcher
 from tests.unit.asgi_helpers import Captured, call, http_scope, lifespan
 
 RID = (b"x-request-id", b"parity-check")  # fixed, so problem bodies match byte for byte
@@ -164,7 +165,7 @@ def frozen_clock(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def sample_table() -> RouteTable:
     ai = Genkit(plugins=[OfflineModel()], model=OFFLINE_MODEL, prompt_dir=PROMPTS_DIR)
-    return build_routes(ai, ModelClient(ai, ModelCallPolicyConfig()))
+    return build_routes(ai, ModelClient(ai, ModelCallPolicyConfig()), offline_fetcher())
 
 
 @asynccontextmanager

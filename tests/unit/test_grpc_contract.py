@@ -28,6 +28,7 @@ from genkit_endpoints.grpc.servicer import build_method_handlers
 from genkit_endpoints.health import Readiness
 from genkit_endpoints.models.offline import OFFLINE_MODEL, OfflineModel
 from genkit_endpoints.routes import RouteTable
+from tests.support.image_server import offline_fetcher
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -81,7 +82,7 @@ RPCS = {  # name: (request, response, server streaming)
 
 def app_table() -> RouteTable:
     ai = Genkit(plugins=[OfflineModel()], model=OFFLINE_MODEL, prompt_dir=PROMPTS_DIR)
-    return build_routes(ai, ModelClient(ai, ModelCallPolicyConfig()))
+    return build_routes(ai, ModelClient(ai, ModelCallPolicyConfig()), offline_fetcher())
 
 
 def test_committed_stubs_match_a_fresh_generation(tmp_path: Path) -> None:
