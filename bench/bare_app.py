@@ -109,7 +109,7 @@ def run_granian(host: str, port: int) -> None:
         interface=Interfaces.ASGI,
         factory=True,
         workers=1,
-        http=HTTPModes.auto,
+        http=HTTPModes.http1,  # as our runner: HTTP/1.1 only
         http1_settings=HTTP1Settings(header_read_timeout=KEEP_ALIVE * 1000),
         log_enabled=True,
         log_level=LogLevels(LOG_LEVEL),

@@ -30,6 +30,9 @@ from typing import Any
 from gunicorn.glogging import Logger
 from uvicorn_worker import UvicornWorker
 
+from genkit_endpoints.servers._http1 import HeadLimits
+from genkit_endpoints.servers._uvicorn_http import HardenedHttpToolsProtocol
+
 _grace = float(os.environ.get("SHUTDOWN_GRACE", "25"))
 _level = os.environ.get("LOG_LEVEL", "info").lower()
 
@@ -62,7 +65,18 @@ class NoServerHeaderWorker(UvicornWorker):
         "lifespan": "on",
         "access_log": False,
         "proxy_headers": False,  # client identity is decided by TRUSTED_PROXIES
+        # The kit's hardened protocol: strict framing, head size/count limits and a
+        # head-read deadline (slowloris), as with `endpoints-hello --server uvicorn`.
+        "http": HardenedHttpToolsProtocol,
     }
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.config.head_limits = HeadLimits(  # type: ignore[attr-defined]
+            max_bytes=int(os.environ.get("MAX_HEADER_BYTES", "16384")),
+            max_count=int(os.environ.get("MAX_HEADER_COUNT", "100")),
+            read_timeout=float(os.environ.get("HEADER_READ_TIMEOUT", "10")),
+        )
 
 
 class RootLogger(Logger):

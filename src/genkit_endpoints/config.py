@@ -7,6 +7,7 @@ builds these, and ``--help`` or a bad flag must not pay for importing Genkit.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from pydantic import BaseModel, Field
 
@@ -56,12 +57,33 @@ class ProviderConfigError(ValueError):
 
 @dataclass(frozen=True)
 class ServerConfig:
+    """How the REST server listens, keeps connections and bounds a request's head (SPEC §6.1).
+
+    ``max_header_bytes`` bounds the request line plus headers, ``max_header_count`` the
+    number of header fields (both answered 431), and ``header_read_timeout`` the seconds
+    from a new connection, or from the first byte of a later request, to the end of its
+    headers (slow clients are closed). Which server enforces what exactly is stated in
+    ``genkit_endpoints.servers``.
+    """
+
     host: str = "0.0.0.0"  # noqa: S104 - a container service listens on all interfaces
     port: int = 8080
     keep_alive: float = 75.0  # above typical load-balancer idle timeouts (60 s)
     shutdown_grace: float = 25.0
     log_level: str = "info"
     workers: int = 1
+    max_header_bytes: int = 16 * 1024
+    max_header_count: int = 100
+    header_read_timeout: float = 10.0
+
+    def __post_init__(self) -> None:
+        for name in ("keep_alive", "header_read_timeout"):
+            if not getattr(self, name) > 0:  # also rejects NaN
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
+        if self.max_header_bytes < 1024:
+            raise ValueError(f"max_header_bytes must be >= 1024, got {self.max_header_bytes!r}")
+        if self.max_header_count < 1:
+            raise ValueError(f"max_header_count must be >= 1, got {self.max_header_count!r}")
 
 
 @dataclass(frozen=True)
@@ -75,12 +97,23 @@ class GrpcConfig:
     has been idle longer than typical load-balancer idle timeouts (75 s), so a balancer
     never reuses a connection we already closed. ``so_reuseport`` lets several worker
     processes bind the same port (SPEC §6.1).
+
+    TLS (SPEC §4.2): ``tls_cert`` + ``tls_key`` serve TLS; adding ``tls_client_ca`` makes
+    it mutual (every client must present a certificate that CA issued). Neither: plaintext,
+    for a mesh or a proxy that terminates TLS. The files are read when the server is built.
+    Concurrency and metadata size are capped explicitly: RPCs beyond
+    ``max_concurrent_rpcs`` are refused with RESOURCE_EXHAUSTED instead of queueing
+    without bound, and request metadata (where API keys travel) is bounded in bytes.
     """
 
     host: str = "0.0.0.0"  # noqa: S104 - a server; the app's settings choose the address
     port: int = 50051
     max_receive_bytes: int = 1024 * 1024  # MAX_BODY_SIZE, like the REST body limit
-    max_concurrent_rpcs: int | None = None  # None: no limit besides the event loop
+    max_concurrent_rpcs: int | None = 1000  # per process; None: only the event loop limits
+    max_metadata_size: int = 16 * 1024
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None
     debug: bool = False  # server reflection only in DEBUG (SPEC §2.5)
     keepalive_time_ms: int = 60_000
     keepalive_timeout_ms: int = 20_000
@@ -103,6 +136,21 @@ class GrpcConfig:
             )
         if not self.health_poll_interval > 0:  # also rejects NaN
             raise ValueError(f"health_poll_interval must be > 0, got {self.health_poll_interval!r}")
+        if self.max_metadata_size < 1024:
+            raise ValueError(f"max_metadata_size must be >= 1024, got {self.max_metadata_size!r}")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("gRPC TLS needs both a certificate and its key, or neither")
+        if self.tls_client_ca is not None and self.tls_cert is None:
+            raise ValueError(
+                "a gRPC TLS client CA (mutual TLS) needs a server certificate and key too"
+            )
+
+    @property
+    def transport(self) -> str:
+        """``mtls``, ``tls`` or ``plaintext``: what the server will speak."""
+        if self.tls_cert is None:
+            return "plaintext"
+        return "mtls" if self.tls_client_ca is not None else "tls"
 
     def channel_options(self) -> list[tuple[str, int]]:
         """The ``grpc.aio.server(options=...)`` list."""
@@ -115,6 +163,9 @@ class GrpcConfig:
             ("grpc.http2.max_pings_without_data", 0),  # 0: pings never need data between
             ("grpc.max_connection_idle_ms", self.max_connection_idle_ms),
             ("grpc.so_reuseport", int(self.so_reuseport)),
+            # Soft and hard limit alike: between the two, core rejects only some calls.
+            ("grpc.max_metadata_size", self.max_metadata_size),
+            ("grpc.absolute_max_metadata_size", self.max_metadata_size),
         ]
         if self.max_connection_age_ms is not None:
             options.append(("grpc.max_connection_age_ms", self.max_connection_age_ms))

@@ -14,7 +14,12 @@ import structlog
 
 from genkit_endpoints.asgi.types import ASGIApp, Message, Receive, Scope, Send
 from genkit_endpoints.context import current_request_id
-from genkit_endpoints.errors import PROBLEM_CONTENT_TYPE, EndpointError, InternalError
+from genkit_endpoints.errors import (
+    PROBLEM_CONTENT_TYPE,
+    BadRequest,
+    EndpointError,
+    InternalError,
+)
 
 _log = structlog.get_logger(__name__)
 
@@ -41,6 +46,10 @@ async def send_problem(send: Send, err: EndpointError, instance: str) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+class IncompleteBody(BadRequest):
+    default_detail = "The request body ended before it was complete."
+
+
 class ErrorEnvelopeMiddleware:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -49,19 +58,48 @@ class ErrorEnvelopeMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        started = False
+        # [response started, body cut short by a disconnect, app's response replaced]
+        state = [False, False, False]
+        instance = request_path(scope)
 
         async def tracking_send(message: Message) -> None:
-            nonlocal started
+            if state[2]:
+                return
             if message["type"] == "http.response.start":
-                started = True
+                if state[1] and message["status"] >= 500:
+                    # The framework turned the cut-short body into a 500 of its own.
+                    state[2] = True
+                    await _incomplete(send, scope, instance)
+                    return
+                state[0] = True
             await send(message)
 
+        async def tracking_receive() -> Message:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                state[1] = True
+            return message
+
         try:
-            await self.app(scope, receive, tracking_send)
+            await self.app(scope, tracking_receive, tracking_send)
         except Exception as exc:
+            if state[1]:
+                if not (state[0] or state[2]):
+                    await _incomplete(send, scope, instance)
+                return
             err = exc if isinstance(exc, EndpointError) else InternalError()
             if not isinstance(exc, EndpointError) or err.status >= 500:
                 _log.error("unhandled_error", path=scope.get("path"), exc_info=exc)
-            if not started:
-                await send_problem(send, err, request_path(scope))
+            if not state[0]:
+                await send_problem(send, err, instance)
+        else:
+            if state[1] and not (state[0] or state[2]):
+                await _incomplete(send, scope, instance)  # Quart: gives up without a word
+
+
+async def _incomplete(send: Send, scope: Scope, instance: str) -> None:
+    """The request body stopped midway: the client left, or (granian) its chunked framing
+    was broken. Either way the request never completed — a 400, not a server error; if
+    the client is gone, the answer goes nowhere."""
+    _log.info("request_body_incomplete", path=scope.get("path"))
+    await send_problem(send, IncompleteBody(headers={"connection": "close"}), instance)

@@ -5,6 +5,12 @@ sends no ``Server`` header where the server allows it, leaves logging to
 ``genkit_endpoints.logging``, runs the ASGI lifespan, and on SIGTERM/SIGINT stops
 accepting, gives in-flight work ``shutdown_grace`` seconds, then returns (exit code 0).
 Servers' own defaults are not safe as shipped, so every limit is set explicitly.
+Every runner serves HTTP/1.1 only (no h2c) and bounds a request head in bytes, fields and
+time (``ServerConfig``) before the app sees it, refusing ambiguous framing (request
+smuggling): uvicorn through ``_uvicorn_http`` (httptools, not h11 — it says why),
+hypercorn through ``_hypercorn_h11``, granian through hyper's own parser and settings,
+with the limits granian cannot meet stated in ``granian``. ``tests/adversarial`` holds
+each of them to it.
 Readiness and gRPC health flip at the first signal through ``genkit_endpoints.lifecycle``,
 which the app's lifespan chains in front of the signal handlers of the serving process.
 """

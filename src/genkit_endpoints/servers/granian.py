@@ -6,12 +6,25 @@ Workers are started with ``spawn`` (a fresh interpreter, like uvicorn's and hype
 workers) rather than granian's default ``fork``, so no thread, gRPC channel or telemetry
 exporter of the supervisor is copied half-alive into a worker.
 
+HTTP/1.1 only (``HTTPModes.http1``): an HTTP/2 prior-knowledge preface is refused, as on
+uvicorn and hypercorn, so the REST API meets one parser with one set of limits. hyper's
+HTTP/1 parser refuses the framing ambiguities of ``tests/adversarial`` by itself; the
+head limits map onto its settings: ``max_buffer_size`` bounds the request head (431;
+hyper's floor is 8192 bytes, so ``max_header_bytes`` below that acts as 8192).
+
 Limits of granian 2.8, stated plainly: it always sends a ``Server`` header (``granian``,
-or the app's own value; it cannot be removed — emmett-framework/granian#594); it has no
-idle keep-alive timeout of its own, so the HTTP/1 header-read timeout, which also runs
-while a kept-alive connection waits for its next request, is set to ``keep_alive``; and a
-worker drains without a deadline, so the supervisor kills a worker still busy after
-``shutdown_grace`` (its lifespan shutdown then does not run; the exit code is still 0).
+or the app's own value; it cannot be removed — emmett-framework/granian#594); the
+header-field count is hyper's fixed 100 (431 above it), whatever ``max_header_count``
+says; with Content-Length and Transfer-Encoding together it decodes the body as chunked,
+as RFC 9112 §6.1 allows, and closes the connection after the response, so nothing hidden
+in the body is served; it accepts a missing or repeated Host header, so the app's
+trusted-host check sees them. It has no idle keep-alive timeout of its own: the header-read
+timeout also runs while a kept-alive connection waits for its next request, so it is
+set to ``keep_alive`` (a balancer must never reuse a connection we closed) and
+``header_read_timeout`` does not apply: a slow client (slowloris) is cut after
+``keep_alive`` seconds (75 by default), not ``header_read_timeout``. A worker drains
+without a deadline, so the supervisor kills a worker still busy after ``shutdown_grace``
+(its lifespan shutdown then does not run; the exit code is still 0).
 """
 
 from __future__ import annotations
@@ -27,6 +40,8 @@ from granian.server.mp import MPServer
 from genkit_endpoints.asgi.types import ASGIApp
 from genkit_endpoints.config import ServerConfig
 from genkit_endpoints.servers._common import import_target, load_factory, whole_seconds
+
+_HYPER_MIN_BUFFER = 8192  # hyper panics on a smaller max_buf_size
 
 # Replaces granian's logging dict (console handlers on stdout with their own format): its
 # loggers keep no handler and propagate to the root logger, which
@@ -52,8 +67,11 @@ def granian_server(target: str, cfg: ServerConfig) -> MPServer:
         interface=Interfaces.ASGI,  # ASGI with lifespan (ASGINL would skip it)
         factory=True,
         workers=cfg.workers,
-        http=HTTPModes.auto,
-        http1_settings=HTTP1Settings(header_read_timeout=whole_seconds(cfg.keep_alive) * 1000),
+        http=HTTPModes.http1,
+        http1_settings=HTTP1Settings(
+            header_read_timeout=whole_seconds(cfg.keep_alive) * 1000,
+            max_buffer_size=max(_HYPER_MIN_BUFFER, cfg.max_header_bytes),
+        ),
         log_enabled=True,
         log_level=LogLevels(cfg.log_level),
         log_dictconfig=_ROUTE_TO_ROOT,

@@ -6,6 +6,10 @@ the signal at all (they poll a shared event). So the runner installs plain
 ``signal.signal`` handlers that fire hypercorn's ``shutdown_trigger`` — the app's
 ``Lifecycle`` chains in front of them from the lifespan — and runs several workers
 under ``_supervisor``, which forwards the signal to each of them.
+
+Every serving process speaks HTTP/1.1 only, through ``_hypercorn_h11.HardenedH11Protocol``
+(request-head limits and rules, a head read deadline; its docstring says what stock
+hypercorn leaves open).
 """
 
 from __future__ import annotations
@@ -24,14 +28,26 @@ from hypercorn.config import Config
 from genkit_endpoints.asgi.types import ASGIApp, Receive, Scope, Send
 from genkit_endpoints.config import ServerConfig
 from genkit_endpoints.servers._common import import_target, load_factory
+from genkit_endpoints.servers._http1 import HeadLimits
+from genkit_endpoints.servers._hypercorn_h11 import install_hardened_protocol
 from genkit_endpoints.servers._supervisor import STOP_SIGNALS, supervise
 
 _log = logging.getLogger("hypercorn.error")
 
 
+class _Config(Config):
+    """hypercorn's settings plus the head limits its (hardened) protocol reads."""
+
+    head_limits = HeadLimits()
+
+
 def hypercorn_config(cfg: ServerConfig) -> Config:
     """hypercorn settings from ``cfg``; every default that matters is overridden."""
-    config = Config()
+    config = _Config()
+    config.head_limits = HeadLimits.of(cfg)
+    # A partial head is buffered up to this; complete heads are measured by the protocol.
+    config.h11_max_incomplete_size = cfg.max_header_bytes
+    config.alpn_protocols = ["http/1.1"]  # HTTP/2 nowhere, also should TLS be added
     host = f"[{cfg.host}]" if ":" in cfg.host else cfg.host
     config.bind = [f"{host}:{cfg.port}"]
     config.workers = cfg.workers  # >1: listening sockets get SO_REUSEPORT
@@ -108,6 +124,7 @@ def _quiet_cancelled(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -
 
 
 async def _serve(app: ASGIApp, config: Config, stop: _Stop) -> None:
+    install_hardened_protocol()  # in the process that serves: workers are fresh interpreters
     _log.setLevel(config.loglevel)
     loop = asyncio.get_running_loop()
     loop.set_exception_handler(_quiet_cancelled)

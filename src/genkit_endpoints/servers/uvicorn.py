@@ -3,12 +3,17 @@
 uvicorn installs its SIGTERM/SIGINT handlers with ``signal.signal`` before the lifespan
 starts, in the process that serves, so the app's ``Lifecycle`` chains in front of them
 unaided — in workers too, which the supervisor stops with SIGTERM.
+
+HTTP/1.1 is parsed by httptools (llhttp), never h11, through
+``_uvicorn_http.HardenedHttpToolsProtocol``, which adds the request-head limits and the
+head read deadline uvicorn lacks; its docstring says why httptools (issue 4 item 6).
 """
 
 from __future__ import annotations
 
 import socket
 from types import FrameType
+from typing import Any
 
 import uvicorn
 from uvicorn.supervisors import Multiprocess
@@ -16,6 +21,8 @@ from uvicorn.supervisors import Multiprocess
 from genkit_endpoints.asgi.types import ASGIApp
 from genkit_endpoints.config import ServerConfig
 from genkit_endpoints.servers._common import import_target, whole_seconds
+from genkit_endpoints.servers._http1 import HeadLimits
+from genkit_endpoints.servers._uvicorn_http import HardenedHttpToolsProtocol
 
 
 class _DrainingServer(uvicorn.Server):
@@ -44,10 +51,20 @@ class _DrainingMultiprocess(Multiprocess):
         super().terminate_all()
 
 
+class _Config(uvicorn.Config):
+    """uvicorn's settings plus the head limits its protocol reads (pickled to workers)."""
+
+    def __init__(self, app: ASGIApp | str, *, head_limits: HeadLimits, **kwargs: Any) -> None:
+        super().__init__(app, **kwargs)
+        self.head_limits = head_limits
+
+
 def uvicorn_config(app: ASGIApp | str, cfg: ServerConfig) -> uvicorn.Config:
     """uvicorn settings from ``cfg``; a string ``app`` is a "module:factory" import string."""
-    return uvicorn.Config(
+    return _Config(
         app,
+        head_limits=HeadLimits.of(cfg),
+        http=HardenedHttpToolsProtocol,
         host=cfg.host,
         port=cfg.port,
         factory=isinstance(app, str),
