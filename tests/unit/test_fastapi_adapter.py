@@ -58,7 +58,9 @@ def build() -> tuple[ASGIApp, Readiness]:
         ]
     )
     readiness = Readiness()
-    return build_stack(create_fastapi_app(table, readiness), HttpPolicy(request_timeout=5)), readiness
+    return build_stack(
+        create_fastapi_app(table, readiness), HttpPolicy(request_timeout=5)
+    ), readiness
 
 
 def post(path: str, body: bytes = b"{}") -> dict[str, object]:

@@ -1,14 +1,14 @@
 """FastAPI adapter: wiring from the route table to FastAPI routes, nothing more.
 
 Request parsing, validation and error bodies live in ``genkit_endpoints.http`` so every
-framework answers the same bytes. FastAPI's own body handling is not used; the input
-schemas are attached to the OpenAPI document (served only in DEBUG) for the docs UI.
+framework answers the same bytes. FastAPI's own body handling is not used, so neither
+is its OpenAPI generator: the document (served only in DEBUG) comes from
+``genkit_endpoints.openapi``, built from the same route table.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import Response, StreamingResponse
@@ -25,6 +25,7 @@ from genkit_endpoints.errors import (
 )
 from genkit_endpoints.health import Readiness
 from genkit_endpoints.http import HttpReply
+from genkit_endpoints.openapi import openapi_document
 from genkit_endpoints.routes import FlowRoute, RouteTable
 
 
@@ -49,19 +50,6 @@ def _flow_handler(route: FlowRoute, table: RouteTable) -> Callable[[Request], Aw
 
     handle.__name__ = route.name
     return handle
-
-
-def _openapi_for(route: FlowRoute) -> dict[str, Any]:
-    # Input models are flat, so their schema needs no $defs to be resolved by the docs UI.
-    schema = route.input_model.model_json_schema()
-    extra: dict[str, Any] = {
-        "requestBody": {"required": False, "content": {"application/json": {"schema": schema}}},
-    }
-    if route.streaming:
-        extra["responses"] = {
-            "200": {"description": "Server-Sent Events", "content": {"text/event-stream": {}}}
-        }
-    return extra
 
 
 def _problem_from_http_exception(exc: StarletteHTTPException) -> EndpointError:
@@ -112,18 +100,11 @@ def create_fastapi_app(
         return to_response(await http.ready(readiness))
 
     # Probes first: the router tries routes in order, and probes are the hottest path.
-    app.add_api_route("/health", health, methods=["GET"], summary="Liveness")
-    app.add_api_route("/ready", ready, methods=["GET"], summary="Readiness")
+    app.add_api_route("/health", health, methods=["GET"])
+    app.add_api_route("/ready", ready, methods=["GET"])
 
     for route in table:
-        app.add_api_route(
-            route.path,
-            _flow_handler(route, table),
-            methods=["POST"],
-            summary=route.summary or route.name,
-            openapi_extra=_openapi_for(route),
-            response_model=None,
-        )
+        app.add_api_route(route.path, _flow_handler(route, table), methods=["POST"])
 
     async def call_flow(flow_name: str, request: Request) -> Response:
         reply = await http.callable_endpoint(
@@ -137,7 +118,9 @@ def create_fastapi_app(
         )
         return to_response(reply)
 
-    app.add_api_route(
-        "/flows/{flow_name}", call_flow, methods=["POST"], summary="Genkit callable protocol"
-    )
+    app.add_api_route("/flows/{flow_name}", call_flow, methods=["POST"])
+    if debug:
+        document = openapi_document(table, title=title, version=app.version)
+        # FastAPI's documented hook: its own generator cannot see what the handlers send.
+        app.openapi = lambda: document  # type: ignore[method-assign]
     return app
