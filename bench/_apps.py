@@ -168,7 +168,8 @@ def check_answers(server: Server) -> None:
         or set(doc) != {"joke", "username"}
         or not isinstance(doc["joke"], str)
         or not doc["joke"]
-        or doc["username"] is not None
+        # ours answers the API key's name (SECURED_ENV), the bare app nothing
+        or doc["username"] not in (None, "bench")
     ):
         raise BenchError(f"{name}: POST /tell-joke gave {status} {ctype} {body[:200]!r}")
 
