@@ -78,6 +78,8 @@ SECURED_ENV = {
     "TRUSTED_HOSTS": "127.0.0.1,localhost",
     "TRUSTED_PROXIES": "10.0.0.0/8",
     "LOG_LEVEL": "info",
+    # Rate limiting on, high enough never to refuse the load generator.
+    "RATE_LIMIT_DEFAULT": "100000000/minute",
 }
 
 

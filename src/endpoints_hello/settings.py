@@ -110,6 +110,50 @@ class Settings(BaseSettings):
         default=16_384, ge=1024, le=1_048_576, description="Bytes of request metadata."
     )
 
+    # Resilience at scale (SPEC §4.3–§4.5): memory:// by default, Redis by URL.
+    redis_url: SecretStr | None = Field(
+        default=None, description="redis://, rediss:// or unix:// shared by every feature below."
+    )
+    redis_connect_timeout: int = Field(default=250, gt=0, le=60_000, description="ms")
+    redis_socket_timeout: int = Field(default=250, gt=0, le=60_000, description="ms")
+    redis_max_connections: int = Field(default=50, ge=1, le=10_000, description="pool size")
+    rate_limit_enabled: bool = Field(default=True, description="Per-client request limits.")
+    rate_limit_default: str = Field(
+        default="60/minute", description="Limits per principal or client IP; ';'-separated."
+    )
+    rate_limit_strategy: Literal["moving-window", "sliding-window-counter", "fixed-window"] = (
+        "moving-window"
+    )
+    rate_limit_redis_url: SecretStr | None = Field(
+        default=None, description="Redis for rate limits; unset: REDIS_URL, else memory."
+    )
+    rate_limit_fail_open: bool = Field(
+        default=True, description="Storage outage: admit (true) or refuse with 503 (false)."
+    )
+    cache_enabled: bool = Field(default=True, description="Cache idempotent flows.")
+    cache_ttl: int = Field(default=3600, ge=1, le=2_592_000, description="Seconds.")
+    cache_max_size: int = Field(default=1024, ge=1, le=10_000_000, description="Entries (memory).")
+    cache_scope: Literal["global", "principal"] = Field(
+        default="global", description="principal: callers never share entries."
+    )
+    cache_redis_url: SecretStr | None = Field(
+        default=None, description="Redis for the cache; unset: REDIS_URL, else memory."
+    )
+    cache_lock_timeout: float = Field(
+        default=120, gt=0, le=3600, description="Seconds a single-flight lease lasts."
+    )
+    cb_enabled: bool = Field(default=True, description="Circuit breaker around model calls.")
+    cb_mode: Literal["consecutive", "adaptive"] = "consecutive"
+    cb_failure_threshold: int = Field(default=5, ge=1, le=10_000)
+    cb_failure_rate: float = Field(default=0.5, gt=0, le=1)
+    cb_window: float = Field(default=60, gt=0, le=3600, description="Seconds (adaptive mode).")
+    cb_min_calls: int = Field(default=10, ge=1, le=100_000)
+    cb_recovery_timeout: float = Field(default=30, gt=0, le=3600, description="Seconds.")
+    cb_half_open_max_calls: int = Field(default=1, ge=1, le=1000)
+    cb_redis_url: SecretStr | None = Field(
+        default=None, description="Redis for shared breaker state; unset: REDIS_URL, else local."
+    )
+
     # Logging
     log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
     log_format: Literal["json", "console"] | None = Field(

@@ -22,7 +22,15 @@ from typing import Any
 import httpx
 
 # Variables from the developer's shell must not leak into the process under test.
-_SCRUB = ("GEMINI_API_KEY", "OPENAI_API_KEY", "OPENAI_BASE_URL", "MODEL", "GENKIT_ENV", "DEBUG")
+_SCRUB = (
+    "GEMINI_API_KEY",
+    "OPENAI_API_KEY",
+    "OPENAI_BASE_URL",
+    "MODEL",
+    "GENKIT_ENV",
+    "DEBUG",
+    "REDIS_URL",  # a server under test uses Redis only when its test says so
+)
 
 
 def free_port() -> int:
@@ -87,6 +95,9 @@ def app_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
     # A free gRPC port per server: tests run in parallel and SO_REUSEPORT would let two
     # servers share 50051 (the port is read back from the `grpc_server_started` log).
     base.setdefault("GRPC_PORT", "0")
+    # Suites send hundreds of requests from one address; the default 60/minute would
+    # turn them into 429s. The limiter still runs; rate-limit tests set their own.
+    base.setdefault("RATE_LIMIT_DEFAULT", "100000/minute")
     base["PYTHONUNBUFFERED"] = "1"
     base.update(env or {})
     return base

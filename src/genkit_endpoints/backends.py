@@ -1,0 +1,134 @@
+"""Shared-state backends by URL (SPEC §1): ``memory://`` or Redis, parsed once at start-up.
+
+``memory://`` (or no URL) keeps state in the process: exact for one process, per process
+with several workers. ``redis://``, ``rediss://`` (TLS) and ``unix://`` share state across
+processes and machines. Redis is an optional extra, imported only when a Redis URL is
+used, through ``redis.asyncio`` with explicit short timeouts (250 ms by default) and a
+sized pool: a slow or dead Redis must cost a request milliseconds, not seconds — every
+feature treats a Redis error as an outage with a defined behaviour (fail open, bypass).
+
+Credentials never reach a log or an error message: ``BackendSpec.redacted`` is the only
+spelling of the URL the kit prints. Each feature keys under its own namespace
+(``<prefix>:rl:``, ``<prefix>:cache:``, ``<prefix>:cb:``) so the three share one Redis.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+__all__ = ["BackendSpec", "RedisExtraMissing", "RedisOptions", "parse_backend", "redact"]
+
+Scheme = Literal["memory", "redis", "rediss", "unix"]
+_SCHEMES: tuple[Scheme, ...] = ("memory", "redis", "rediss", "unix")
+
+
+class RedisExtraMissing(RuntimeError):
+    """A Redis URL was configured but the ``redis`` package is not installed."""
+
+
+def redact(url: str) -> str:
+    """``url`` without its password (``redis://user:***@host:6379/0``)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable url>"
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+@dataclass(frozen=True)
+class RedisOptions:
+    """Client limits. Milliseconds; short on purpose (see the module docstring)."""
+
+    connect_timeout_ms: int = 250
+    socket_timeout_ms: int = 250
+    max_connections: int = 50
+
+    def __post_init__(self) -> None:
+        if self.connect_timeout_ms <= 0 or self.socket_timeout_ms <= 0:
+            raise ValueError("Redis timeouts must be positive")
+        if self.max_connections < 1:
+            raise ValueError("the Redis pool needs at least one connection")
+
+
+@dataclass(frozen=True)
+class BackendSpec:
+    """Where a feature keeps its state. ``url`` holds credentials: never log it."""
+
+    scheme: Scheme
+    url: str = field(repr=False)
+    redacted: str
+
+    @property
+    def is_memory(self) -> bool:
+        return self.scheme == "memory"
+
+    def __str__(self) -> str:
+        return self.redacted
+
+    def redis_client(self, options: RedisOptions | None = None) -> Redis:
+        """A ``redis.asyncio`` client with the kit's timeouts and pool (not connected yet)."""
+        if self.is_memory:
+            raise ValueError("memory:// has no Redis client")
+        try:
+            from redis.asyncio import Redis  # noqa: PLC0415 - optional extra, lazily
+        except ImportError:
+            raise RedisExtraMissing(
+                f"{self.redacted} needs the 'redis' extra: pip install 'genkit-endpoints[redis]'"
+            ) from None
+        opts = options or RedisOptions()
+        kwargs: dict[str, Any] = {
+            "socket_connect_timeout": opts.connect_timeout_ms / 1000,
+            "socket_timeout": opts.socket_timeout_ms / 1000,
+            "max_connections": opts.max_connections,
+            "health_check_interval": 30,
+            # No retries inside the client: the caller's outage policy decides at once.
+            "retry_on_timeout": False,
+        }
+        client: Redis = Redis.from_url(self.url, **kwargs)
+        return client
+
+
+def parse_backend(url: str | None) -> BackendSpec:
+    """Validate a backend URL; ``None``/empty is ``memory://``. Raises ``ValueError``."""
+    if url is None or not url.strip():
+        return BackendSpec("memory", "memory://", "memory://")
+    text = url.strip()
+    safe = redact(text)
+    try:
+        parts = urlsplit(text)
+    except ValueError:
+        raise ValueError(f"not a backend URL: {safe}") from None
+    scheme = parts.scheme.lower()
+    if scheme not in _SCHEMES:
+        raise ValueError(
+            f"unsupported backend {safe!r}: use memory://, redis://, rediss:// or unix://"
+        )
+    if scheme == "memory":
+        return BackendSpec("memory", "memory://", "memory://")
+    if scheme == "unix":
+        if not parts.path:
+            raise ValueError(f"unix:// needs a socket path: {safe}")
+    else:
+        try:
+            port = parts.port
+        except ValueError:
+            raise ValueError(f"bad port in {safe}") from None
+        if not parts.hostname:
+            raise ValueError(f"{scheme}:// needs a host: {safe}")
+        db = parts.path.lstrip("/")
+        if db and not db.isdigit():
+            raise ValueError(f"the Redis database must be a number: {safe}")
+        del port
+    return BackendSpec(scheme, text, safe)
