@@ -20,6 +20,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from tests.support.server import free_port
 
@@ -48,7 +49,7 @@ class RedisServer:
     """A running Redis; ``proc`` is None when it came from ``REDIS_URL``."""
 
     url: str
-    port: int | None
+    port: int | None  # with REDIS_URL: its port (fault proxies sit in front of it)
     proc: subprocess.Popen[bytes] | None = None
     workdir: Path | None = None
 
@@ -111,7 +112,7 @@ def start_redis(workdir: Path) -> RedisServer:
     """``REDIS_URL`` when set (used as is, never flushed), else a fresh ``redis-server``."""
     url = os.environ.get("REDIS_URL")
     if url:
-        return RedisServer(url=url, port=None)
+        return RedisServer(url=url, port=urlsplit(url).port or 6379)
     port = free_port()
     proc = _spawn(port, workdir)
     try:

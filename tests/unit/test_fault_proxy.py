@@ -16,7 +16,7 @@ def _client(url: str) -> redis.Redis:
 
 
 def test_proxy_forwards_blackholes_refuses_and_recovers(redis_server: RedisServer) -> None:
-    assert redis_server.port is not None, "needs a Redis the tests started"
+    assert redis_server.port is not None
     with fault_proxy(redis_server.port) as proxy:
         client = _client(proxy.url())
         assert client.ping()
