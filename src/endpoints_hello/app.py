@@ -14,6 +14,7 @@ from genkit import Genkit
 from endpoints_hello.flows import build_routes
 from endpoints_hello.settings import Settings
 from genkit_endpoints.asgi.types import ASGIApp
+from genkit_endpoints.breaker import Breaker
 from genkit_endpoints.generation import ModelClient
 from genkit_endpoints.logging import access_logger, default_format
 from genkit_endpoints.media import ImageFetcher
@@ -31,7 +32,10 @@ def create_service(settings: Settings) -> Service:
     choice = choose_model(settings.provider_config())
     ai = Genkit(plugins=list(choice.plugins), model=choice.model, prompt_dir=PROMPTS_DIR)
     images = ImageFetcher(settings.image_fetch_config())
-    table = build_routes(ai, ModelClient(ai, settings.model_call_policy()), images)
+    cb = settings.breaker_config()
+    breaker = Breaker(cb) if cb is not None else None
+    llm = ModelClient(ai, settings.model_call_policy(), breaker)
+    table = build_routes(ai, llm, images)
     cfg = ServiceConfig(
         framework=settings.framework,
         title="endpoints-hello",
@@ -41,7 +45,10 @@ def create_service(settings: Settings) -> Service:
         grpc=settings.grpc_config() if settings.grpc_enabled else None,
         grpc_service=GRPC_SERVICE,
         api_keys=settings.api_keyring(),
+        rate_limit=settings.rate_limit_config(),
+        cache=settings.cache_config(),
         access_logger=access_logger(settings.log_format or default_format(settings.debug)),
+        closing=(breaker,) if breaker is not None else (),
     )
     return build_service(ai, choice, table, cfg)
 

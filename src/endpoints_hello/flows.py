@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
+from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from genkit import ActionRunContext, Genkit, Part
@@ -31,6 +32,7 @@ from endpoints_hello.schemas import (
     TranslateInput,
     TranslationResult,
 )
+from genkit_endpoints.cache import fingerprint
 from genkit_endpoints.context import current_principal
 from genkit_endpoints.generation import ModelClient
 from genkit_endpoints.grpc.encoding import json_field
@@ -178,6 +180,14 @@ def build_routes(ai: Genkit, llm: ModelClient, images: ImageFetcher | None = Non
             variables["language"] = data.language
         return await llm.prompt("code_review", variables, CodeReview)
 
+    # Cache fingerprints (SPEC §4.4): the inline prompts are this file's text, then the
+    # default model and the model-call policy; review-code adds its Dotprompt file.
+    here = Path(__file__).resolve().parent
+    model = ai.registry.lookup_value("defaultModel", "defaultModel")
+    v = fingerprint(
+        here.joinpath("flows.py").read_text("utf-8"), str(model), llm.policy.model_dump_json()
+    )
+    v_review = fingerprint(v, here.joinpath("prompts", "code_review.prompt").read_text("utf-8"))
     return RouteTable(
         [
             FlowRoute(tell_joke, "/tell-joke", JokeInput, JokeResponse, grpc_method="TellJoke"),
@@ -186,15 +196,16 @@ def build_routes(ai: Genkit, llm: ModelClient, images: ImageFetcher | None = Non
             FlowRoute(tell_story, "/tell-story/stream", StoryInput, stream_key="story",
                       grpc_method="TellStory"),
             FlowRoute(translate_text, "/translate", TranslateInput, TranslationResult,
-                      cacheable=True, grpc_method="TranslateText"),
+                      cacheable=True, grpc_method="TranslateText", version=v),
             FlowRoute(describe_image, "/describe-image", ImageInput, ImageDescription,
-                      cacheable=True, grpc_method="DescribeImage"),
+                      cacheable=True, grpc_method="DescribeImage", version=v),
             FlowRoute(generate_character, "/generate-character", CharacterInput, RpgCharacter,
-                      cacheable=True, grpc_method="GenerateCharacter"),
+                      cacheable=True, grpc_method="GenerateCharacter", version=v),
             FlowRoute(pirate_chat, "/chat", ChatInput, ChatResponse, grpc_method="PirateChat"),
             FlowRoute(generate_code, "/generate-code", CodeInput, CodeOutput, cacheable=True,
-                      grpc_method="GenerateCode"),
+                      grpc_method="GenerateCode", version=v),
             FlowRoute(review_code, "/review-code", CodeReviewInput, CodeReview, cacheable=True,
-                      grpc_method="ReviewCode", grpc_encode=json_field("review")),
+                      grpc_method="ReviewCode", grpc_encode=json_field("review"),
+                      version=v_review),
         ]
     )  # fmt: skip

@@ -17,6 +17,9 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from genkit_endpoints.asgi.policy import HttpPolicy
 from genkit_endpoints.auth import ApiKeyring
+from genkit_endpoints.backends import RedisOptions, parse_backend
+from genkit_endpoints.breaker import BreakerConfig
+from genkit_endpoints.cache import CacheConfig
 from genkit_endpoints.config import (
     GrpcConfig,
     ModelCallPolicyConfig,
@@ -25,6 +28,7 @@ from genkit_endpoints.config import (
     ServerConfig,
 )
 from genkit_endpoints.media import ImageFetchConfig
+from genkit_endpoints.ratelimit import RateLimitConfig, parse_rates
 
 # Comma-separated in the environment (``a,b,c``), not JSON: the reference sample's style.
 CommaList = Annotated[list[str], NoDecode]
@@ -110,7 +114,7 @@ class Settings(BaseSettings):
         default=16_384, ge=1024, le=1_048_576, description="Bytes of request metadata."
     )
 
-    # Resilience at scale (SPEC §4.3–§4.5): memory:// by default, Redis by URL.
+    # Resilience at scale (SPEC §4.3 to §4.5): memory:// by default, Redis by URL.
     redis_url: SecretStr | None = Field(
         default=None, description="redis://, rediss:// or unix:// shared by every feature below."
     )
@@ -129,6 +133,11 @@ class Settings(BaseSettings):
     )
     rate_limit_fail_open: bool = Field(
         default=True, description="Storage outage: admit (true) or refuse with 503 (false)."
+    )
+    rate_limit_namespace: str = Field(
+        default="genkit-endpoints",
+        pattern=r"^[A-Za-z0-9_.:-]{1,64}$",
+        description="Redis key prefix of the counts, so services sharing a Redis stay apart.",
     )
     cache_enabled: bool = Field(default=True, description="Cache idempotent flows.")
     cache_ttl: int = Field(default=3600, ge=1, le=2_592_000, description="Seconds.")
@@ -152,6 +161,11 @@ class Settings(BaseSettings):
     cb_half_open_max_calls: int = Field(default=1, ge=1, le=1000)
     cb_redis_url: SecretStr | None = Field(
         default=None, description="Redis for shared breaker state; unset: REDIS_URL, else local."
+    )
+    cb_namespace: str = Field(
+        default="genkit-endpoints",
+        pattern=r"^[A-Za-z0-9_.:-]{1,64}$",
+        description="Redis key prefix of the breaker state; replicas of one service share it.",
     )
 
     # Logging
@@ -213,6 +227,12 @@ class Settings(BaseSettings):
     @classmethod
     def _blank_is_unset(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("rate_limit_default")
+    @classmethod
+    def _rates(cls, value: str) -> str:
+        parse_rates(value)  # "0/minute", "ten/minute": one clear line at start-up (SPEC §4.3)
+        return value
 
     @field_validator("api_keys")
     @classmethod
@@ -313,6 +333,62 @@ class Settings(BaseSettings):
         if self.api_keys is None:
             return None
         return ApiKeyring.parse(self.api_keys.get_secret_value())
+
+    def rate_limit_config(self) -> RateLimitConfig | None:
+        """Rate limits (None: off); counted in RATE_LIMIT_REDIS_URL, else REDIS_URL, else memory."""
+        if not self.rate_limit_enabled:
+            return None
+        return RateLimitConfig(
+            rates=self.rate_limit_default,
+            strategy=self.rate_limit_strategy,
+            backend=parse_backend(_secret(self.rate_limit_redis_url or self.redis_url)),
+            redis=RedisOptions(
+                connect_timeout_ms=self.redis_connect_timeout,
+                socket_timeout_ms=self.redis_socket_timeout,
+                max_connections=self.redis_max_connections,
+            ),
+            fail_open=self.rate_limit_fail_open,
+            namespace=self.rate_limit_namespace,
+        )
+
+    def cache_config(self) -> CacheConfig | None:
+        """The flow cache (None: off); in CACHE_REDIS_URL, else REDIS_URL, else memory."""
+        if not self.cache_enabled:
+            return None
+        return CacheConfig(
+            ttl=self.cache_ttl,
+            max_entries=self.cache_max_size,
+            scope=self.cache_scope,
+            backend=parse_backend(_secret(self.cache_redis_url or self.redis_url)),
+            redis=RedisOptions(
+                connect_timeout_ms=self.redis_connect_timeout,
+                socket_timeout_ms=self.redis_socket_timeout,
+                max_connections=self.redis_max_connections,
+            ),
+            lock_timeout=self.cache_lock_timeout,
+            namespace="genkit-endpoints",
+        )
+
+    def breaker_config(self) -> BreakerConfig | None:
+        """Model-call breaker (None: off); shared in CB_REDIS_URL, else REDIS_URL, else local."""
+        if not self.cb_enabled:
+            return None
+        return BreakerConfig(
+            mode=self.cb_mode,
+            failure_threshold=self.cb_failure_threshold,
+            failure_rate=self.cb_failure_rate,
+            window=self.cb_window,
+            min_calls=self.cb_min_calls,
+            recovery_timeout=self.cb_recovery_timeout,
+            half_open_max_calls=self.cb_half_open_max_calls,
+            backend=parse_backend(_secret(self.cb_redis_url or self.redis_url)),
+            redis=RedisOptions(
+                connect_timeout_ms=self.redis_connect_timeout,
+                socket_timeout_ms=self.redis_socket_timeout,
+                max_connections=self.redis_max_connections,
+            ),
+            namespace=self.cb_namespace,
+        )
 
     def to_environ(self) -> dict[str, str]:
         """Every setting as environment variables, for worker processes to rebuild from."""

@@ -83,6 +83,8 @@ class BackendSpec:
             raise ValueError("memory:// has no Redis client")
         try:
             from redis.asyncio import Redis  # noqa: PLC0415 - optional extra, lazily
+            from redis.asyncio.retry import Retry  # noqa: PLC0415
+            from redis.backoff import NoBackoff  # noqa: PLC0415
         except ImportError:
             raise RedisExtraMissing(
                 f"{self.redacted} needs the 'redis' extra: pip install 'genkit-endpoints[redis]'"
@@ -93,8 +95,11 @@ class BackendSpec:
             "socket_timeout": opts.socket_timeout_ms / 1000,
             "max_connections": opts.max_connections,
             "health_check_interval": 30,
-            # No retries inside the client: the caller's outage policy decides at once.
+            # No retries inside the client (redis-py 8 retries 10 times with backoff by
+            # default: seconds per request on a dead Redis); the caller's outage policy
+            # decides at once.
             "retry_on_timeout": False,
+            "retry": Retry(NoBackoff(), 0),
         }
         client: Redis = Redis.from_url(self.url, **kwargs)
         return client

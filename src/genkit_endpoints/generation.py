@@ -4,14 +4,19 @@ Genkit 0.12 returns failed generations instead of raising (``response.error``), 
 not validate structured output against the requested schema. ``ModelClient`` closes both
 gaps for every flow (SPEC §3.1), and puts ``ModelCallPolicy`` — a Genkit generate
 middleware — on every call so each model request gets the deadline and retry rules of
-SPEC §3.3, including the turns of a tool loop and Dotprompt calls.
+SPEC §3.3, including the turns of a tool loop and Dotprompt calls. With a ``Breaker``,
+every ``ModelClient`` call is one breaker decision (SPEC §4.5): refused before any upstream
+request while open, and counted once however many retries or tool-loop turns it took —
+the breaker judges calls as the client sees them, retries being the policy's business.
+Invalid structured output counts as an upstream failure too.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 import structlog
@@ -19,6 +24,7 @@ from genkit import Genkit, GenkitError, MiddlewareRef, ModelResponse, ModelRespo
 from genkit.middleware import BaseMiddleware, GenerateMiddlewareContext, ModelHookParams
 from pydantic import BaseModel, ValidationError
 
+from genkit_endpoints.breaker import Breaker
 from genkit_endpoints.config import ModelCallPolicyConfig
 from genkit_endpoints.errors import (
     EndpointError,
@@ -170,9 +176,12 @@ def validate_output(response: ModelResponse, schema: type[T]) -> T:
 class ModelClient:
     """The one way flows reach a model: policy on every call, typed failures."""
 
-    def __init__(self, ai: Genkit, policy: ModelCallPolicyConfig) -> None:
+    def __init__(
+        self, ai: Genkit, policy: ModelCallPolicyConfig, breaker: Breaker | None = None
+    ) -> None:
         self.ai = ai
         self.policy = policy
+        self.breaker = breaker
         # Registered once by name: an inline `use=[ModelCallPolicy(...)]` makes Genkit
         # register a new randomly named middleware on every call — slow, and the
         # registry grows with every request.
@@ -183,8 +192,20 @@ class ModelClient:
     def _use(self) -> list[MiddlewareRef]:
         return self._refs
 
+    @contextlib.asynccontextmanager
+    async def _guarded(self) -> AsyncIterator[None]:
+        if self.breaker is None:
+            yield
+            return
+        async with self.breaker.call():
+            yield
+
     async def generate(self, **kwargs: Any) -> ModelResponse:
         """``ai.generate`` with the policy; raises a typed error instead of returning a failure."""
+        async with self._guarded():
+            return await self._generate(**kwargs)
+
+    async def _generate(self, **kwargs: Any) -> ModelResponse:
         try:
             response = await self.ai.generate(use=self._use(), **kwargs)
         except Exception as exc:
@@ -194,11 +215,16 @@ class ModelClient:
 
     async def structured(self, schema: type[T], **kwargs: Any) -> T:
         """Generate structured output and validate it against ``schema``."""
-        response = await self.generate(output_schema=schema, **kwargs)
-        return validate_output(response, schema)
+        async with self._guarded():
+            response = await self._generate(output_schema=schema, **kwargs)
+            return validate_output(response, schema)
 
     async def stream(self, on_chunk: Callable[[str], None], **kwargs: Any) -> ModelResponse:
         """Stream text chunks to ``on_chunk``; the model call is cancelled if the caller is."""
+        async with self._guarded():
+            return await self._stream(on_chunk, **kwargs)
+
+    async def _stream(self, on_chunk: Callable[[str], None], **kwargs: Any) -> ModelResponse:
         sr = self.ai.generate_stream(use=self._use(), **kwargs)
         future: asyncio.Future[ModelResponse] = sr.response  # type: ignore[assignment]
         try:
@@ -219,9 +245,10 @@ class ModelClient:
     async def prompt(self, name: str, variables: Mapping[str, Any], schema: type[T]) -> T:
         """Run a Dotprompt file with the policy and validate its structured output."""
         executable = self.ai.prompt(name)
-        try:
-            response = await executable(dict(variables), use=self._use())
-        except Exception as exc:
-            raise _unboxed(exc) from None
-        raise_for_response(response)
-        return validate_output(response, schema)
+        async with self._guarded():
+            try:
+                response = await executable(dict(variables), use=self._use())
+            except Exception as exc:
+                raise _unboxed(exc) from None
+            raise_for_response(response)
+            return validate_output(response, schema)

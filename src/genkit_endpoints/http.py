@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -25,6 +25,9 @@ from genkit_endpoints.errors import (
 from genkit_endpoints.health import Readiness
 from genkit_endpoints.json_depth import DEFAULT_JSON_MAX_DEPTH, check_json_depth
 from genkit_endpoints.routes import ActiveStreams, FlowRoute, RouteTable
+
+if TYPE_CHECKING:
+    from genkit_endpoints.cache import FlowCache
 
 JSON_CONTENT_TYPE = "application/json"
 
@@ -57,6 +60,14 @@ def is_json(content_type: str | None) -> bool:
     return mime == JSON_CONTENT_TYPE or (mime.startswith("application/") and mime.endswith("+json"))
 
 
+def no_cache(cache_control: str | None) -> bool:
+    """True when ``Cache-Control`` carries ``no-cache``: skip cached answers (SPEC §4.4)."""
+    if not cache_control:
+        return False
+    directives = (d.split("=", 1)[0].strip().lower() for d in cache_control.split(","))
+    return "no-cache" in directives
+
+
 def _require_json(content_type: str | None, body: bytes) -> None:
     # An empty body needs no type: every input has defaults, so `curl -X POST` works.
     if body and not is_json(content_type):
@@ -71,23 +82,27 @@ async def flow_endpoint(
     content_type: str | None,
     active: ActiveStreams | None = None,
     json_max_depth: int = DEFAULT_JSON_MAX_DEPTH,
+    cache: FlowCache | None = None,
+    cache_control: str | None = None,
 ) -> HttpReply:
     """``POST /<route>``: JSON in, JSON (or SSE for streaming routes) out.
 
-    Adapters pass their table's ``json_max_depth`` (issue 4 item 6).
+    Adapters pass their table's ``json_max_depth`` (issue 4 item 6) and ``cache`` and
+    the request's ``Cache-Control`` header (SPEC §4.4).
     """
+    skip = no_cache(cache_control)
     try:
         _require_json(content_type, body)
         payload = routes.parse_input(route, body, max_depth=json_max_depth)
         if route.streaming:
             frames = sse.route_frames(
                 route,
-                routes.stream(route, payload, active),
+                routes.stream(route, payload, active, cache, no_cache=skip),
                 instance=path,
                 request_id=current_request_id(),
             )
             return HttpReply(200, list(sse.SSE_HEADERS), stream=frames)
-        return json_reply(await routes.invoke(route, payload))
+        return json_reply(await routes.invoke(route, payload, cache, no_cache=skip))
     except EndpointError as err:
         return problem_reply(err, instance=path)
 
@@ -107,8 +122,10 @@ async def callable_endpoint(
     content_type: str | None,
     accept: str | None,
     query_string: bytes,
+    cache_control: str | None = None,
 ) -> HttpReply:
     """``POST /flows/{name}`` with ``{"data": input}`` → ``{"result": output}`` (SPEC §2.4)."""
+    cache, skip = table.cache, no_cache(cache_control)
     try:
         route = table.by_name.get(name)
         if route is None:
@@ -117,15 +134,16 @@ async def callable_endpoint(
         envelope = _callable_envelope(body, table.json_max_depth)
         payload = routes.parse_input(route, envelope)
         if _wants_stream(accept, query_string):
-            frames = sse.callable_frames(routes.stream(route, payload, table.active))
+            events = routes.stream(route, payload, table.active, cache, no_cache=skip)
+            frames = sse.callable_frames(events)
             return HttpReply(200, list(sse.SSE_HEADERS), stream=frames)
         if route.streaming:
             output = None
-            async for event in routes.stream(route, payload, table.active):
+            async for event in routes.stream(route, payload, table.active, cache, no_cache=skip):
                 if isinstance(event, routes.Final):
                     output = event.output
             return json_reply({"result": output})
-        return json_reply({"result": await routes.invoke(route, payload)})
+        return json_reply({"result": await routes.invoke(route, payload, cache, no_cache=skip)})
     except EndpointError as err:
         return problem_reply(err, instance=path)
 

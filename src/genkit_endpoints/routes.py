@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import orjson
 from genkit import Action, GenkitError
 from pydantic import BaseModel
 
@@ -24,6 +25,9 @@ from genkit_endpoints.json_depth import (
     check_json_depth,
     validate_max_depth,
 )
+
+if TYPE_CHECKING:
+    from genkit_endpoints.cache import FlowCache
 
 _PATH = re.compile(r"^/[a-z0-9][a-z0-9/_-]*$")
 
@@ -41,6 +45,11 @@ class FlowRoute:
     the output as one JSON string); for a streaming route it receives each chunk. Unset,
     a unary output dict is parsed into the message by JSON name or field name, and a
     chunk goes into the response message's only string field.
+
+    ``version`` is the flow's fingerprint for the cache (SPEC §4.4): whatever decides its
+    answer besides the input — prompt text or template, model name, model configuration
+    (``genkit_endpoints.cache.fingerprint``). A changed version never hits old entries.
+    Only ``cacheable`` routes are cached.
     """
 
     flow: Action[Any, Any, Any, Any]
@@ -52,6 +61,7 @@ class FlowRoute:
     grpc_method: str | None = None
     summary: str = ""
     grpc_encode: Callable[[Any], Mapping[str, Any]] | None = None
+    version: str = ""
 
     @property
     def name(self) -> str:
@@ -103,7 +113,8 @@ class _Abort:
 class RouteTable:
     """All routes of an app, indexed by path and by flow name, and their open streams.
 
-    ``json_max_depth`` bounds the nesting of every JSON input (issue 4 item 6).
+    ``json_max_depth`` bounds the nesting of every JSON input (issue 4 item 6);
+    ``cache`` (None: off) serves the ``cacheable`` routes (SPEC §4.4).
     """
 
     routes: tuple[FlowRoute, ...]
@@ -111,6 +122,7 @@ class RouteTable:
     by_name: Mapping[str, FlowRoute] = field(init=False)
     active: ActiveStreams = field(init=False)
     json_max_depth: int = field(init=False)
+    cache: FlowCache | None = field(init=False)
 
     def __init__(
         self, routes: Iterable[FlowRoute], *, json_max_depth: int = DEFAULT_JSON_MAX_DEPTH
@@ -129,6 +141,7 @@ class RouteTable:
         object.__setattr__(self, "by_path", by_path)
         object.__setattr__(self, "by_name", by_name)
         object.__setattr__(self, "active", ActiveStreams())
+        object.__setattr__(self, "cache", None)
         self.set_json_max_depth(json_max_depth)
 
     def set_json_max_depth(self, depth: int) -> None:
@@ -138,6 +151,10 @@ class RouteTable:
         comes from settings the flows need not know.
         """
         object.__setattr__(self, "json_max_depth", validate_max_depth(depth))
+
+    def set_cache(self, cache: FlowCache | None) -> None:
+        """Attach the flow cache built from the service's config (None: no caching)."""
+        object.__setattr__(self, "cache", cache)
 
     def __iter__(self) -> Iterator[FlowRoute]:
         return iter(self.routes)
@@ -203,8 +220,37 @@ def as_endpoint_error(exc: BaseException) -> EndpointError:
     return InternalError()
 
 
-async def invoke(route: FlowRoute, payload: BaseModel) -> Any:
-    """Run a flow to completion and return its JSON-ready output."""
+async def invoke(
+    route: FlowRoute,
+    payload: BaseModel,
+    cache: FlowCache | None = None,
+    *,
+    no_cache: bool = False,
+) -> Any:
+    """Run a flow to completion and return its JSON-ready output.
+
+    With a ``cache``, a ``cacheable`` route answers from it, and concurrent identical
+    misses share one run (its failure too, never stored). ``no_cache`` (the request's
+    ``Cache-Control: no-cache``) skips the read; the fresh answer is still stored.
+    """
+    if cache is None or not route.cacheable:
+        return await _invoke(route, payload)
+    got = await cache.begin(cache.key(route.name, route.version, payload), read=not no_cache)
+    if isinstance(got, bytes):
+        return orjson.loads(got)
+    try:
+        output = await _invoke(route, payload)
+    except Exception as exc:
+        await got.fail(as_endpoint_error(exc))
+        raise
+    except BaseException:
+        got.abandon()  # cancelled: the waiters try again themselves
+        raise
+    await got.complete(orjson.dumps(output))
+    return output
+
+
+async def _invoke(route: FlowRoute, payload: BaseModel) -> Any:
     try:
         result = await route.flow.run(payload)
     except (EndpointError, GenkitError) as exc:
@@ -225,9 +271,68 @@ class Final:
 _END = object()
 
 
-async def stream(
-    route: FlowRoute, payload: BaseModel, active: ActiveStreams | None = None
+def stream(
+    route: FlowRoute,
+    payload: BaseModel,
+    active: ActiveStreams | None = None,
+    cache: FlowCache | None = None,
+    *,
+    no_cache: bool = False,
 ) -> AsyncIterator[Chunk | Final]:
+    """Run a flow, yielding its chunks as they are produced and then its output.
+
+    With a ``cache`` (``cacheable`` routes only), a completed stream — every chunk and
+    the output — is stored and replayed as the same events to later identical requests,
+    so every transport frames them identically. A failed, cut or cancelled stream is
+    never stored. Concurrent identical requests wait for the first one's complete stream
+    and then replay it (they receive nothing until it ends).
+    """
+    if cache is None or not route.cacheable:
+        return _stream(route, payload, active)
+    return _cached_stream(route, payload, active, cache, no_cache=no_cache)
+
+
+async def _cached_stream(
+    route: FlowRoute,
+    payload: BaseModel,
+    active: ActiveStreams | None,
+    cache: FlowCache,
+    *,
+    no_cache: bool,
+) -> AsyncIterator[Chunk | Final]:
+    key = cache.key(route.name, route.version, payload, mode="stream")
+    got = await cache.begin(key, read=not no_cache)
+    if isinstance(got, bytes):
+        record = orjson.loads(got)
+        for value in record["chunks"]:
+            yield Chunk(value)
+        yield Final(record["output"])
+        return
+    chunks: list[Any] = []
+    settled = False
+    events = _stream(route, payload, active)
+    try:
+        async for event in events:
+            if isinstance(event, Chunk):
+                chunks.append(event.value)
+            else:
+                await got.complete(orjson.dumps({"chunks": chunks, "output": event.output}))
+                settled = True
+            yield event
+    except Exception as exc:
+        if not settled:
+            settled = True
+            await got.fail(as_endpoint_error(exc))
+        raise
+    finally:
+        if not settled:
+            got.abandon()  # cancelled or closed early: nothing stored, waiters retry
+        await events.aclose()  # cancels the flow task when the consumer left early
+
+
+async def _stream(
+    route: FlowRoute, payload: BaseModel, active: ActiveStreams | None = None
+) -> AsyncGenerator[Chunk | Final, None]:
     """Run a flow, yielding its chunks as they are produced and then its output.
 
     The flow runs in a task owned here: when the consumer goes away (client disconnect,

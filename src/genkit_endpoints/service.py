@@ -26,11 +26,13 @@ from genkit_endpoints.asgi.policy import HttpPolicy
 from genkit_endpoints.asgi.stack import build_stack
 from genkit_endpoints.asgi.types import ASGIApp
 from genkit_endpoints.auth import ApiKeyring
+from genkit_endpoints.cache import CacheConfig, FlowCache
 from genkit_endpoints.config import GrpcConfig
 from genkit_endpoints.errors import ServiceUnavailable
 from genkit_endpoints.health import Readiness
 from genkit_endpoints.lifecycle import Lifecycle
 from genkit_endpoints.providers import ModelChoice, WarmUp
+from genkit_endpoints.ratelimit import RateLimitConfig, RateLimiter
 from genkit_endpoints.routes import RouteTable
 
 if TYPE_CHECKING:
@@ -59,8 +61,13 @@ class ServiceConfig:
     grpc: GrpcConfig | None = None
     grpc_service: str | None = None
     api_keys: ApiKeyring | None = None  # None: no API-key authentication (SPEC §4.2)
+    rate_limit: RateLimitConfig | None = None  # None: no rate limiting (SPEC §4.3)
     # The access-log logger (``genkit_endpoints.logging.access_logger``); None: the default.
     access_logger: Any = None
+    cache: CacheConfig | None = None  # None: no flow cache (SPEC §4.4)
+    # Objects the app built that hold connections (a shared-state breaker): their
+    # ``aclose()`` runs at the end of the lifespan.
+    closing: tuple[Any, ...] = ()
 
 
 @dataclass
@@ -85,6 +92,10 @@ def build_service(
     lifecycle = Lifecycle()
     # First shutdown signal: readiness turns 503 while in-flight work finishes.
     lifecycle.on_drain(readiness.start_draining)
+    # Built here, connected lazily: a Redis client opens its pool at the first command.
+    cache = FlowCache(cfg.cache) if cfg.cache is not None else None
+    table.set_cache(cache)
+    limiter = RateLimiter(cfg.rate_limit) if cfg.rate_limit is not None else None
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Any) -> AsyncIterator[None]:
@@ -94,7 +105,7 @@ def build_service(
         # Streams still open when the grace runs out end with an error frame, not a cut.
         lifecycle.before_deadline(cfg.shutdown_grace, lambda: table.active.end_all(ShuttingDown()))
         task = asyncio.create_task(warm.run())
-        grpc_server = await _start_grpc(table, readiness, cfg)
+        grpc_server = await _start_grpc(table, readiness, cfg, limiter)
         if grpc_server is not None:
             # At the first signal: health NOT_SERVING and no new RPCs, while calls finish.
             lifecycle.on_drain(lambda: grpc_server.request_drain(cfg.shutdown_grace))
@@ -108,7 +119,13 @@ def build_service(
             task.cancel()
             if grpc_server is not None:
                 await grpc_server.drain(cfg.shutdown_grace)  # joins a drain in progress
+            if limiter is not None:
+                await limiter.aclose()
             lifecycle.restore_signal_handlers()
+            if cache is not None:
+                await cache.aclose()
+            for resource in cfg.closing:
+                await resource.aclose()
 
     table.set_json_max_depth(cfg.http.json_max_depth)
     framework_app = create_framework_app(
@@ -123,6 +140,7 @@ def build_service(
         route_template=template,
         api_keys=cfg.api_keys,
         access_logger=cfg.access_logger,
+        rate_limiter=limiter,
     )
     return Service(asgi, ai, table, readiness, choice, lifecycle)
 
@@ -139,7 +157,7 @@ def _log_model_choice(choice: ModelChoice) -> None:
 
 
 async def _start_grpc(
-    table: RouteTable, readiness: Readiness, cfg: ServiceConfig
+    table: RouteTable, readiness: Readiness, cfg: ServiceConfig, limiter: RateLimiter | None
 ) -> GrpcServer | None:
     """The gRPC server on the serving event loop (grpc.aio binds to the current loop)."""
     if cfg.grpc is None or cfg.grpc_service is None:
@@ -154,6 +172,7 @@ async def _start_grpc(
         readiness=readiness,
         cfg=cfg.grpc,
         api_keys=cfg.api_keys,
+        rate_limiter=limiter,
     )
     await server.start()
     return server

@@ -98,6 +98,9 @@ def app_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
     # Suites send hundreds of requests from one address; the default 60/minute would
     # turn them into 429s. The limiter still runs; rate-limit tests set their own.
     base.setdefault("RATE_LIMIT_DEFAULT", "100000/minute")
+    # Likewise, module-scoped servers see many scripted provider failures in a row; the
+    # breaker would open and refuse later tests' calls. Breaker tests set their own.
+    base.setdefault("CB_FAILURE_THRESHOLD", "10000")
     base["PYTHONUNBUFFERED"] = "1"
     base.update(env or {})
     return base

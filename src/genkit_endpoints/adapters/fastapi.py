@@ -45,6 +45,8 @@ def _flow_handler(route: FlowRoute, table: RouteTable) -> Callable[[Request], Aw
             content_type=request.headers.get("content-type"),
             active=table.active,
             json_max_depth=table.json_max_depth,
+            cache=table.cache,
+            cache_control=request.headers.get("cache-control"),
         )
         return to_response(reply)
 
@@ -115,6 +117,7 @@ def create_fastapi_app(
             content_type=request.headers.get("content-type"),
             accept=request.headers.get("accept"),
             query_string=request.scope.get("query_string", b""),
+            cache_control=request.headers.get("cache-control"),
         )
         return to_response(reply)
 

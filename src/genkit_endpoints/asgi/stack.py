@@ -3,8 +3,8 @@
 Outermost first::
 
     proxy headers → request id → access log → security headers → error envelope → CORS
-    → trusted host → concurrency limit → body limit → API key → request timeout → gzip
-    → framework
+    → trusted host → concurrency limit → body limit → API key → rate limit → request
+    timeout → gzip → framework
 
 Why this order:
 
@@ -18,6 +18,9 @@ Why this order:
   no API key. Trusted host before the concurrency slot; the cheap rejections (body size,
   key) before any work; the timeout innermost among the answering layers, disarmed
   once a response starts, so streams are governed by their own deadlines.
+* The rate limit sits inside auth: it keys by the principal the API-key layer sets
+  (else the client IP the proxy layer settled), and an unauthenticated flood is
+  refused by auth without spending anyone's quota or a trip to the limit store.
 * gzip is closest to the framework: it sees only route responses, never SSE.
 
 Layers with nothing configured are not installed at all (no proxies, no keys, no CORS
@@ -45,6 +48,7 @@ from genkit_endpoints.asgi.types import ASGIApp
 
 if TYPE_CHECKING:
     from genkit_endpoints.auth import ApiKeyring
+    from genkit_endpoints.ratelimit import RateLimiter
 
 
 def build_stack(
@@ -54,16 +58,21 @@ def build_stack(
     route_template: Callable[[str], str] | None = None,
     api_keys: ApiKeyring | None = None,
     access_logger: Any | None = None,
+    rate_limiter: RateLimiter | None = None,
 ) -> ASGIApp:
     """Wrap a framework app in the kit's middleware, in the documented order.
 
     ``route_template`` maps a path to its route template for the access log (default:
-    every path is logged as unmatched).
+    every path is logged as unmatched). ``rate_limiter``: None, no rate limiting.
     """
     policy = policy or HttpPolicy()
     route_template = route_template or route_templates(())
     inner: ASGIApp = GzipMiddleware(app, policy.gzip_min_size) if policy.gzip_min_size else app
     inner = TimeoutMiddleware(inner, policy.request_timeout)
+    if rate_limiter is not None:
+        from genkit_endpoints.asgi.ratelimit import RateLimitMiddleware  # noqa: PLC0415
+
+        inner = RateLimitMiddleware(inner, rate_limiter, exempt_paths=policy.exempt_paths)
     if api_keys is not None:
         from genkit_endpoints.asgi.auth import ApiKeyMiddleware  # noqa: PLC0415 - only with keys
 

@@ -2,15 +2,16 @@
 
 ``create_grpc_server`` assembles a ``grpc.aio`` server from the route table and the proto
 service descriptor, with the request-id and logging interceptors in front of any others
-(then authentication, then the caller's own), explicit keep-alive, concurrency,
-metadata and message-size limits, and ``SO_REUSEPORT`` so several worker processes can
-share the port (SPEC §2.5, §6.1). It speaks TLS when the config names a certificate and
-key, mutual TLS when it also names a client CA (every client must present a certificate
-from it; its subject becomes the principal), and plaintext only when neither is set
-(SPEC §4.2). ``GrpcServer`` owns its lifecycle: the standard ``grpc.health.v1.Health``
-service follows the app's ``Readiness`` while running and turns NOT_SERVING the moment a
-drain starts; the drain refuses new calls, gives the in-flight flow calls the grace
-period and ends the stragglers with UNAVAILABLE (SPEC §6.2).
+(then authentication, then the rate limit, then the caller's own), explicit keep-alive,
+concurrency, metadata and message-size limits, and ``SO_REUSEPORT`` so several worker
+processes can share the port (SPEC §2.5, §6.1). It speaks TLS when the config names a
+certificate and key, mutual TLS when it also names a client CA (every client must
+present a certificate from it; its subject becomes the principal), and plaintext only
+when neither is set (SPEC §4.2). ``GrpcServer`` owns its lifecycle: the standard
+``grpc.health.v1.Health`` service follows the app's ``Readiness`` while running and
+turns NOT_SERVING the moment a drain starts; the drain refuses new calls, gives the
+in-flight flow calls the grace period and ends the stragglers with UNAVAILABLE
+(SPEC §6.2).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from genkit_endpoints.grpc.interceptors import LoggingInterceptor, RequestIdInte
 from genkit_endpoints.grpc.servicer import InflightCalls, build_method_handlers
 from genkit_endpoints.grpc.tls import load_server_tls
 from genkit_endpoints.health import Readiness
+from genkit_endpoints.ratelimit import RateLimiter
 from genkit_endpoints.routes import RouteTable
 
 __all__ = ["GrpcServer", "create_grpc_server"]
@@ -174,6 +176,7 @@ def create_grpc_server(
     interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
     health_method: str | None = "Health",
     api_keys: ApiKeyring | None = None,
+    rate_limiter: RateLimiter | None = None,
 ) -> GrpcServer:
     """Build (and bind, not start) the gRPC server for ``service`` from ``table``.
 
@@ -182,9 +185,11 @@ def create_grpc_server(
     run inside the request-id, logging and auth interceptors, so their rejections are
     logged with the request id and they see the principal. With ``api_keys`` or mutual
     TLS every call but the health and reflection ones must authenticate
-    (``genkit_endpoints.grpc.auth``). Raises ``ValueError`` when an RPC has no route (see
-    ``build_method_handlers``), ``TlsConfigError`` (a ``ValueError``) for a bad TLS file
-    and ``RuntimeError`` when the address cannot be bound.
+    (``genkit_endpoints.grpc.auth``). ``rate_limiter`` limits every call but those,
+    inside auth so it keys by principal (``genkit_endpoints.grpc.ratelimit``). Raises
+    ``ValueError`` when an RPC has no route (see ``build_method_handlers``),
+    ``TlsConfigError`` (a ``ValueError``) for a bad TLS file and ``RuntimeError`` when
+    the address cannot be bound.
     """
     inflight = InflightCalls()
     handlers = build_method_handlers(table, service, inflight=inflight, health_method=health_method)
@@ -196,6 +201,12 @@ def create_grpc_server(
     if api_keys is not None or mutual:
         exempt = (f"/{service.full_name}/{health_method}",) if health_method else ()
         auth.append(AuthInterceptor(api_keys, client_certs=mutual, exempt_methods=exempt))
+    if rate_limiter is not None:
+        from genkit_endpoints.grpc.ratelimit import RateLimitInterceptor  # noqa: PLC0415
+
+        exempt = (f"/{service.full_name}/{health_method}",) if health_method else ()
+        # Listed after auth, so it runs inside auth's wrapper and sees the principal.
+        auth.append(RateLimitInterceptor(rate_limiter, exempt_methods=exempt))
     server = grpc.aio.server(
         interceptors=[RequestIdInterceptor(), LoggingInterceptor(), *auth, *interceptors],
         options=cfg.channel_options(),

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import grpc
 import orjson
@@ -33,7 +33,11 @@ from genkit_endpoints.errors import (
     ServiceUnavailable,
     UpstreamTimeout,
 )
+from genkit_endpoints.http import no_cache
 from genkit_endpoints.routes import FlowRoute, RouteTable
+
+if TYPE_CHECKING:
+    from genkit_endpoints.cache import FlowCache
 
 __all__ = ["InflightCalls", "abort_with_error", "build_method_handlers", "grpc_details"]
 
@@ -185,11 +189,13 @@ class _FlowMethod:
         response: type[Message],
         chunk_field: str | None,
         calls: InflightCalls,
+        cache: FlowCache | None = None,
     ) -> None:
         self.route = route
         self.response = response
         self.chunk_field = chunk_field
         self.calls = calls
+        self.cache = cache
 
     def _encode_output(self, output: Any) -> Message:
         encode = self.route.grpc_encode
@@ -204,14 +210,20 @@ class _FlowMethod:
     async def unary(self, request: Message, context: grpc.aio.ServicerContext) -> Message | None:
         async def work() -> Message:
             payload = routes.parse_input(self.route, _as_input(_decoded(request)))
-            return self._encode_output(await routes.invoke(self.route, payload))
+            output = await routes.invoke(
+                self.route, payload, self.cache, no_cache=_no_cache(context)
+            )
+            return self._encode_output(output)
 
         return await _serve(self.calls, context, work)
 
     async def stream(self, request: Message, context: grpc.aio.ServicerContext) -> None:
         async def work() -> None:
             payload = routes.parse_input(self.route, _as_input(_decoded(request)))
-            events = cast(AsyncGenerator[Any, None], routes.stream(self.route, payload))
+            events = cast(
+                AsyncGenerator[Any, None],
+                routes.stream(self.route, payload, None, self.cache, no_cache=_no_cache(context)),
+            )
             try:
                 async for event in events:
                     if isinstance(event, routes.Chunk):
@@ -223,6 +235,14 @@ class _FlowMethod:
                 await events.aclose()
 
         await _serve(self.calls, context, work)
+
+
+def _no_cache(context: grpc.aio.ServicerContext) -> bool:
+    """Metadata ``cache-control: no-cache`` skips cached answers, as the HTTP header does."""
+    for key, value in context.invocation_metadata() or ():
+        if key == "cache-control" and no_cache(value if isinstance(value, str) else None):
+            return True
+    return False
 
 
 class _Undecodable:
@@ -307,7 +327,7 @@ def build_method_handlers(
                 f"{name}: {method.output_type.full_name} has no single string field; "
                 "set grpc_encode on the route"
             )
-        flow_method = _FlowMethod(route, response, chunk_field, calls)
+        flow_method = _FlowMethod(route, response, chunk_field, calls, table.cache)
         if route.streaming:
             handlers[name] = grpc.unary_stream_rpc_method_handler(flow_method.stream, **codec)
         else:

@@ -1,0 +1,79 @@
+"""gRPC rate limiting (SPEC §2.5, §4.3): the REST limiter's rules for every RPC.
+
+The key is the authenticated principal, else the peer's IP address from
+``context.peer()`` — never metadata, which the client writes (keying on a metadata
+value, as the reference sample did, lets a client pick a fresh quota per call). A
+refusal ends the call with RESOURCE_EXHAUSTED and a ``retry-after`` trailer; a
+fail-closed storage outage with UNAVAILABLE and ``retry-after`` (``abort_with_error``
+maps both). Standard health, reflection and the service's own health RPC are exempt.
+
+The principal is set inside the auth interceptor's wrapped behaviour, so this one must
+be listed after it (``create_grpc_server`` does): its check then runs inside auth's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import grpc
+
+from genkit_endpoints.context import current_principal
+from genkit_endpoints.errors import EndpointError, RateLimited
+from genkit_endpoints.grpc.auth import EXEMPT_SERVICES
+from genkit_endpoints.grpc.interceptors import Behaviour, Continuation, run_behaviour, wrap_handler
+from genkit_endpoints.grpc.servicer import abort_with_error
+from genkit_endpoints.ratelimit import RateLimiter
+
+__all__ = ["RateLimitInterceptor", "peer_ip"]
+
+
+def peer_ip(peer: str | None) -> str:
+    """The address part of a gRPC peer string (``ipv4:1.2.3.4:5``, ``ipv6:[::1]:5``, ``unix:…``)."""
+    if not peer:
+        return "unknown"
+    kind, _, rest = peer.partition(":")
+    if kind == "ipv4":
+        return rest.rpartition(":")[0] or rest
+    if kind == "ipv6":
+        host = rest.rpartition(":")[0] if rest.startswith("[") else rest
+        return host.strip("[]") or "unknown"
+    return peer  # unix sockets and the like: every caller on it shares one key
+
+
+def call_key(context: grpc.aio.ServicerContext) -> str:
+    principal = current_principal()
+    if principal is not None:
+        return f"principal:{principal.name}"
+    return f"ip:{peer_ip(context.peer())}"
+
+
+class RateLimitInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """Spend one request per RPC from ``limiter``; refuse with RESOURCE_EXHAUSTED."""
+
+    def __init__(self, limiter: RateLimiter, *, exempt_methods: Iterable[str] = ()) -> None:
+        self._limiter = limiter
+        self._exempt = frozenset(exempt_methods)
+
+    async def intercept_service(
+        self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
+    ) -> grpc.RpcMethodHandler | None:
+        handler = await continuation(handler_call_details)
+        method: str = handler_call_details.method
+        if handler is None or method in self._exempt or method.startswith(EXEMPT_SERVICES):
+            return handler
+        limiter = self._limiter
+
+        async def around(behaviour: Behaviour, request: Any, ctx: grpc.aio.ServicerContext) -> Any:
+            try:
+                decision = await limiter.hit(call_key(ctx))
+            except EndpointError as err:  # the store is down and the limiter fails closed
+                await abort_with_error(ctx, err)
+                return None  # pragma: no cover - abort always raises
+            if not decision.allowed:
+                refusal = RateLimited(headers={"retry-after": str(decision.retry_after)})
+                await abort_with_error(ctx, refusal)
+                return None  # pragma: no cover - abort always raises
+            return await run_behaviour(behaviour, request, ctx)
+
+        return wrap_handler(handler, around)

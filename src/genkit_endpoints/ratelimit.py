@@ -1,0 +1,287 @@
+"""Request rate limits per caller (SPEC §4.3), over the ``limits`` library's async strategies.
+
+``RateLimiter.hit(key)`` spends one request from every configured rate for ``key`` and
+answers a ``Decision``: admitted or not, and the window numbers for the most restrictive
+rate (what the ``RateLimit-*`` and ``Retry-After`` headers carry). It knows no ASGI or
+gRPC types; the transports choose the key (principal, else client IP) and render it.
+
+Backends (``BackendSpec``): ``memory://`` counts in the process — exact for one process,
+per process with several workers (N workers admit up to N times the rate). A Redis URL
+counts cluster-wide: every replica shares one window per key, made atomic by the Lua
+scripts ``limits`` ships. ``limits`` reads the wall clock itself (``time.time``), so
+windows cannot take an injected clock; the outage-log throttle, our own logic, can.
+
+Several rates (``10/second;100/minute``): a request any rate refuses is refused. With
+more than one rate the limiter first *tests* every rate (reads only) and refuses
+without spending anything when one is exhausted, then *hits* them in order. Each
+``hit`` is atomic on its own, so no rate ever admits more than its amount — exact under
+any concurrency. The test-then-hit pair is not one atomic step across rates: two
+requests racing for the last slot of one rate may both pass the test, and the loser has
+then spent one unit of the rates hit before the one that refused it. That costs the
+caller a unit at the boundary under contention, never an extra admission. (Fixed window
+counts refused hits too — ``limits`` increments before comparing — which only matters
+for its ``remaining``, already 0.)
+
+Storage outage (Redis down, refused, timed out): fail open by default — the request is
+admitted without headers — or, with ``fail_open=False``, refused with 503 and
+``Retry-After``. Either way the outage is counted (``outages``) and logged at most once
+per ``outage_log_interval`` with the redacted URL; the next request simply tries Redis
+again (redis-py reconnects its pool, ``limits`` reloads its scripts after a restart).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal, get_args
+
+import structlog
+from limits import RateLimitItem, parse
+from limits.aio.storage import MemoryStorage, Storage
+from limits.aio.strategies import (
+    FixedWindowRateLimiter,
+    MovingWindowRateLimiter,
+    SlidingWindowCounterRateLimiter,
+)
+from limits.aio.strategies import RateLimiter as Strategy
+from limits.errors import StorageError
+
+from genkit_endpoints.backends import BackendSpec, RedisExtraMissing, RedisOptions, parse_backend
+from genkit_endpoints.errors import ServiceUnavailable
+
+__all__ = [
+    "Decision",
+    "RateLimitConfig",
+    "RateLimitUnavailable",
+    "RateLimiter",
+    "StrategyName",
+    "parse_rates",
+]
+
+_log = structlog.get_logger(__name__)
+
+StrategyName = Literal["moving-window", "sliding-window-counter", "fixed-window"]
+_STRATEGY_NAMES: tuple[str, ...] = get_args(StrategyName)
+_SEPARATORS = re.compile(r"[;,]")
+_STRATEGIES: dict[str, Callable[[Storage], Strategy]] = {
+    "moving-window": MovingWindowRateLimiter,
+    "sliding-window-counter": SlidingWindowCounterRateLimiter,
+    "fixed-window": FixedWindowRateLimiter,
+}
+_OUTAGE_RETRY_AFTER = 1  # seconds: a storage outage says nothing about when it ends
+_REDIS_SCHEMES = {"redis": "async+redis", "rediss": "async+rediss", "unix": "async+redis+unix"}
+
+
+def parse_rates(text: str) -> tuple[RateLimitItem, ...]:
+    """``"10/second;100/minute"`` as ``limits`` items. Raises ``ValueError`` naming the bad part."""
+    parts = [part.strip() for part in _SEPARATORS.split(text)]
+    if not any(parts):
+        raise ValueError("the rate limit is empty: give one like '60/minute'")
+    items: list[RateLimitItem] = []
+    for part in parts:
+        if not part:
+            raise ValueError(f"empty rate in {text!r}: separate rates with one ';'")
+        try:
+            item = parse(part)
+        except ValueError:
+            raise ValueError(
+                f"malformed rate {part!r}: use '<count>/<second|minute|hour|day>', "
+                "e.g. '60/minute' or '10 per 2 seconds'"
+            ) from None
+        if item.amount <= 0:
+            raise ValueError(f"rate {part!r} admits nothing: the count must be at least 1")
+        items.append(item)
+    return tuple(items)
+
+
+@dataclass(frozen=True)
+class RateLimitConfig:
+    """What to limit and where to count. Validated here, so a bad value fails at start-up.
+
+    ``namespace`` prefixes every Redis key (``<namespace>:rl:…``), so several services or
+    test runs can share one Redis without seeing each other's counts.
+    """
+
+    rates: str = "60/minute"
+    strategy: StrategyName = "moving-window"
+    backend: BackendSpec = field(default_factory=lambda: parse_backend(None))
+    redis: RedisOptions = field(default_factory=RedisOptions)
+    fail_open: bool = True
+    outage_log_interval: float = 60.0
+    namespace: str = "genkit-endpoints"
+
+    def __post_init__(self) -> None:
+        parse_rates(self.rates)
+        if self.strategy not in _STRATEGY_NAMES:
+            raise ValueError(
+                f"unknown rate-limit strategy {self.strategy!r}: use one of "
+                + ", ".join(_STRATEGY_NAMES)
+            )
+        if not self.outage_log_interval > 0:
+            raise ValueError("outage_log_interval must be a positive number of seconds")
+        if not self.namespace or any(c.isspace() for c in self.namespace):
+            raise ValueError("the rate-limit namespace must be a non-empty word")
+
+    @property
+    def items(self) -> tuple[RateLimitItem, ...]:
+        return parse_rates(self.rates)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The answer for one request, about the most restrictive rate: admitted, the one
+    with the fewest requests left; refused, the exhausted one that frees a slot last
+    (retrying earlier cannot succeed).
+
+    ``limit`` is None when no numbers are known (a storage outage, failing open): send
+    no ``RateLimit-*`` headers then. ``reset_after`` is the seconds until that rate's
+    window frees a slot; ``retry_after`` is its whole-second ceiling, at least 1 when
+    refused (0 when admitted).
+    """
+
+    allowed: bool
+    limit: int | None = None
+    remaining: int = 0
+    reset_after: float = 0.0
+    retry_after: int = 0
+
+    @property
+    def reset_seconds(self) -> int:
+        """``reset_after`` in whole seconds, rounded up (the ``RateLimit-Reset`` value)."""
+        return math.ceil(self.reset_after)
+
+
+class RateLimitUnavailable(ServiceUnavailable):
+    """The limit store is down and the limiter fails closed."""
+
+    default_detail = "Request limits cannot be checked right now; retry later."
+
+
+def _storage(cfg: RateLimitConfig) -> Storage:
+    prefix = f"{cfg.namespace}:rl"
+    if cfg.backend.is_memory:
+        return MemoryStorage()
+    try:
+        import redis  # noqa: F401, PLC0415 - optional extra, only with a Redis URL
+        from redis.asyncio.retry import Retry  # noqa: PLC0415
+        from redis.backoff import NoBackoff  # noqa: PLC0415
+    except ImportError:
+        raise RedisExtraMissing(
+            f"{cfg.backend.redacted} needs the 'redis' extra: pip install 'genkit-endpoints[redis]'"
+        ) from None
+    scheme, _, rest = cfg.backend.url.partition("://")
+    uri = f"{_REDIS_SCHEMES[scheme]}://{rest}"
+    options: dict[str, Any] = {
+        "socket_connect_timeout": cfg.redis.connect_timeout_ms / 1000,
+        "socket_timeout": cfg.redis.socket_timeout_ms / 1000,
+        "max_connections": cfg.redis.max_connections,
+        "health_check_interval": 30,
+        # redis-py retries connection errors 10 times with backoff by default: seconds
+        # per request during an outage. One attempt; the outage policy decides at once.
+        "retry": Retry(NoBackoff(), 0),
+    }
+    from limits.aio.storage import RedisStorage  # noqa: PLC0415
+
+    return RedisStorage(
+        uri, wrap_exceptions=True, implementation="redispy", key_prefix=prefix, **options
+    )
+
+
+class RateLimiter:
+    """Counts requests per key against the configured rates; owned by the app's lifespan."""
+
+    def __init__(
+        self, cfg: RateLimitConfig, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.cfg = cfg
+        self.items: tuple[RateLimitItem, ...] = cfg.items
+        self.storage = _storage(cfg)
+        self._strategy: Strategy = _STRATEGIES[cfg.strategy](self.storage)
+        self._clock = clock
+        self._last_outage_log: float | None = None
+        self.outages = 0  # storage failures seen (a metric until metrics exist, SPEC §5.2)
+        outage: tuple[type[BaseException], ...] = (StorageError, OSError, TimeoutError)
+        if not cfg.backend.is_memory:
+            base = self.storage.base_exceptions
+            outage += base if isinstance(base, tuple) else (base,)
+        self._outage_errors = outage
+
+    async def hit(self, key: str) -> Decision:
+        """Spend one request for ``key``. Raises ``RateLimitUnavailable`` only when the
+        storage is down and the limiter fails closed."""
+        try:
+            return await self._hit(key)
+        except self._outage_errors as exc:
+            return self._outage(exc)
+
+    async def _hit(self, key: str) -> Decision:
+        strategy = self._strategy
+        if len(self.items) > 1:
+            # Reads only: an exhausted rate refuses before any rate is spent.
+            tests = await asyncio.gather(*(strategy.test(item, key) for item in self.items))
+            exhausted = [item for item, ok in zip(self.items, tests, strict=True) if not ok]
+            if exhausted:
+                return await self._refused(exhausted, key)
+        for item in self.items:
+            if not await strategy.hit(item, key):
+                return await self._refused([item], key)
+        return await self._admitted(key)
+
+    async def _admitted(self, key: str) -> Decision:
+        stats = await asyncio.gather(
+            *(self._strategy.get_window_stats(item, key) for item in self.items)
+        )
+        now = time.time()
+        # The tightest rate: fewest left; on a tie, the one whose window frees last.
+        item, (reset_time, remaining) = min(
+            zip(self.items, stats, strict=True), key=lambda pair: (pair[1][1], -pair[1][0])
+        )
+        return Decision(
+            allowed=True,
+            limit=item.amount,
+            remaining=max(0, remaining),
+            reset_after=max(0.0, reset_time - now),
+        )
+
+    async def _refused(self, exhausted: list[RateLimitItem], key: str) -> Decision:
+        stats = await asyncio.gather(
+            *(self._strategy.get_window_stats(item, key) for item in exhausted)
+        )
+        # Retrying helps only once every exhausted rate has a slot: report the last to free.
+        item, (reset_time, _) = max(zip(exhausted, stats, strict=True), key=lambda pair: pair[1][0])
+        reset_after = max(0.0, reset_time - time.time())
+        return Decision(
+            allowed=False,
+            limit=item.amount,
+            remaining=0,
+            reset_after=reset_after,
+            retry_after=max(1, math.ceil(reset_after)),
+        )
+
+    def _outage(self, exc: BaseException) -> Decision:
+        self.outages += 1
+        now = self._clock()
+        last = self._last_outage_log
+        if last is None or now - last >= self.cfg.outage_log_interval:
+            self._last_outage_log = now
+            _log.warning(
+                "rate_limit_storage_unavailable",
+                backend=self.cfg.backend.redacted,
+                error=type(exc.__cause__ or exc).__name__,
+                fail_open=self.cfg.fail_open,
+                outages=self.outages,
+            )
+        if self.cfg.fail_open:
+            return Decision(allowed=True)
+        raise RateLimitUnavailable(headers={"retry-after": str(_OUTAGE_RETRY_AFTER)})
+
+    async def aclose(self) -> None:
+        """Release the Redis connections (no-op for memory)."""
+        bridge = getattr(self.storage, "bridge", None)
+        client = getattr(bridge, "storage", None)
+        if client is not None:
+            await client.aclose()
