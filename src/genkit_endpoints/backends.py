@@ -14,6 +14,9 @@ spelling of the URL the kit prints. Each feature keys under its own namespace
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
@@ -21,7 +24,14 @@ from urllib.parse import urlsplit, urlunsplit
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
-__all__ = ["BackendSpec", "RedisExtraMissing", "RedisOptions", "parse_backend", "redact"]
+__all__ = [
+    "BackendSpec",
+    "OutageGate",
+    "RedisExtraMissing",
+    "RedisOptions",
+    "parse_backend",
+    "redact",
+]
 
 Scheme = Literal["memory", "redis", "rediss", "unix"]
 _SCHEMES: tuple[Scheme, ...] = ("memory", "redis", "rediss", "unix")
@@ -137,3 +147,42 @@ def parse_backend(url: str | None) -> BackendSpec:
             raise ValueError(f"the Redis database must be a number: {safe}")
         del port
     return BackendSpec(scheme, text, safe)
+
+
+class OutageGate:
+    """Keeps requests off a backend that just failed, until a background probe succeeds.
+
+    Without it, every request during an outage pays the full socket timeout (a blackholed
+    Redis: 250 ms per call, per feature). After ``failed()``, ``up`` is False and one
+    background task runs ``probe`` every ``interval`` seconds; the first success flips
+    ``up`` back, so recovery needs no restart and costs requests nothing. Per process.
+    """
+
+    def __init__(self, probe: Callable[[], Awaitable[object]], interval: float = 1.0) -> None:
+        if not interval > 0:
+            raise ValueError("the probe interval must be positive")
+        self._probe = probe
+        self.interval = interval
+        self.up = True
+        self._task: asyncio.Task[None] | None = None
+
+    def failed(self) -> None:
+        self.up = False
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._recover())
+
+    async def _recover(self) -> None:
+        while not self.up:
+            await asyncio.sleep(self.interval)
+            try:
+                ok = await self._probe()
+            except Exception:  # noqa: S112 - still down: probe again later
+                continue
+            if ok is not False:
+                self.up = True
+
+    async def aclose(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task

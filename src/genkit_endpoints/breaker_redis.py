@@ -16,7 +16,8 @@ script call whose answer refreshes the view. Limits, stated plainly:
   back after ``probe_lease`` seconds.
 * Redis outage (error or timeout, 250 ms by default): this process falls back to its own
   ``LocalBreakerState`` — per process, exact — logs ``breaker_backend_unavailable`` once
-  per ``outage_log_interval``, and tries Redis again after ``outage_retry`` seconds. The
+  per ``outage_log_interval``; a background PING every ``outage_retry`` seconds brings it
+  back to Redis (calls never wait on a dead Redis meanwhile). The
   local state gathered meanwhile is not merged back when Redis answers again.
 """
 
@@ -28,6 +29,7 @@ from typing import Any
 import structlog
 from redis.exceptions import RedisError
 
+from genkit_endpoints.backends import OutageGate
 from genkit_endpoints.breaker import (
     WINDOW_BUCKETS,
     BreakerConfig,
@@ -62,7 +64,8 @@ class RedisBreakerState:
         self._keys = [f"{prefix}:state", f"{prefix}:probes", f"{prefix}:window"]
         self._view: tuple[BreakerState, float] = (BreakerState.CLOSED, 0.0)
         self._fetched_at = float("-inf")
-        self._down_until = float("-inf")
+        # After a failure, calls use the local state until a background PING succeeds.
+        self._gate = OutageGate(self._client.ping, interval=max(config.outage_retry, 0.05))
         self._logged_at = float("-inf")
         self._down = False
 
@@ -77,7 +80,7 @@ class RedisBreakerState:
 
     async def acquire(self, token: str) -> Step:
         now = self._clock()
-        if now < self._down_until:
+        if not self._gate.up:
             return self._local.acquire(now, token)
         try:
             if now - self._fetched_at > self.config.cache_ttl:
@@ -95,7 +98,7 @@ class RedisBreakerState:
 
     async def record(self, failed: bool, token: str) -> Step:
         now = self._clock()
-        if now < self._down_until:
+        if not self._gate.up:
             return self._local.record(now, failed, token)
         try:
             return await self._run("record", now, token, failed)
@@ -106,7 +109,7 @@ class RedisBreakerState:
     async def release(self, token: str) -> None:
         now = self._clock()
         self._local.release(token)
-        if now < self._down_until:
+        if not self._gate.up:
             return
         try:
             await self._run("release", now, token)
@@ -115,6 +118,7 @@ class RedisBreakerState:
             self._outage(now, exc)
 
     async def aclose(self) -> None:
+        await self._gate.aclose()
         await self._client.aclose()
 
     async def _run(self, op: str, now: float, token: str = "", failed: bool = False) -> Step:
@@ -140,7 +144,7 @@ class RedisBreakerState:
 
     def _outage(self, now: float, exc: BaseException) -> None:
         self._down = True
-        self._down_until = now + self.config.outage_retry
+        self._gate.failed()
         if now - self._logged_at >= self.config.outage_log_interval:
             self._logged_at = now
             _log.warning(

@@ -25,6 +25,7 @@ import orjson
 import structlog
 from redis.exceptions import RedisError
 
+from genkit_endpoints.backends import OutageGate
 from genkit_endpoints.cache import CacheConfig, Lease
 from genkit_endpoints.errors import EndpointError, InternalError
 
@@ -56,6 +57,8 @@ class RedisStore:
         self._ttl_ms = max(1, int(config.ttl * 1000))
         self._lease_ms = max(1, int(config.lock_timeout * 1000))
         self._logged_at: float | None = None
+        # After a failure, requests bypass Redis until a background PING succeeds.
+        self.gate = OutageGate(self._client.ping)
 
     def _outage(self, exc: BaseException) -> None:
         now = time.monotonic()
@@ -69,6 +72,8 @@ class RedisStore:
             )
 
     async def claim(self, key: str) -> bytes | Lease:
+        if not self.gate.up:
+            return Lease()  # bypass: the flow runs unshared, nothing is stored
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.config.max_wait
         value_key, lease_key = self._prefix + "v:" + key, self._prefix + "l:" + key
@@ -81,6 +86,7 @@ class RedisStore:
                     keys=[value_key, lease_key, failure_key], args=[token, self._lease_ms]
                 )
             except (RedisError, OSError) as exc:
+                self.gate.failed()
                 self._outage(exc)
                 return Lease()
             if status == b"hit":
@@ -100,6 +106,8 @@ class RedisStore:
     async def settle(
         self, key: str, lease: Lease, value: bytes | None, failure: EndpointError | None
     ) -> None:
+        if not self.gate.up:
+            return  # bypassing a dead Redis: nothing is stored
         token = lease.token or ""
         if value is not None:
             target, payload, ttl = self._prefix + "v:" + key, value, self._ttl_ms
@@ -116,9 +124,11 @@ class RedisStore:
         try:
             await self._settle(keys=[self._prefix + "l:" + key, target], args=[token, payload, ttl])
         except (RedisError, OSError) as exc:
+            self.gate.failed()
             self._outage(exc)
 
     async def aclose(self) -> None:
+        await self.gate.aclose()
         await self._client.aclose()
 
 

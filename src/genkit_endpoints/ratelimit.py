@@ -50,7 +50,13 @@ from limits.aio.strategies import (
 from limits.aio.strategies import RateLimiter as Strategy
 from limits.errors import StorageError
 
-from genkit_endpoints.backends import BackendSpec, RedisExtraMissing, RedisOptions, parse_backend
+from genkit_endpoints.backends import (
+    BackendSpec,
+    OutageGate,
+    RedisExtraMissing,
+    RedisOptions,
+    parse_backend,
+)
 from genkit_endpoints.errors import ServiceUnavailable
 
 __all__ = [
@@ -209,13 +215,21 @@ class RateLimiter:
             base = self.storage.base_exceptions
             outage += base if isinstance(base, tuple) else (base,)
         self._outage_errors = outage
+        # After a failure, requests skip the storage until a background check succeeds.
+        self.gate = OutageGate(self._check_storage)
+
+    async def _check_storage(self) -> bool:
+        return bool(await self.storage.check())
 
     async def hit(self, key: str) -> Decision:
         """Spend one request for ``key``. Raises ``RateLimitUnavailable`` only when the
         storage is down and the limiter fails closed."""
+        if not self.gate.up:
+            return self._outage(None)
         try:
             return await self._hit(key)
         except self._outage_errors as exc:
+            self.gate.failed()
             return self._outage(exc)
 
     async def _hit(self, key: str) -> Decision:
@@ -262,7 +276,7 @@ class RateLimiter:
             retry_after=max(1, math.ceil(reset_after)),
         )
 
-    def _outage(self, exc: BaseException) -> Decision:
+    def _outage(self, exc: BaseException | None) -> Decision:
         self.outages += 1
         now = self._clock()
         last = self._last_outage_log
@@ -271,7 +285,7 @@ class RateLimiter:
             _log.warning(
                 "rate_limit_storage_unavailable",
                 backend=self.cfg.backend.redacted,
-                error=type(exc.__cause__ or exc).__name__,
+                error=type(exc.__cause__ or exc).__name__ if exc is not None else "still down",
                 fail_open=self.cfg.fail_open,
                 outages=self.outages,
             )
@@ -281,6 +295,7 @@ class RateLimiter:
 
     async def aclose(self) -> None:
         """Release the Redis connections (no-op for memory)."""
+        await self.gate.aclose()
         bridge = getattr(self.storage, "bridge", None)
         client = getattr(bridge, "storage", None)
         if client is not None:

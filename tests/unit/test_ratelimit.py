@@ -264,7 +264,13 @@ async def test_limiter_recovers_when_redis_comes_back(
             with pytest.raises(RateLimitUnavailable):
                 await limiter.hit("k")
         assert limiter.outages == 1
+        assert not limiter.gate.up  # later requests skip the dead Redis at no cost
         own_redis.restart_empty()  # no data, no scripts loaded: a real restart
+        # The outage gate's background check notices within its interval (1 s).
+        deadline = time.monotonic() + 5
+        while not limiter.gate.up:
+            assert time.monotonic() < deadline, "the limiter never went back to Redis"
+            await asyncio.sleep(0.05)
         back = await limiter.hit("k")
     finally:
         await limiter.aclose()
