@@ -228,6 +228,13 @@ class Settings(BaseSettings):
     def _blank_is_unset(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value
 
+    @field_validator("redis_url", "rate_limit_redis_url", "cache_redis_url", "cb_redis_url")
+    @classmethod
+    def _backend_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            parse_backend(value.get_secret_value())  # ValueError, password redacted
+        return value
+
     @field_validator("rate_limit_default")
     @classmethod
     def _rates(cls, value: str) -> str:
