@@ -1,7 +1,7 @@
 # Short names for the common jobs. Each is one uv command; see README.md.
 UV ?= python3 -m uv
 
-.PHONY: run test lint fmt typecheck bench lock
+.PHONY: run test lint fmt typecheck bench bench-resilience lock
 
 run:        ## start the server on :8080 (offline model unless a provider key is set)
 	$(UV) run --all-extras endpoints-hello
@@ -23,6 +23,9 @@ typecheck:
 
 bench:      ## side-by-side benchmark: ours vs a bare FastAPI app (installs wrk if missing)
 	$(UV) run --all-extras python bench/run.py
+
+bench-resilience: ## cache hits, rate-limit cost, 1 000 in flight, stampedes (memory and Redis)
+	$(UV) run --all-extras python bench/resilience.py
 
 lock:
 	$(UV) lock

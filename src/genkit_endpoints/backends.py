@@ -18,11 +18,11 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 if TYPE_CHECKING:
-    from redis.asyncio import Redis
+    from redis.asyncio import BlockingConnectionPool, Redis
 
 __all__ = [
     "BackendSpec",
@@ -34,6 +34,8 @@ __all__ = [
 ]
 
 Scheme = Literal["memory", "redis", "rediss", "unix"]
+# Seconds a command may wait for a free pooled connection during a burst (not an outage).
+_POOL_WAIT = 1.0
 _SCHEMES: tuple[Scheme, ...] = ("memory", "redis", "rediss", "unix")
 
 
@@ -87,12 +89,18 @@ class BackendSpec:
     def __str__(self) -> str:
         return self.redacted
 
-    def redis_client(self, options: RedisOptions | None = None) -> Redis:
-        """A ``redis.asyncio`` client with the kit's timeouts and pool (not connected yet)."""
+    def redis_pool(self, options: RedisOptions | None = None) -> BlockingConnectionPool:
+        """The connection pool every Redis client of the kit uses.
+
+        Blocking, not redis-py's default pool: a burst larger than ``max_connections``
+        waits briefly for a free connection instead of failing with
+        ``MaxConnectionsError`` — which the features would take for an outage (the rate
+        limiter would stop limiting under exactly the load it exists for).
+        """
         if self.is_memory:
             raise ValueError("memory:// has no Redis client")
         try:
-            from redis.asyncio import Redis  # noqa: PLC0415 - optional extra, lazily
+            from redis.asyncio import BlockingConnectionPool  # noqa: PLC0415 - optional extra
             from redis.asyncio.retry import Retry  # noqa: PLC0415
             from redis.backoff import NoBackoff  # noqa: PLC0415
         except ImportError:
@@ -100,18 +108,27 @@ class BackendSpec:
                 f"{self.redacted} needs the 'redis' extra: pip install 'genkit-endpoints[redis]'"
             ) from None
         opts = options or RedisOptions()
-        kwargs: dict[str, Any] = {
-            "socket_connect_timeout": opts.connect_timeout_ms / 1000,
-            "socket_timeout": opts.socket_timeout_ms / 1000,
-            "max_connections": opts.max_connections,
-            "health_check_interval": 30,
+        pool: BlockingConnectionPool = BlockingConnectionPool.from_url(
+            self.url,
+            max_connections=opts.max_connections,
+            timeout=_POOL_WAIT,
+            socket_connect_timeout=opts.connect_timeout_ms / 1000,
+            socket_timeout=opts.socket_timeout_ms / 1000,
+            health_check_interval=30,
             # No retries inside the client (redis-py 8 retries 10 times with backoff by
             # default: seconds per request on a dead Redis); the caller's outage policy
             # decides at once.
-            "retry_on_timeout": False,
-            "retry": Retry(NoBackoff(), 0),
-        }
-        client: Redis = Redis.from_url(self.url, **kwargs)
+            retry_on_timeout=False,
+            retry=Retry(NoBackoff(), 0),
+        )
+        return pool
+
+    def redis_client(self, options: RedisOptions | None = None) -> Redis:
+        """A ``redis.asyncio`` client on ``redis_pool`` (not connected yet)."""
+        from redis.asyncio import Redis  # noqa: PLC0415 - redis_pool checked the extra
+
+        pool = self.redis_pool(options)
+        client: Redis = Redis(connection_pool=pool, retry=pool.connection_kwargs["retry"])
         return client
 
 

@@ -53,7 +53,6 @@ from limits.errors import StorageError
 from genkit_endpoints.backends import (
     BackendSpec,
     OutageGate,
-    RedisExtraMissing,
     RedisOptions,
     parse_backend,
 )
@@ -171,25 +170,11 @@ def _storage(cfg: RateLimitConfig) -> Storage:
     prefix = f"{cfg.namespace}:rl"
     if cfg.backend.is_memory:
         return MemoryStorage()
-    try:
-        import redis  # noqa: F401, PLC0415 - optional extra, only with a Redis URL
-        from redis.asyncio.retry import Retry  # noqa: PLC0415
-        from redis.backoff import NoBackoff  # noqa: PLC0415
-    except ImportError:
-        raise RedisExtraMissing(
-            f"{cfg.backend.redacted} needs the 'redis' extra: pip install 'genkit-endpoints[redis]'"
-        ) from None
     scheme, _, rest = cfg.backend.url.partition("://")
     uri = f"{_REDIS_SCHEMES[scheme]}://{rest}"
-    options: dict[str, Any] = {
-        "socket_connect_timeout": cfg.redis.connect_timeout_ms / 1000,
-        "socket_timeout": cfg.redis.socket_timeout_ms / 1000,
-        "max_connections": cfg.redis.max_connections,
-        "health_check_interval": 30,
-        # redis-py retries connection errors 10 times with backoff by default: seconds
-        # per request during an outage. One attempt; the outage policy decides at once.
-        "retry": Retry(NoBackoff(), 0),
-    }
+    # The kit's blocking pool: a burst waits for a connection instead of failing (which
+    # would read as an outage and switch limiting off under load).
+    options: dict[str, Any] = {"connection_pool": cfg.backend.redis_pool(cfg.redis)}
     from limits.aio.storage import RedisStorage  # noqa: PLC0415
 
     return RedisStorage(

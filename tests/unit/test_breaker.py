@@ -326,3 +326,39 @@ async def test_redis_outage_falls_back_to_the_local_breaker_and_logs_once() -> N
         assert outages[0]["fallback"] == "local"
     finally:
         await breaker.aclose()
+
+
+async def test_cached_answers_are_served_while_the_breaker_is_open() -> None:
+    """The cache sits in front of the breaker (SPEC §4.4/§4.5): an open breaker refuses new
+    model calls, but answers already cached are still served."""
+    from genkit import Genkit
+
+    from endpoints_hello.app import PROMPTS_DIR
+    from endpoints_hello.flows import build_routes
+    from genkit_endpoints import routes
+    from genkit_endpoints.cache import CacheConfig, FlowCache
+    from genkit_endpoints.config import ModelCallPolicyConfig
+    from genkit_endpoints.generation import ModelClient
+    from genkit_endpoints.models.offline import OFFLINE_MODEL, OfflineModel
+    from tests.support.image_server import offline_fetcher
+
+    model = OfflineModel()
+    ai = Genkit(plugins=[model], model=OFFLINE_MODEL, prompt_dir=PROMPTS_DIR)
+    breaker = Breaker(BreakerConfig(failure_threshold=1, recovery_timeout=60))
+    table = build_routes(ai, ModelClient(ai, ModelCallPolicyConfig(), breaker), offline_fetcher())
+    table.set_cache(FlowCache(CacheConfig()))
+    route = table.by_name["translate_text"]
+    cached = routes.parse_input(route, {"text": "Good night.", "target_language": "Italian"})
+    first = await routes.invoke(route, cached, table.cache)
+
+    with pytest.raises(UpstreamError):
+        async with breaker.call():
+            raise UpstreamError()  # the provider failing for some other request
+    assert breaker.state is BreakerState.OPEN
+
+    calls = model.completed_calls
+    assert await routes.invoke(route, cached, table.cache) == first
+    fresh = routes.parse_input(route, {"text": "Good morning.", "target_language": "Italian"})
+    with pytest.raises(BreakerOpen):
+        await routes.invoke(route, fresh, table.cache)
+    assert model.completed_calls == calls  # neither request reached the model

@@ -20,6 +20,7 @@ from google.protobuf import json_format
 
 from endpoints_hello import schemas
 from endpoints_hello.generated import genkit_sample_pb2 as pb
+from genkit_endpoints.cache import CacheConfig, FlowCache
 from genkit_endpoints.errors import RateLimited, ServiceUnavailable
 from genkit_endpoints.routes import RouteTable
 from tests.unit.grpc_harness import (
@@ -195,3 +196,22 @@ async def test_unexpected_failure_is_logged_but_not_sent() -> None:
     assert info.value.details() == "The server could not complete the request."
     (failure,) = [e for e in logs if e["event"] == "grpc_flow_failed"]
     assert "secret internal message" in repr(failure["exc_info"].__cause__)
+
+
+def _cached(ai: Genkit, table: RouteTable) -> RouteTable:
+    table.set_cache(FlowCache(CacheConfig()))
+    return table
+
+
+async def test_grpc_serves_cacheable_rpcs_from_the_flow_cache() -> None:
+    """Identical TranslateText calls reach the model once; ``cache-control: no-cache``
+    metadata skips the read (SPEC §4.4: REST, callable and gRPC alike)."""
+    async with serving(patch=_cached) as h:
+        request = pb.TranslateRequest(text="Bonjour, tout le monde.", target_language="German")
+        first = await h.stub.TranslateText(request, timeout=10)
+        calls = h.model.completed_calls
+        second = await h.stub.TranslateText(request, timeout=10)
+        assert second == first
+        assert h.model.completed_calls == calls  # answered from the cache
+        await h.stub.TranslateText(request, metadata=(("cache-control", "no-cache"),), timeout=10)
+        assert h.model.completed_calls > calls  # the read was skipped
