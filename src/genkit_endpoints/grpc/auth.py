@@ -27,21 +27,16 @@ from genkit_endpoints.auth import INVALID_KEY, ApiKeyring, Principal, choose_key
 from genkit_endpoints.context import principal_var
 from genkit_endpoints.errors import Unauthenticated
 from genkit_endpoints.grpc.interceptors import (
+    Around,
     Behaviour,
-    Continuation,
+    GuardInterceptor,
     note_access,
     run_behaviour,
-    wrap_handler,
 )
 from genkit_endpoints.grpc.servicer import abort_with_error
 
-__all__ = ["EXEMPT_SERVICES", "AuthInterceptor", "principal_from_certificate"]
+__all__ = ["AuthInterceptor", "principal_from_certificate"]
 
-EXEMPT_SERVICES = (
-    "/grpc.health.v1.Health/",
-    "/grpc.reflection.v1alpha.ServerReflection/",
-    "/grpc.reflection.v1.ServerReflection/",
-)
 _API_KEY = "x-api-key"
 _AUTHORIZATION = "authorization"
 _NO_CERTIFICATE = "A client certificate is required."
@@ -61,7 +56,7 @@ def _as_bytes(value: str | bytes) -> bytes:
     return value.encode("utf-8", "replace") if isinstance(value, str) else value
 
 
-class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+class AuthInterceptor(GuardInterceptor):
     """Require a principal for every call but the exempt ones.
 
     Place it after the request-id and logging interceptors (rejections are logged with
@@ -77,18 +72,12 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     ) -> None:
         if keyring is None and not client_certs:
             raise ValueError("gRPC auth needs API keys, client certificates (mutual TLS), or both")
+        super().__init__(exempt_methods=exempt_methods)
         self._keyring = keyring
         self._client_certs = client_certs
-        self._exempt = frozenset(exempt_methods)
 
-    async def intercept_service(
-        self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
-    ) -> grpc.RpcMethodHandler | None:
-        handler = await continuation(handler_call_details)
-        method: str = handler_call_details.method
-        if handler is None or method in self._exempt or method.startswith(EXEMPT_SERVICES):
-            return handler
-        metadata = handler_call_details.invocation_metadata
+    def around_for(self, details: grpc.HandlerCallDetails) -> Around:
+        metadata = details.invocation_metadata
 
         async def around(behaviour: Behaviour, request: Any, ctx: grpc.aio.ServicerContext) -> Any:
             principal = self._authenticate(ctx, metadata)
@@ -102,7 +91,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             finally:
                 principal_var.reset(token)
 
-        return wrap_handler(handler, around)
+        return around
 
     def _authenticate(self, ctx: grpc.aio.ServicerContext, metadata: Any) -> Principal | str:
         """The caller's principal, or the client-facing reason there is none."""

@@ -15,7 +15,7 @@ import contextlib
 import inspect
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from contextvars import ContextVar
 from typing import Any
 
@@ -26,7 +26,9 @@ from genkit_endpoints.asgi.request_id import _VALID as _VALID_REQUEST_ID
 from genkit_endpoints.context import request_id_var
 
 __all__ = [
+    "EXEMPT_SERVICES",
     "METADATA_KEY",
+    "GuardInterceptor",
     "LoggingInterceptor",
     "RequestIdInterceptor",
     "note_access",
@@ -78,6 +80,34 @@ def wrap_handler(handler: grpc.RpcMethodHandler, around: Around) -> grpc.RpcMeth
         return await around(behaviour, request, context)
 
     return handler._replace(**{kind: wrapped})
+
+
+# Infrastructure services no policy applies to: probes and tooling must always answer.
+EXEMPT_SERVICES = (
+    "/grpc.health.v1.Health/",
+    "/grpc.reflection.v1alpha.ServerReflection/",
+    "/grpc.reflection.v1.ServerReflection/",
+)
+
+
+class GuardInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """Base of the policy interceptors (auth, rate limit): ``around`` runs around every
+    RPC except the exempt ones, inside the task that serves the call."""
+
+    def __init__(self, *, exempt_methods: Iterable[str] = ()) -> None:
+        self._exempt = frozenset(exempt_methods)
+
+    async def intercept_service(
+        self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
+    ) -> grpc.RpcMethodHandler | None:
+        handler = await continuation(handler_call_details)
+        method: str = handler_call_details.method
+        if handler is None or method in self._exempt or method.startswith(EXEMPT_SERVICES):
+            return handler
+        return wrap_handler(handler, self.around_for(handler_call_details))
+
+    def around_for(self, details: grpc.HandlerCallDetails) -> Around:
+        raise NotImplementedError
 
 
 def client_request_id(metadata: Any) -> str | None:

@@ -20,8 +20,12 @@ import grpc
 
 from genkit_endpoints.context import current_principal
 from genkit_endpoints.errors import EndpointError, RateLimited
-from genkit_endpoints.grpc.auth import EXEMPT_SERVICES
-from genkit_endpoints.grpc.interceptors import Behaviour, Continuation, run_behaviour, wrap_handler
+from genkit_endpoints.grpc.interceptors import (
+    Around,
+    Behaviour,
+    GuardInterceptor,
+    run_behaviour,
+)
 from genkit_endpoints.grpc.servicer import abort_with_error
 from genkit_endpoints.ratelimit import RateLimiter
 
@@ -48,20 +52,14 @@ def call_key(context: grpc.aio.ServicerContext) -> str:
     return f"ip:{peer_ip(context.peer())}"
 
 
-class RateLimitInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+class RateLimitInterceptor(GuardInterceptor):
     """Spend one request per RPC from ``limiter``; refuse with RESOURCE_EXHAUSTED."""
 
     def __init__(self, limiter: RateLimiter, *, exempt_methods: Iterable[str] = ()) -> None:
+        super().__init__(exempt_methods=exempt_methods)
         self._limiter = limiter
-        self._exempt = frozenset(exempt_methods)
 
-    async def intercept_service(
-        self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
-    ) -> grpc.RpcMethodHandler | None:
-        handler = await continuation(handler_call_details)
-        method: str = handler_call_details.method
-        if handler is None or method in self._exempt or method.startswith(EXEMPT_SERVICES):
-            return handler
+    def around_for(self, details: grpc.HandlerCallDetails) -> Around:
         limiter = self._limiter
 
         async def around(behaviour: Behaviour, request: Any, ctx: grpc.aio.ServicerContext) -> Any:
@@ -76,4 +74,4 @@ class RateLimitInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 return None  # pragma: no cover - abort always raises
             return await run_behaviour(behaviour, request, ctx)
 
-        return wrap_handler(handler, around)
+        return around
