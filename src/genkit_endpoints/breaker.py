@@ -35,7 +35,12 @@ from typing import TYPE_CHECKING, Literal, NamedTuple
 import structlog
 
 from genkit_endpoints.backends import BackendSpec, RedisOptions
-from genkit_endpoints.errors import ServiceUnavailable, UpstreamError, UpstreamTimeout
+from genkit_endpoints.errors import (
+    ServiceUnavailable,
+    UpstreamError,
+    UpstreamRejected,
+    UpstreamTimeout,
+)
 
 if TYPE_CHECKING:
     from genkit_endpoints.breaker_redis import RedisBreakerState
@@ -126,7 +131,10 @@ class Step(NamedTuple):
 
 
 def counts_as_failure(exc: BaseException) -> bool:
-    """Upstream failures only (SPEC §4.5): never client errors, never cancellation."""
+    """Upstream failures only (SPEC §4.5): never client errors, never cancellation, never
+    the provider refusing one request (``UpstreamRejected``: a 4xx other than 429)."""
+    if isinstance(exc, UpstreamRejected):
+        return False
     return isinstance(exc, UpstreamError | UpstreamTimeout | TimeoutError | ConnectionError)
 
 

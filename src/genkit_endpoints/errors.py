@@ -176,6 +176,14 @@ class UpstreamError(EndpointError):
     default_detail = "The model provider failed to answer."
 
 
+class UpstreamRejected(UpstreamError):
+    """The provider refused this request (4xx other than 429: bad argument, permission).
+
+    Still a 502 to the client, but not an outage: the circuit breaker does not count it
+    (SPEC §4.5 counts 5xx/429, timeouts, connection errors and invalid output only).
+    """
+
+
 class InvalidModelOutput(UpstreamError):
     """The model answered, but not with what the output schema requires (SPEC §2.1)."""
 

@@ -31,6 +31,7 @@ from genkit_endpoints.errors import (
     InternalError,
     InvalidModelOutput,
     UpstreamError,
+    UpstreamRejected,
     UpstreamTimeout,
 )
 
@@ -121,6 +122,18 @@ class ModelCallPolicy(BaseMiddleware[ModelCallPolicyConfig]):
         return delay_ms / 1000
 
 
+# Provider answers that refuse this request rather than signal an outage (4xx but 429).
+_REJECTIONS = frozenset(
+    {
+        "INVALID_ARGUMENT",
+        "FAILED_PRECONDITION",
+        "OUT_OF_RANGE",
+        "PERMISSION_DENIED",
+        "UNAUTHENTICATED",
+    }
+)
+
+
 def error_from_genkit(
     status: str | None, message: str | None, reason: str | None = None
 ) -> EndpointError:
@@ -132,6 +145,8 @@ def error_from_genkit(
         return UpstreamTimeout()
     if status == "NOT_FOUND":
         return InternalError("The configured model is not available.")
+    if status in _REJECTIONS:
+        return UpstreamRejected()
     return UpstreamError()
 
 

@@ -13,7 +13,13 @@ import pytest
 from structlog.testing import capture_logs
 
 from genkit_endpoints.backends import parse_backend
-from genkit_endpoints.breaker import Breaker, BreakerConfig, BreakerOpen, BreakerState
+from genkit_endpoints.breaker import (
+    Breaker,
+    BreakerConfig,
+    BreakerOpen,
+    BreakerState,
+    counts_as_failure,
+)
 from genkit_endpoints.errors import (
     ImageFetchError,
     InvalidInput,
@@ -21,6 +27,7 @@ from genkit_endpoints.errors import (
     UpstreamError,
     UpstreamTimeout,
 )
+from genkit_endpoints.generation import error_from_genkit
 from tests.support.redis_server import RedisServer
 from tests.support.server import free_port
 
@@ -362,3 +369,19 @@ async def test_cached_answers_are_served_while_the_breaker_is_open() -> None:
     with pytest.raises(BreakerOpen):
         await routes.invoke(route, fresh, table.cache)
     assert model.completed_calls == calls  # neither request reached the model
+
+
+@pytest.mark.parametrize(
+    ("status", "counts"),
+    [
+        ("UNAVAILABLE", True),
+        ("RESOURCE_EXHAUSTED", True),
+        ("INTERNAL", True),
+        ("INVALID_ARGUMENT", False),
+        ("PERMISSION_DENIED", False),
+        ("UNAUTHENTICATED", False),
+    ],
+)
+def test_only_provider_outages_count_not_requests_it_refused(status: str, counts: bool) -> None:
+    """A provider 5xx/429 counts; a 4xx refusing this one request does not (SPEC §4.5)."""
+    assert counts_as_failure(error_from_genkit(status, "provider said no")) is counts
