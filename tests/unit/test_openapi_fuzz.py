@@ -118,10 +118,12 @@ class Served:
 
 @pytest.fixture(params=[False, True], ids=["open", "api-keys"])
 def served(request: pytest.FixtureRequest) -> Iterator[Served]:
+    threshold = gc.get_threshold()
     yield Served(build(keyed=bool(request.param)), keyed=bool(request.param))
     # schemathesis keeps each app's lifespan running until exit; end it with the test.
     schemathesis_asgi.shutdown_lifespans()
     gc.unfreeze()  # the service's start-up froze the heap of this test process
+    gc.set_threshold(*threshold)  # … and raised the young-generation threshold
 
 
 def load_schema(served: Served) -> OpenApiSchema:
