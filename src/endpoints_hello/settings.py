@@ -148,6 +148,11 @@ class Settings(BaseSettings):
     cache_redis_url: SecretStr | None = Field(
         default=None, description="Redis for the cache; unset: REDIS_URL, else memory."
     )
+    cache_namespace: str = Field(
+        default="genkit-endpoints",
+        pattern=r"^[A-Za-z0-9._-]{1,64}$",
+        description="Redis key prefix of the cache.",
+    )
     cache_lock_timeout: float = Field(
         default=120, gt=0, le=3600, description="Seconds a single-flight lease lasts."
     )
@@ -373,7 +378,7 @@ class Settings(BaseSettings):
                 max_connections=self.redis_max_connections,
             ),
             lock_timeout=self.cache_lock_timeout,
-            namespace="genkit-endpoints",
+            namespace=self.cache_namespace,
         )
 
     def breaker_config(self) -> BreakerConfig | None:

@@ -25,3 +25,8 @@ def current_request_id() -> str | None:
 def current_principal() -> Principal | None:
     """Who is calling (API key name or client certificate subject), or None without auth."""
     return principal_var.get()
+
+
+# The ASGI scope key under which the API-key layer leaves the principal's *name* for the
+# layers outside it (the access log), which run after its ContextVar was reset.
+PRINCIPAL_SCOPE_KEY = "genkit_endpoints.principal"

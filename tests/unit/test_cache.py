@@ -414,3 +414,30 @@ async def test_unary_and_stream_entries_do_not_mix(make_cache: Factory, flows: F
     events = [e async for e in routes.stream(flows.unary, In(), None, cache)]
     assert isinstance(events[-1], routes.Final)
     assert flows.calls == 2
+
+
+async def test_cache_namespace_setting_prefixes_every_redis_key(
+    redis_server: RedisServer, flows: Flows
+) -> None:
+    """CACHE_NAMESPACE keeps services that share one Redis apart (README settings)."""
+    import redis.asyncio as aioredis
+
+    from endpoints_hello.settings import Settings
+
+    namespace = redis_server.namespace()
+    settings = Settings(  # type: ignore[call-arg]
+        _env_file=None, redis_url=redis_server.url, cache_namespace=namespace
+    )
+    cfg = settings.cache_config()
+    assert cfg is not None
+    cache = FlowCache(cfg)
+    try:
+        await routes.invoke(flows.unary, In(word="ns"), cache)
+    finally:
+        await cache.aclose()
+    client = aioredis.Redis.from_url(redis_server.url)
+    try:
+        keys = [k async for k in client.scan_iter(f"{namespace}:cache:*")]
+    finally:
+        await client.aclose()
+    assert keys, "nothing was stored under the configured namespace"

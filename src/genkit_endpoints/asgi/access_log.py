@@ -3,7 +3,8 @@
 Fields: method, route (the route *template* — ``/flows/{name}``, never the raw path with
 its query string, so no secret or unbounded value reaches the log), status, duration in
 ms, bytes sent, request id (added by the log processors), client ip (after
-``ProxyHeadersMiddleware``). It sits outside every middleware that can answer, so 401s,
+``ProxyHeadersMiddleware``), and the principal's name when an API key authenticated the
+request (never the key). It sits outside every middleware that can answer, so 401s,
 413s, 429s and 504s are logged with the status the client saw; a request that ended
 without a response (client gone) is logged with status 499.
 
@@ -21,6 +22,7 @@ from typing import Any
 import structlog
 
 from genkit_endpoints.asgi.types import ASGIApp, Message, Receive, Scope, Send
+from genkit_endpoints.context import PRINCIPAL_SCOPE_KEY
 
 LOGGER_NAME = "genkit_endpoints.access"
 UNMATCHED = "<unmatched>"
@@ -84,4 +86,5 @@ class AccessLogMiddleware:
                 duration_ms=round((time.perf_counter() - start) * 1000, 3),
                 bytes=sent[1],
                 client_ip=client[0] if client else None,
+                principal=scope.get(PRINCIPAL_SCOPE_KEY),
             )

@@ -25,7 +25,7 @@ from genkit_endpoints.auth import (
     ApiKeyring,
     choose_key,
 )
-from genkit_endpoints.context import principal_var
+from genkit_endpoints.context import PRINCIPAL_SCOPE_KEY, principal_var
 from genkit_endpoints.errors import Unauthenticated
 
 __all__ = ["QUERY_KEY_PARAMS", "WWW_AUTHENTICATE", "ApiKeyMiddleware"]
@@ -92,6 +92,7 @@ class ApiKeyMiddleware:
         # In place, not a copy: outer layers read what the framework adds to the scope
         # (the matched route, for the access log).
         scope["headers"] = kept
+        scope[PRINCIPAL_SCOPE_KEY] = principal.name  # for the access log, outside us
         token = principal_var.set(principal)
         try:
             await self.app(scope, receive, send)

@@ -16,6 +16,7 @@ from genkit_endpoints.asgi.access_log import AccessLogMiddleware, route_template
 from genkit_endpoints.asgi.policy import HttpPolicy
 from genkit_endpoints.asgi.stack import build_stack
 from genkit_endpoints.asgi.types import Receive, Scope, Send
+from genkit_endpoints.auth import ApiKeyring
 from genkit_endpoints.logging import configure_logging
 from tests.unit.asgi._support import json_app
 from tests.unit.asgi_helpers import call, call_gone, http_scope
@@ -129,3 +130,21 @@ async def test_access_log_is_silent_above_info(access_log: Any) -> None:
     finally:
         logging.getLogger("genkit_endpoints").setLevel(logging.NOTSET)
     assert access_log() == []
+
+
+async def test_access_log_names_the_authenticated_principal_never_the_key(
+    access_log: Any,
+) -> None:
+    key = "alice-key-0123456789abcdef"
+    app = build_stack(
+        json_app(),
+        HttpPolicy(),
+        route_template=route_templates(["/tell-joke"]),
+        api_keys=ApiKeyring.parse(f"alice:{key}"),
+    )
+    await call(app, http_scope("/tell-joke", headers=[(b"x-api-key", key.encode())]))
+    await call(app, http_scope("/tell-joke"))  # refused: no key, no principal
+    authed, refused = access_log()
+    assert (authed["status"], authed["principal"]) == (200, "alice")
+    assert (refused["status"], refused["principal"]) == (401, None)
+    assert key not in json.dumps([authed, refused])
