@@ -14,10 +14,13 @@ import argparse
 import asyncio
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from _load import JSON_HEADERS
+
+T = TypeVar("T")
 
 REQUEST_TIMEOUT = 2.0  # wrk's default per-request timeout
 
@@ -29,6 +32,15 @@ class Tally:
     connect_errors: int = 0
     read_errors: int = 0
     timeouts: int = 0
+
+
+def run_loop(coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro`` on uvloop when it is installed (a faster client), else asyncio's loop."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    return uvloop.run(coro)
 
 
 def build_request(host: str, port: int, method: str, path: str, body: bytes) -> bytes:
@@ -136,13 +148,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         connections=a.connections,
         duration=a.duration,
     )
-    try:
-        import uvloop
-    except ImportError:
-        result = asyncio.run(coro)
-    else:
-        result = uvloop.run(coro)
-    print(json.dumps(result))
+    print(json.dumps(run_loop(coro)))
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ import json
 import time
 from collections.abc import Sequence
 
-from _pyload import build_request
+from _pyload import build_request, run_loop
 
 HOST = "127.0.0.1"
 
@@ -177,13 +177,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         coro = inflight(ports[0], a.path, a.body, a.count, a.warmup, a.duration, a.timeout)
     else:
         coro = burst(ports, a.path, a.body, a.count, a.timeout)
-    try:
-        import uvloop
-    except ImportError:
-        result = asyncio.run(coro)
-    else:
-        result = uvloop.run(coro)
-    print(json.dumps(result))
+    print(json.dumps(run_loop(coro)))
 
 
 if __name__ == "__main__":

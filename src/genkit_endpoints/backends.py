@@ -29,6 +29,7 @@ __all__ = [
     "OutageGate",
     "RedisExtraMissing",
     "RedisOptions",
+    "Throttle",
     "parse_backend",
     "redact",
 ]
@@ -203,3 +204,18 @@ class OutageGate:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+
+
+class Throttle:
+    """``due(now)`` is True at most once per ``interval`` seconds: outage logs, one line
+    per interval instead of one per request."""
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self._last: float | None = None
+
+    def due(self, now: float) -> bool:
+        if self._last is not None and now - self._last < self.interval:
+            return False
+        self._last = now
+        return True

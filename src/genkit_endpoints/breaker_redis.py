@@ -29,7 +29,7 @@ from typing import Any
 import structlog
 from redis.exceptions import RedisError
 
-from genkit_endpoints.backends import OutageGate
+from genkit_endpoints.backends import OutageGate, Throttle
 from genkit_endpoints.breaker import (
     WINDOW_BUCKETS,
     BreakerConfig,
@@ -66,7 +66,7 @@ class RedisBreakerState:
         self._fetched_at = float("-inf")
         # After a failure, calls use the local state until a background PING succeeds.
         self._gate = OutageGate(self._client.ping, interval=max(config.outage_retry, 0.05))
-        self._logged_at = float("-inf")
+        self._outage_log = Throttle(config.outage_log_interval)
         self._down = False
 
     def view(self) -> BreakerState:
@@ -145,8 +145,7 @@ class RedisBreakerState:
     def _outage(self, now: float, exc: BaseException) -> None:
         self._down = True
         self._gate.failed()
-        if now - self._logged_at >= self.config.outage_log_interval:
-            self._logged_at = now
+        if self._outage_log.due(now):
             _log.warning(
                 "breaker_backend_unavailable",
                 backend=self.config.backend and self.config.backend.redacted,

@@ -25,7 +25,7 @@ import orjson
 import structlog
 from redis.exceptions import RedisError
 
-from genkit_endpoints.backends import OutageGate
+from genkit_endpoints.backends import OutageGate, Throttle
 from genkit_endpoints.cache import CacheConfig, Lease
 from genkit_endpoints.errors import EndpointError, InternalError
 
@@ -56,14 +56,12 @@ class RedisStore:
         self._settle = self._client.register_script(_script("cache_settle.lua"))
         self._ttl_ms = max(1, int(config.ttl * 1000))
         self._lease_ms = max(1, int(config.lock_timeout * 1000))
-        self._logged_at: float | None = None
+        self._outage_log = Throttle(config.outage_log_interval)
         # After a failure, requests bypass Redis until a background PING succeeds.
         self.gate = OutageGate(self._client.ping)
 
     def _outage(self, exc: BaseException) -> None:
-        now = time.monotonic()
-        if self._logged_at is None or now - self._logged_at >= self.config.outage_log_interval:
-            self._logged_at = now
+        if self._outage_log.due(time.monotonic()):
             _log.warning(
                 "cache_bypassed",
                 reason="redis unavailable",

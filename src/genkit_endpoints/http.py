@@ -23,11 +23,11 @@ from genkit_endpoints.errors import (
     UnsupportedMediaType,
 )
 from genkit_endpoints.health import Readiness
-from genkit_endpoints.json_depth import DEFAULT_JSON_MAX_DEPTH, check_json_depth
-from genkit_endpoints.routes import ActiveStreams, FlowRoute, RouteTable
+from genkit_endpoints.json_depth import check_json_depth
+from genkit_endpoints.routes import FlowRoute, RouteTable
 
 if TYPE_CHECKING:
-    from genkit_endpoints.cache import FlowCache
+    pass
 
 JSON_CONTENT_TYPE = "application/json"
 
@@ -75,29 +75,28 @@ def _require_json(content_type: str | None, body: bytes) -> None:
 
 
 async def flow_endpoint(
+    table: RouteTable,
     route: FlowRoute,
     *,
     path: str,
     body: bytes,
     content_type: str | None,
-    active: ActiveStreams | None = None,
-    json_max_depth: int = DEFAULT_JSON_MAX_DEPTH,
-    cache: FlowCache | None = None,
     cache_control: str | None = None,
 ) -> HttpReply:
     """``POST /<route>``: JSON in, JSON (or SSE for streaming routes) out.
 
-    Adapters pass their table's ``json_max_depth`` (issue 4 item 6) and ``cache`` and
-    the request's ``Cache-Control`` header (SPEC §4.4).
+    The table supplies what every route shares: its JSON depth limit (issue 4 item 6),
+    its cache (SPEC §4.4; the request's ``Cache-Control`` may skip the read) and its open
+    streams (ended at shutdown).
     """
-    skip = no_cache(cache_control)
+    cache, skip = table.cache, no_cache(cache_control)
     try:
         _require_json(content_type, body)
-        payload = routes.parse_input(route, body, max_depth=json_max_depth)
+        payload = routes.parse_input(route, body, max_depth=table.json_max_depth)
         if route.streaming:
             frames = sse.route_frames(
                 route,
-                routes.stream(route, payload, active, cache, no_cache=skip),
+                routes.stream(route, payload, table.active, cache, no_cache=skip),
                 instance=path,
                 request_id=current_request_id(),
             )

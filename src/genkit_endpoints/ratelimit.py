@@ -54,6 +54,7 @@ from genkit_endpoints.backends import (
     BackendSpec,
     OutageGate,
     RedisOptions,
+    Throttle,
     parse_backend,
 )
 from genkit_endpoints.errors import ServiceUnavailable
@@ -193,7 +194,7 @@ class RateLimiter:
         self.storage = _storage(cfg)
         self._strategy: Strategy = _STRATEGIES[cfg.strategy](self.storage)
         self._clock = clock
-        self._last_outage_log: float | None = None
+        self._outage_log = Throttle(cfg.outage_log_interval)
         self.outages = 0  # storage failures seen (a metric until metrics exist, SPEC §5.2)
         outage: tuple[type[BaseException], ...] = (StorageError, OSError, TimeoutError)
         if not cfg.backend.is_memory:
@@ -263,10 +264,7 @@ class RateLimiter:
 
     def _outage(self, exc: BaseException | None) -> Decision:
         self.outages += 1
-        now = self._clock()
-        last = self._last_outage_log
-        if last is None or now - last >= self.cfg.outage_log_interval:
-            self._last_outage_log = now
+        if self._outage_log.due(self._clock()):
             _log.warning(
                 "rate_limit_storage_unavailable",
                 backend=self.cfg.backend.redacted,

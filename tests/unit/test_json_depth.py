@@ -221,12 +221,11 @@ async def test_the_callable_protocol_follows_the_table_limit() -> None:
 
 
 async def test_the_flow_endpoint_follows_the_limit_it_is_given() -> None:
-    route = tree_table().by_path["/measure"]
-
     async def reply(payload: bytes, limit: int) -> http.HttpReply:
+        table = tree_table(json_max_depth=limit)
         return await http.flow_endpoint(
-            route, path="/measure", body=payload, content_type="application/json",
-            json_max_depth=limit,
+            table, table.by_path["/measure"], path="/measure", body=payload,
+            content_type="application/json",
         )  # fmt: skip
 
     assert (await reply(body("tree", arrays(3)), 4)).status == 200

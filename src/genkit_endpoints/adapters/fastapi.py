@@ -39,13 +39,11 @@ def to_response(reply: HttpReply) -> Response:
 def _flow_handler(route: FlowRoute, table: RouteTable) -> Callable[[Request], Awaitable[Response]]:
     async def handle(request: Request) -> Response:
         reply = await http.flow_endpoint(
+            table,
             route,
             path=request.url.path,
             body=await request.body(),
             content_type=request.headers.get("content-type"),
-            active=table.active,
-            json_max_depth=table.json_max_depth,
-            cache=table.cache,
             cache_control=request.headers.get("cache-control"),
         )
         return to_response(reply)

@@ -54,13 +54,11 @@ def _flow_handler(
 ) -> Callable[[AnyRequest], Awaitable[Response[Any]]]:
     async def handle(request: AnyRequest) -> Response[Any]:
         reply = await http.flow_endpoint(
+            table,
             route,
             path=request_path(request.scope),
             body=await request.body(),
             content_type=request.headers.get("content-type"),
-            active=table.active,
-            json_max_depth=table.json_max_depth,
-            cache=table.cache,
             cache_control=request.headers.get("cache-control"),
         )
         return to_response(reply)

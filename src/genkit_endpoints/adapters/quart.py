@@ -125,13 +125,11 @@ async def _body() -> bytes:
 def _flow_view(route: FlowRoute, table: RouteTable) -> Callable[[], Awaitable[Response]]:
     async def handle() -> Response:
         reply = await http.flow_endpoint(
+            table,
             route,
             path=request_path(request.scope),
             body=await _body(),
             content_type=request.headers.get("content-type"),
-            active=table.active,
-            json_max_depth=table.json_max_depth,
-            cache=table.cache,
             cache_control=request.headers.get("cache-control"),
         )
         return to_response(reply)

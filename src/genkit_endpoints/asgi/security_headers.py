@@ -85,14 +85,15 @@ class SecurityHeadersMiddleware:
         self, app: ASGIApp, *, debug: bool = False, hsts_max_age: int = 31_536_000
     ) -> None:
         self.app = app
-        self.always, self.https = security_header_items(debug=debug, hsts_max_age=hsts_max_age)
+        self.always, https = security_header_items(debug=debug, hsts_max_age=hsts_max_age)
+        self.with_hsts = self.always + https  # built once, not per https request
         self.no_store = (_CACHE_CONTROL, b"no-store")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        extra = self.always + self.https if scope.get("scheme") == "https" else self.always
+        extra = self.with_hsts if scope.get("scheme") == "https" else self.always
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
