@@ -92,10 +92,11 @@ def build_routes(ai: Genkit, llm: ModelClient, images: ImageFetcher | None = Non
         response = await llm.generate(
             prompt=literal(f"Tell a short, family-friendly joke about {data.name}.")
         )
-        # Who asks is the authenticated principal (SPEC §4.2), never a body field: the
-        # raw key never reaches a prompt, and a client cannot claim another name.
+        # An authenticated caller cannot claim another name: the principal wins over the
+        # body field. Either way the name is only echoed, never put into the prompt.
         principal = current_principal()
-        return JokeResponse(joke=response.text, username=principal.name if principal else None)
+        username = principal.name if principal is not None else data.username
+        return JokeResponse(joke=response.text, username=username)
 
     @ai.flow(description="Tell a short joke, streamed as it is generated.", chunk_type=str)
     async def tell_joke_stream(data: JokeInput, ctx: ActionRunContext) -> str:

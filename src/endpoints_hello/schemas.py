@@ -35,12 +35,19 @@ class _Input(BaseModel):
 
 class JokeInput(_Input):
     name: str = Field(default="Mittens", max_length=200, description="Who the joke is about.")
+    username: str | None = Field(
+        default=None,
+        max_length=200,
+        description="Who asks; echoed back. Ignored when the caller is authenticated: the "
+        "API key's name (or client certificate subject) is used instead.",
+    )
 
 
 class JokeResponse(BaseModel):
     joke: str
     username: str | None = Field(
-        default=None, description="The name of the API key that asked (none without keys)."
+        default=None,
+        description="The authenticated caller's name, else the request's username (or none).",
     )
 
 
