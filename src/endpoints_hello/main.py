@@ -135,6 +135,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     # Imported here: Genkit and the providers are heavy, and --help should stay instant.
     from genkit_endpoints.adapters import MissingExtraError, require_framework  # noqa: PLC0415
+    from genkit_endpoints.backends import RedisExtraMissing  # noqa: PLC0415
     from genkit_endpoints.providers import choose_model  # noqa: PLC0415
     from genkit_endpoints.servers import (  # noqa: PLC0415
         ServerExtraMissing,
@@ -147,6 +148,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         require_server(settings.server)  # a missing extra: one line, before the slow build
         require_framework(settings.framework)
+        # Built once here for their checks: a Redis URL without the redis extra is one line
+        # now, not a traceback in every worker.
+        settings.rate_limit_config(), settings.cache_config(), settings.breaker_config()
         if needs_factory(settings.server, cfg):
             # Worker processes build their own service; this process only supervises, so
             # it checks the model settings and leaves the building to the workers.
@@ -157,7 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from endpoints_hello.app import create_service  # noqa: PLC0415
 
             app = create_service(settings).asgi
-    except (ProviderConfigError, MissingExtraError, ServerExtraMissing) as exc:
+    except (ProviderConfigError, MissingExtraError, ServerExtraMissing, RedisExtraMissing) as exc:
         fail(str(exc))
     run(app if app is not None else WORKER_FACTORY, settings.server, cfg, factory=WORKER_FACTORY)
     return 0

@@ -132,7 +132,8 @@ class Settings(BaseSettings):
         default=None, description="Redis for rate limits; unset: REDIS_URL, else memory."
     )
     rate_limit_fail_open: bool = Field(
-        default=True, description="Storage outage: admit (true) or refuse with 503 (false)."
+        default=True,
+        description="Storage outage: count in each process at the same rates (true) or 503.",
     )
     rate_limit_namespace: str = Field(
         default="genkit-endpoints",

@@ -116,6 +116,8 @@ class BreakerConfig:
             raise ValueError("cache_ttl must be in [0, 5] s and outage_retry >= 0")
         if not self.namespace or not self.name or any(c.isspace() for c in self.namespace):
             raise ValueError("the breaker needs a non-empty namespace without spaces, and a name")
+        if self.backend is not None:
+            self.backend.require_client()
 
     @property
     def shared(self) -> bool:

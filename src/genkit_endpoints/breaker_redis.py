@@ -14,11 +14,13 @@ script call whose answer refreshes the view. Limits, stated plainly:
 * "Consecutive" counts failures of the whole cluster in the order Redis sees them.
 * Half-open probes are bounded cluster-wide; a probe whose process dies gives its slot
   back after ``probe_lease`` seconds.
-* Redis outage (error or timeout, 250 ms by default): this process falls back to its own
-  ``LocalBreakerState`` — per process, exact — logs ``breaker_backend_unavailable`` once
-  per ``outage_log_interval``; a background PING every ``outage_retry`` seconds brings it
-  back to Redis (calls never wait on a dead Redis meanwhile). The
-  local state gathered meanwhile is not merged back when Redis answers again.
+* A failed Redis call (any failure: error, reset, timeout — 250 ms by default) is decided
+  by this process's own ``LocalBreakerState`` — per process, exact — and logged as
+  ``breaker_backend_unavailable`` at most once per ``outage_log_interval``. One failure
+  is only that call's fallback; when the ``OutageGate``'s health probe confirms Redis is
+  down, every call stays local (never waiting on a dead Redis) until the probe, repeated
+  every ``outage_retry`` seconds, succeeds. The local state gathered meanwhile is not
+  merged back when Redis answers again.
 """
 
 from __future__ import annotations
@@ -27,7 +29,6 @@ import importlib.resources
 from typing import Any
 
 import structlog
-from redis.exceptions import RedisError
 
 from genkit_endpoints.backends import OutageGate, Throttle
 from genkit_endpoints.breaker import (
@@ -42,7 +43,6 @@ from genkit_endpoints.breaker import (
 _log = structlog.get_logger(__name__)
 _SCRIPT = importlib.resources.files(__package__).joinpath("lua", "breaker.lua").read_text("utf-8")
 _KEY_TTL_S = 86_400  # idle breakers' keys disappear after a day
-_OUTAGE = (RedisError, OSError, TimeoutError)
 
 
 def _text(value: Any) -> str:
@@ -64,8 +64,9 @@ class RedisBreakerState:
         self._keys = [f"{prefix}:state", f"{prefix}:probes", f"{prefix}:window"]
         self._view: tuple[BreakerState, float] = (BreakerState.CLOSED, 0.0)
         self._fetched_at = float("-inf")
-        # After a failure, calls use the local state until a background PING succeeds.
-        self._gate = OutageGate(self._client.ping, interval=max(config.outage_retry, 0.05))
+        self._gate = OutageGate.for_redis(
+            config.backend, config.redis, name="breaker", interval=max(config.outage_retry, 0.05)
+        )
         self._outage_log = Throttle(config.outage_log_interval)
         self._down = False
 
@@ -92,7 +93,7 @@ class RedisBreakerState:
             if state is BreakerState.OPEN and now < reopen:
                 return Step(False, reopen - now)
             return await self._run("acquire", now, token)
-        except _OUTAGE as exc:
+        except Exception as exc:  # any failure of the store is its outage
             self._outage(now, exc)
             return self._local.acquire(now, token)
 
@@ -102,7 +103,7 @@ class RedisBreakerState:
             return self._local.record(now, failed, token)
         try:
             return await self._run("record", now, token, failed)
-        except _OUTAGE as exc:
+        except Exception as exc:  # any failure of the store is its outage
             self._outage(now, exc)
             return self._local.record(now, failed, token)
 
@@ -113,7 +114,7 @@ class RedisBreakerState:
             return
         try:
             await self._run("release", now, token)
-        except _OUTAGE as exc:
+        except Exception as exc:  # any failure of the store is its outage
             # The probe's lease frees the slot on Redis later; nothing else to do.
             self._outage(now, exc)
 

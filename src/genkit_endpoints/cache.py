@@ -76,6 +76,7 @@ class CacheConfig:
             raise ValueError("the cache wait timeout must not be negative")
         if not self.namespace or any(c.isspace() for c in self.namespace):
             raise ValueError("the cache namespace must be a non-empty word")
+        self.backend.require_client()
 
     @property
     def max_wait(self) -> float:

@@ -8,9 +8,12 @@ scripts (``lua/cache_*.lua``): the check-then-set and the compare-and-delete of 
 lease are atomic.
 
 Waiters poll with bounded backoff (5 ms doubling to 200 ms) for up to the wait timeout;
-a leader that dies leaves a lease that expires, and the next poll takes it over. When
-Redis cannot be reached every call is a miss that calls the flow directly (a bypass,
-logged once per ``outage_log_interval``), never an error for the client.
+a leader that dies leaves a lease that expires, and the next poll takes it over. When a
+Redis call fails — any failure: refused, reset, timed out — that request bypasses the
+store (its flow runs unshared across processes, still single-flight in this process, and
+nothing is stored), logged at most once per ``outage_log_interval``, never an error for
+the client. Only when the ``OutageGate``'s health probe confirms Redis is down do all
+requests bypass it, until it answers again.
 """
 
 from __future__ import annotations
@@ -23,7 +26,6 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 import structlog
-from redis.exceptions import RedisError
 
 from genkit_endpoints.backends import OutageGate, Throttle
 from genkit_endpoints.cache import CacheConfig, Lease
@@ -57,10 +59,10 @@ class RedisStore:
         self._ttl_ms = max(1, int(config.ttl * 1000))
         self._lease_ms = max(1, int(config.lock_timeout * 1000))
         self._outage_log = Throttle(config.outage_log_interval)
-        # After a failure, requests bypass Redis until a background PING succeeds.
-        self.gate = OutageGate(self._client.ping)
+        self.gate = OutageGate.for_redis(config.backend, config.redis, name="cache")
 
     def _outage(self, exc: BaseException) -> None:
+        self.gate.failed()
         if self._outage_log.due(time.monotonic()):
             _log.warning(
                 "cache_bypassed",
@@ -83,8 +85,7 @@ class RedisStore:
                 status, data = await self._claim(
                     keys=[value_key, lease_key, failure_key], args=[token, self._lease_ms]
                 )
-            except (RedisError, OSError) as exc:
-                self.gate.failed()
+            except Exception as exc:  # any failure of the store is its outage
                 self._outage(exc)
                 return Lease()
             if status == b"hit":
@@ -121,8 +122,7 @@ class RedisStore:
             return
         try:
             await self._settle(keys=[self._prefix + "l:" + key, target], args=[token, payload, ttl])
-        except (RedisError, OSError) as exc:
-            self.gate.failed()
+        except Exception as exc:  # any failure of the store is its outage
             self._outage(exc)
 
     async def aclose(self) -> None:

@@ -1,4 +1,4 @@
-"""Request rate limits per caller (SPEC §4.3), over the ``limits`` library's async strategies.
+"""Request rate limits per caller, over the ``limits`` library's async strategies.
 
 ``RateLimiter.hit(key)`` spends one request from every configured rate for ``key`` and
 answers a ``Decision``: admitted or not, and the window numbers for the most restrictive
@@ -22,11 +22,17 @@ caller a unit at the boundary under contention, never an extra admission. (Fixed
 counts refused hits too — ``limits`` increments before comparing — which only matters
 for its ``remaining``, already 0.)
 
-Storage outage (Redis down, refused, timed out): fail open by default — the request is
-admitted without headers — or, with ``fail_open=False``, refused with 503 and
-``Retry-After``. Either way the outage is counted (``outages``) and logged at most once
-per ``outage_log_interval`` with the redacted URL; the next request simply tries Redis
-again (redis-py reconnects its pool, ``limits`` reloads its scripts after a restart).
+When the shared store cannot answer (any failure of a call: refused, reset, timed out),
+the request is decided without it: by default it fails open, but bounded — a limiter in
+this process counts it at the configured rates, so while Redis is unreachable every
+instance admits at most the configured rate per key, never everything; with
+``fail_open=False`` it is refused with 503 and ``Retry-After``. One failed call is only
+that request's fallback; the ``OutageGate`` decides from a health probe whether Redis is
+down, and only then do requests skip it (at no cost) until it answers again — so a slow
+answer in a burst never switches shared limiting off for the whole process. Fallbacks are
+counted (``outages``) and logged at most once per ``outage_log_interval`` with the
+redacted URL. After an outage redis-py reconnects its pool and ``limits`` reloads its
+scripts by itself.
 """
 
 from __future__ import annotations
@@ -48,7 +54,6 @@ from limits.aio.strategies import (
     SlidingWindowCounterRateLimiter,
 )
 from limits.aio.strategies import RateLimiter as Strategy
-from limits.errors import StorageError
 
 from genkit_endpoints.backends import (
     BackendSpec,
@@ -131,6 +136,7 @@ class RateLimitConfig:
             raise ValueError("outage_log_interval must be a positive number of seconds")
         if not self.namespace or any(c.isspace() for c in self.namespace):
             raise ValueError("the rate-limit namespace must be a non-empty word")
+        self.backend.require_client()
 
     @property
     def items(self) -> tuple[RateLimitItem, ...]:
@@ -195,46 +201,42 @@ class RateLimiter:
         self._strategy: Strategy = _STRATEGIES[cfg.strategy](self.storage)
         self._clock = clock
         self._outage_log = Throttle(cfg.outage_log_interval)
-        self.outages = 0  # storage failures seen (a metric until metrics exist, SPEC §5.2)
-        outage: tuple[type[BaseException], ...] = (StorageError, OSError, TimeoutError)
+        self.outages = 0  # requests decided without the shared store (a metric later)
+        # Shared store only: decides when it is down, and the per-process limiter that
+        # counts meanwhile (built at the first fallback, on the serving loop).
+        self.gate: OutageGate | None = None
+        self._local: Strategy | None = None
         if not cfg.backend.is_memory:
-            base = self.storage.base_exceptions
-            outage += base if isinstance(base, tuple) else (base,)
-        self._outage_errors = outage
-        # After a failure, requests skip the storage until a background check succeeds.
-        self.gate = OutageGate(self._check_storage)
-
-    async def _check_storage(self) -> bool:
-        return bool(await self.storage.check())
+            self.gate = OutageGate.for_redis(cfg.backend, cfg.redis, name="rate_limit")
 
     async def hit(self, key: str) -> Decision:
         """Spend one request for ``key``. Raises ``RateLimitUnavailable`` only when the
-        storage is down and the limiter fails closed."""
-        if not self.gate.up:
-            return self._outage(None)
-        try:
-            return await self._hit(key)
-        except self._outage_errors as exc:
-            self.gate.failed()
-            return self._outage(exc)
+        shared store cannot answer and the limiter fails closed."""
+        gate = self.gate
+        if gate is None:
+            return await self._hit(self._strategy, key)
+        if gate.up:
+            try:
+                return await self._hit(self._strategy, key)
+            except Exception as exc:  # any failure of the store is its outage
+                gate.failed()
+                return await self._fallback(key, exc)
+        return await self._fallback(key, None)
 
-    async def _hit(self, key: str) -> Decision:
-        strategy = self._strategy
+    async def _hit(self, strategy: Strategy, key: str) -> Decision:
         if len(self.items) > 1:
             # Reads only: an exhausted rate refuses before any rate is spent.
             tests = await asyncio.gather(*(strategy.test(item, key) for item in self.items))
             exhausted = [item for item, ok in zip(self.items, tests, strict=True) if not ok]
             if exhausted:
-                return await self._refused(exhausted, key)
+                return await self._refused(strategy, exhausted, key)
         for item in self.items:
             if not await strategy.hit(item, key):
-                return await self._refused([item], key)
-        return await self._admitted(key)
+                return await self._refused(strategy, [item], key)
+        return await self._admitted(strategy, key)
 
-    async def _admitted(self, key: str) -> Decision:
-        stats = await asyncio.gather(
-            *(self._strategy.get_window_stats(item, key) for item in self.items)
-        )
+    async def _admitted(self, strategy: Strategy, key: str) -> Decision:
+        stats = await asyncio.gather(*(strategy.get_window_stats(item, key) for item in self.items))
         now = time.time()
         # The tightest rate: fewest left; on a tie, the one whose window frees last.
         item, (reset_time, remaining) = min(
@@ -247,10 +249,10 @@ class RateLimiter:
             reset_after=max(0.0, reset_time - now),
         )
 
-    async def _refused(self, exhausted: list[RateLimitItem], key: str) -> Decision:
-        stats = await asyncio.gather(
-            *(self._strategy.get_window_stats(item, key) for item in exhausted)
-        )
+    async def _refused(
+        self, strategy: Strategy, exhausted: list[RateLimitItem], key: str
+    ) -> Decision:
+        stats = await asyncio.gather(*(strategy.get_window_stats(item, key) for item in exhausted))
         # Retrying helps only once every exhausted rate has a slot: report the last to free.
         item, (reset_time, _) = max(zip(exhausted, stats, strict=True), key=lambda pair: pair[1][0])
         reset_after = max(0.0, reset_time - time.time())
@@ -262,23 +264,27 @@ class RateLimiter:
             retry_after=max(1, math.ceil(reset_after)),
         )
 
-    def _outage(self, exc: BaseException | None) -> Decision:
+    async def _fallback(self, key: str, exc: BaseException | None) -> Decision:
+        """Decide without the shared store: count in this process, or refuse (fail closed)."""
         self.outages += 1
         if self._outage_log.due(self._clock()):
             _log.warning(
                 "rate_limit_storage_unavailable",
                 backend=self.cfg.backend.redacted,
-                error=type(exc.__cause__ or exc).__name__ if exc is not None else "still down",
+                error=type(exc.__cause__ or exc).__name__ if exc is not None else "down",
                 fail_open=self.cfg.fail_open,
                 outages=self.outages,
             )
-        if self.cfg.fail_open:
-            return Decision(allowed=True)
-        raise RateLimitUnavailable(headers={"retry-after": str(_OUTAGE_RETRY_AFTER)})
+        if not self.cfg.fail_open:
+            raise RateLimitUnavailable(headers={"retry-after": str(_OUTAGE_RETRY_AFTER)})
+        if self._local is None:
+            self._local = _STRATEGIES[self.cfg.strategy](MemoryStorage())
+        return await self._hit(self._local, key)
 
     async def aclose(self) -> None:
         """Release the Redis connections (no-op for memory)."""
-        await self.gate.aclose()
+        if self.gate is not None:
+            await self.gate.aclose()
         bridge = getattr(self.storage, "bridge", None)
         client = getattr(bridge, "storage", None)
         if client is not None:

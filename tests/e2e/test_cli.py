@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support.server import run_cli, run_server
+from tests.support.server import app_env, free_port, run_cli, run_server
 
 
 def one_line_error(proc: subprocess.CompletedProcess[str]) -> str:
@@ -52,6 +52,39 @@ def test_bad_values_give_one_line_and_exit_2(
 ) -> None:
     line = one_line_error(run_cli(args, env=env, cwd=tmp_path))
     assert needle in line
+
+
+WITHOUT_REDIS = (
+    "import sys; sys.modules['redis'] = None; "  # as if the extra were not installed
+    "from endpoints_hello.main import main; sys.exit(main())"
+)
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"REDIS_URL": "redis://127.0.0.1:6399/0"},
+        {"CACHE_REDIS_URL": "redis://127.0.0.1:6399/0", "RATE_LIMIT_ENABLED": "false"},
+        {"CB_REDIS_URL": "redis://127.0.0.1:6399/0", "CACHE_ENABLED": "false"},
+        {"REDIS_URL": "redis://127.0.0.1:6399/0", "WORKERS": "2"},
+    ],
+    ids=["all-features", "cache", "breaker", "workers"],
+)
+def test_a_redis_url_without_the_redis_extra_is_one_line(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-c", WITHOUT_REDIS, "--port", str(free_port()), "--no-grpc"],
+        capture_output=True,
+        text=True,
+        env=app_env(env),
+        cwd=tmp_path,
+        timeout=60,
+        check=False,
+    )
+    line = one_line_error(proc)
+    assert "'redis' extra" in line
+    assert "pip install 'genkit-endpoints[redis]'" in line
 
 
 def test_help_lists_the_flags(tmp_path: Path) -> None:

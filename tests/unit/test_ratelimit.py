@@ -168,17 +168,20 @@ class FakeClock:
         return self.now
 
 
-async def test_outage_fails_open_without_headers_and_logs_once_per_interval() -> None:
+async def test_outage_fails_open_counting_in_the_process_and_logs_once_per_interval() -> None:
+    """Failing open is bounded: without its store, the limiter counts in the process, so
+    a dead Redis never means unlimited requests."""
     clock = FakeClock()
     limiter = RateLimiter(closed_port_config(outage_log_interval=60), clock=clock)
     try:
         with structlog.testing.capture_logs() as logs:
-            decisions = [await limiter.hit("k") for _ in range(5)]  # 1/minute, yet all pass
+            decisions = [await limiter.hit("k") for _ in range(5)]
             clock.now += 61
             await limiter.hit("k")
     finally:
         await limiter.aclose()
-    assert all(d.allowed and d.limit is None for d in decisions)
+    assert [d.allowed for d in decisions] == [True, False, False, False, False]  # 1/minute
+    assert all(d.limit == 1 for d in decisions)
     assert limiter.outages == 6
     events = [e for e in logs if e["event"] == "rate_limit_storage_unavailable"]
     assert len(events) == 2
@@ -230,8 +233,8 @@ async def test_a_hung_redis_costs_one_short_timeout_not_client_retries(
         elapsed = time.monotonic() - started
     finally:
         await limiter.aclose()
-    assert decision.allowed
-    assert decision.limit is None
+    assert decision.allowed  # decided in the process: 60/minute by default
+    assert decision.limit == 60
     # 250 ms socket timeout, one attempt. redis-py's default (10 retries) takes > 2.5 s.
     assert elapsed < 1.5
 
@@ -259,24 +262,32 @@ async def test_limiter_recovers_when_redis_comes_back(
         assert (await limiter.hit("k")).remaining == 4
         own_redis.stop()
         if fail_open:
-            assert (await limiter.hit("k")).limit is None
+            assert (await limiter.hit("k")).remaining == 4  # counted in the process
         else:
             with pytest.raises(RateLimitUnavailable):
                 await limiter.hit("k")
         assert limiter.outages == 1
-        assert not limiter.gate.up  # later requests skip the dead Redis at no cost
+        gate = limiter.gate
+        assert gate is not None
+        # The failed call makes the gate probe Redis; the failed probe takes the limiter
+        # off it, so later requests skip the dead Redis at no cost.
+        await until(lambda: not gate.up, "the gate never noticed the outage")
         own_redis.restart_empty()  # no data, no scripts loaded: a real restart
-        # The outage gate's background check notices within its interval (1 s).
-        deadline = time.monotonic() + 5
-        while not limiter.gate.up:
-            assert time.monotonic() < deadline, "the limiter never went back to Redis"
-            await asyncio.sleep(0.05)
+        # The gate's probe, repeated every second, notices it is back.
+        await until(lambda: gate.up, "the limiter never went back to Redis")
         back = await limiter.hit("k")
     finally:
         await limiter.aclose()
     assert back.allowed
     assert (back.limit, back.remaining) == (5, 4)
     assert limiter.outages == 1
+
+
+async def until(check: Callable[[], bool], message: str, limit: float = 5) -> None:
+    deadline = time.monotonic() + limit
+    while not check():
+        assert time.monotonic() < deadline, message
+        await asyncio.sleep(0.05)
 
 
 # The app's settings view
