@@ -123,7 +123,6 @@ class GrpcConfig:
     max_connection_age_ms: int | None = None  # set to rebalance long-lived clients
     max_connection_age_grace_ms: int | None = None
     so_reuseport: bool = True
-    health_poll_interval: float = 2.0  # seconds between readiness → gRPC health updates
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -134,8 +133,6 @@ class GrpcConfig:
             raise ValueError(
                 f"max_concurrent_rpcs must be >= 1 or None, got {self.max_concurrent_rpcs!r}"
             )
-        if not self.health_poll_interval > 0:  # also rejects NaN
-            raise ValueError(f"health_poll_interval must be > 0, got {self.health_poll_interval!r}")
         if self.max_metadata_size < 1024:
             raise ValueError(f"max_metadata_size must be >= 1024, got {self.max_metadata_size!r}")
         if (self.tls_cert is None) != (self.tls_key is None):

@@ -1,38 +1,85 @@
-"""Liveness and readiness (SPEC §6.3): never calls a model, flips to 503 while draining."""
+"""Readiness: the state of the parts a ready service needs, pushed by the parts' owners.
+
+Nothing is checked when someone asks. Each owner sets its component's status as soon as
+it notices a change (the model warm-up marks ``model`` ok once the provider answered;
+the first shutdown signal starts the drain), so ``/ready`` is a dictionary read that
+never calls a model, and subscribers — gRPC health — hear of every change at once
+instead of polling for it.
+"""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
+import contextlib
+from collections.abc import Callable
+from typing import Literal
 
-CheckFn = Callable[[], Awaitable[bool]]
+import structlog
+
+_log = structlog.get_logger(__name__)
+
+# A component is either usable or not. The service is ready when all of them are ok and
+# it is not draining.
+Status = Literal["ok", "failing"]
 
 
 class Readiness:
-    """Named readiness checks plus the drain flag set at the first shutdown signal."""
+    """Named component statuses plus the drain flag set at the first shutdown signal."""
 
-    def __init__(self, check_timeout: float = 2.0) -> None:
-        self._checks: dict[str, CheckFn] = {}
-        self._timeout = check_timeout
-        self.draining = False
+    def __init__(self) -> None:
+        self._components: dict[str, Status] = {}
+        self._draining = False
+        self._subscribers: list[Callable[[], None]] = []
+
+    def set_status(self, component: str, status: Status) -> None:
+        """Record ``component``'s status; a new name joins the report from now on.
+
+        Owners declare their component early (e.g. "failing" until warmed up) so the
+        service is not reported ready before they had their say.
+        """
+        if self._components.get(component) == status:
+            return
+        self._components[component] = status
+        self._notify()
 
     def start_draining(self) -> None:
-        self.draining = True
+        """Not ready from now on, whatever the components say; later calls do nothing."""
+        if self._draining:
+            return
+        self._draining = True
+        self._notify()
 
-    def add_check(self, name: str, check: CheckFn) -> None:
-        self._checks[name] = check
+    @property
+    def draining(self) -> bool:
+        return self._draining
 
-    async def _run(self, check: CheckFn) -> bool:
-        try:
-            async with asyncio.timeout(self._timeout):
-                return await check()
-        except Exception:
-            return False
+    @property
+    def ready(self) -> bool:
+        return not self._draining and all(s == "ok" for s in self._components.values())
 
-    async def report(self) -> tuple[bool, dict[str, str]]:
-        """(ready, {check: "ok" | "failing"}), checks run concurrently."""
-        names = list(self._checks)
-        results = await asyncio.gather(*(self._run(self._checks[n]) for n in names))
-        checks = {n: ("ok" if ok else "failing") for n, ok in zip(names, results, strict=True)}
-        checks["shutdown"] = "draining" if self.draining else "ok"
-        return all(results) and not self.draining, checks
+    def report(self) -> tuple[bool, dict[str, str]]:
+        """(ready, {component: "ok" | "failing", "shutdown": "ok" | "draining"})."""
+        checks: dict[str, str] = dict(self._components)
+        checks["shutdown"] = "draining" if self._draining else "ok"
+        return self.ready, checks
+
+    def subscribe(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call ``callback()`` after every change until the returned function is called.
+
+        It runs synchronously inside the call that made the change — the drain starts
+        from a signal handler — so it must be quick and must not block: read ``ready``
+        and schedule any async work (``loop.call_soon_threadsafe``).
+        """
+        self._subscribers.append(callback)
+
+        def unsubscribe() -> None:
+            with contextlib.suppress(ValueError):
+                self._subscribers.remove(callback)
+
+        return unsubscribe
+
+    def _notify(self) -> None:
+        for callback in tuple(self._subscribers):
+            try:
+                callback()
+            except Exception:  # the owner's change stands; the other subscribers still hear
+                _log.exception("readiness_subscriber_failed")

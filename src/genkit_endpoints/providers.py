@@ -18,6 +18,7 @@ from genkit import Genkit
 from genkit.plugin_api import Plugin
 
 from genkit_endpoints.config import ProviderConfig, ProviderConfigError
+from genkit_endpoints.health import Readiness
 from genkit_endpoints.models.offline import OFFLINE_MODEL, OfflineModel
 
 GEMINI = "googleai"
@@ -27,6 +28,7 @@ DEFAULT_GEMINI_MODEL = "googleai/gemini-2.5-flash"
 DEFAULT_OPENAI_MODEL = "openai/gpt-4o-mini"
 _EXTRA = {GEMINI: "gemini", OPENAI: "openai"}
 _SDK_TIMEOUT_MARGIN_MS = 1_000
+MODEL_COMPONENT = "model"  # its name in the readiness report
 _log = structlog.get_logger(__name__)
 
 
@@ -141,22 +143,23 @@ def _forget_failed_inits(ai: Genkit) -> None:
 class WarmUp:
     """Warms the plugins up at start-up, retrying with backoff until it works.
 
-    ``ready`` is a readiness check: the service reports not-ready until the provider
-    answered once, instead of failing the first user requests.
+    It owns the readiness component ``model``: "failing" from construction until the
+    provider answered once, then "ok" — the service reports not-ready meanwhile instead
+    of failing the first user requests.
     """
 
-    def __init__(self, ai: Genkit, first_delay: float = 0.5, max_delay: float = 30.0) -> None:
+    def __init__(
+        self, ai: Genkit, readiness: Readiness, first_delay: float = 0.5, max_delay: float = 30.0
+    ) -> None:
         self.ai = ai
-        self.ok = False
+        self.readiness = readiness
         self.first_delay = first_delay
         self.max_delay = max_delay
-
-    async def ready(self) -> bool:
-        return self.ok
+        readiness.set_status(MODEL_COMPONENT, "failing")
 
     async def run(self) -> None:
         delay = self.first_delay
         while not await warm_up(self.ai):
             await asyncio.sleep(delay)
             delay = min(delay * 2, self.max_delay)
-        self.ok = True
+        self.readiness.set_status(MODEL_COMPONENT, "ok")

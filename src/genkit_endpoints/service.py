@@ -89,8 +89,7 @@ def build_service(
 ) -> Service:
     """Wire ``table`` into a served app. No I/O until the server runs the lifespan."""
     readiness = Readiness()
-    warm = WarmUp(ai)
-    readiness.add_check("model", warm.ready)
+    warm = WarmUp(ai, readiness)  # "model" is not ready until the warm-up succeeded
     lifecycle = Lifecycle()
     # First shutdown signal: readiness turns 503 while in-flight work finishes.
     lifecycle.on_drain(readiness.start_draining)

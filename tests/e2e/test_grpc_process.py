@@ -17,7 +17,10 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from endpoints_hello.generated import genkit_sample_pb2 as pb
 from endpoints_hello.generated import genkit_sample_pb2_grpc as pb_grpc
+from tests.fakes.provider import FakeProvider
 from tests.support.server import ServerProcess, free_port, run_server
+
+STATUS_NAME = health_pb2.HealthCheckResponse.ServingStatus.Name
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +36,7 @@ def test_rest_and_grpc_answer_from_one_process(both: ServerProcess) -> None:
         joke = stub.TellJoke(pb.JokeRequest(name="Tom"), timeout=10)
         review = stub.ReviewCode(pb.CodeReviewRequest(), timeout=10)
         chunks = [c.text for c in stub.TellJokeStream(pb.JokeRequest(), timeout=10)]
-        # Health follows readiness (polled): SERVING once the model warm-up finished.
+        # Health follows readiness: SERVING once the model warm-up finished.
         deadline = time.monotonic() + 10
         while True:
             health = health_pb2_grpc.HealthStub(channel).Check(
@@ -48,6 +51,47 @@ def test_rest_and_grpc_answer_from_one_process(both: ServerProcess) -> None:
     assert len(chunks) >= 2
     assert health.status == health_pb2.HealthCheckResponse.SERVING
     assert httpx.get(both.base_url + "/health").status_code == 200
+
+
+def test_grpc_health_says_serving_from_the_moment_ready_says_200(tmp_path: Path) -> None:
+    """A gRPC load balancer or probe must see the pod ready exactly when REST does.
+
+    The Gemini fake refuses the model listing until both probes said "not ready", so
+    readiness turns ready while the gRPC server has long been running.
+    """
+    with FakeProvider() as fake:
+        fake.fail_model_listing(times=1000)
+        env = {"GEMINI_API_KEY": "test-key", "GEMINI_BASE_URL": fake.gemini_base_url}
+        with (
+            run_server(tmp_path, env=env) as server,
+            grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}") as channel,
+        ):
+            stub = health_pb2_grpc.HealthStub(channel)
+
+            def grpc_statuses() -> set[str]:
+                replies = (
+                    stub.Check(health_pb2.HealthCheckRequest(service=name), timeout=5)
+                    for name in ("", "genkit.sample.v1.GenkitService")
+                )
+                return {STATUS_NAME(reply.status) for reply in replies}
+
+            def rest_ready() -> bool:
+                return httpx.get(server.base_url + "/ready", timeout=5).status_code == 200
+
+            assert not rest_ready()
+            assert grpc_statuses() == {"NOT_SERVING"}
+            fake.reset()  # the warm-up's next attempt (backoff: 0.5 s, 1 s, ...) succeeds
+            deadline = time.monotonic() + 20
+            while not rest_ready():
+                grpc_statuses()  # either answer is fine while readiness may flip
+                assert time.monotonic() < deadline, server.log_text()[-3000:]
+                time.sleep(0.02)
+            after = []
+            for _ in range(25):  # about a second of probes, alternating as a balancer might
+                after.append(grpc_statuses())
+                assert rest_ready()
+                time.sleep(0.03)
+    assert after == [{"SERVING"}] * 25, after
 
 
 def test_reflection_is_off_without_debug(both: ServerProcess) -> None:

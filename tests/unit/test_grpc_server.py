@@ -5,7 +5,9 @@ and drain (SPEC §6.2), reflection only in DEBUG, the access log and the request
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from typing import Any
 
 import grpc
 import pytest
@@ -102,26 +104,93 @@ async def test_message_over_max_receive_bytes_is_resource_exhausted() -> None:
         assert ok.joke
 
 
-async def test_health_reflects_readiness_while_running() -> None:
-    ready = False
+# A pushed status change reaches a watcher in milliseconds; a second leaves plenty of room
+# on a busy machine and still tells it apart from a periodic re-check.
+PUSHED_WITHIN = 1.0
 
-    async def check() -> bool:
-        return ready
 
+async def test_health_turns_serving_as_soon_as_readiness_turns_ready() -> None:
     readiness = Readiness()
-    readiness.add_check("model", check)
-    async with serving(readiness=readiness, health_poll_interval=0.05) as h:
+    readiness.set_status("model", "failing")
+    async with serving(readiness=readiness) as h:
         health = health_pb2_grpc.HealthStub(h.channel)
         for service in ("", SERVICE.full_name):
             reply = await health.Check(health_pb2.HealthCheckRequest(service=service))
             assert reply.status == NOT_SERVING
-        ready = True
         watch = health.Watch(health_pb2.HealthCheckRequest(service=SERVICE.full_name))
-        statuses = [(await watch.read()).status]
-        if statuses[-1] != SERVING:
-            statuses.append((await watch.read()).status)
-        assert statuses[-1] == SERVING
+        assert (await watch.read()).status == NOT_SERVING
+        readiness.set_status("model", "ok")
+        assert (await asyncio.wait_for(watch.read(), PUSHED_WITHIN)).status == SERVING
+        reply = await health.Check(health_pb2.HealthCheckRequest(service=""))
+        assert reply.status == SERVING
+        readiness.set_status("model", "failing")  # an outage noticed later: back out at once
+        assert (await asyncio.wait_for(watch.read(), PUSHED_WITHIN)).status == NOT_SERVING
         watch.cancel()
+
+
+async def test_health_turns_not_serving_as_soon_as_readiness_starts_draining() -> None:
+    """The first shutdown signal drains readiness before the server's own drain runs."""
+    readiness = Readiness()
+    async with serving(readiness=readiness) as h:
+        health = health_pb2_grpc.HealthStub(h.channel)
+        watch = health.Watch(health_pb2.HealthCheckRequest(service=""))
+        assert (await watch.read()).status == SERVING
+        readiness.start_draining()
+        assert (await asyncio.wait_for(watch.read(), PUSHED_WITHIN)).status == NOT_SERVING
+        reply = await health.Check(health_pb2.HealthCheckRequest(service=SERVICE.full_name))
+        assert reply.status == NOT_SERVING
+        watch.cancel()
+
+
+async def test_the_last_of_quick_readiness_flips_wins() -> None:
+    readiness = Readiness()
+    async with serving(readiness=readiness) as h:
+        health = health_pb2_grpc.HealthStub(h.channel)
+        watch = health.Watch(health_pb2.HealthCheckRequest(service=""))
+        assert (await watch.read()).status == SERVING
+        for _ in range(5):
+            readiness.set_status("model", "failing")
+            readiness.set_status("model", "ok")
+        readiness.set_status("model", "failing")
+        # A watch may skip intermediate statuses, never the last one.
+        assert (await asyncio.wait_for(_settled(watch), 2 * PUSHED_WITHIN)) == NOT_SERVING
+        for service in ("", SERVICE.full_name):
+            reply = await health.Check(health_pb2.HealthCheckRequest(service=service))
+            assert reply.status == NOT_SERVING
+        watch.cancel()
+
+
+async def _settled(watch: Any) -> int:
+    """Read a watch until it goes quiet for a moment; the last status it sent."""
+    status = (await watch.read()).status
+    while True:
+        try:
+            status = (await asyncio.wait_for(watch.read(), 0.3)).status
+        except TimeoutError:
+            return status
+
+
+async def test_readiness_turning_ready_during_a_drain_leaves_health_not_serving() -> None:
+    readiness = Readiness()
+    readiness.set_status("model", "ok")
+    async with serving(readiness=readiness, offline=OfflineModelConfig(chunk_delay_ms=150)) as h:
+        health = health_pb2_grpc.HealthStub(h.channel)
+        watch = health.Watch(health_pb2.HealthCheckRequest(service=""))
+        assert (await watch.read()).status == SERVING
+        story = h.stub.TellStory(pb.StoryRequest())  # holds the drain open for a while
+        await story.read()
+        drain = asyncio.create_task(h.server.drain(10))
+        assert (await watch.read()).status == NOT_SERVING
+        readiness.set_status("model", "failing")
+        readiness.set_status("model", "ok")
+        await finish(story)
+        await drain
+        # Whatever the watch still got before the server closed it: never SERVING.
+        later = []
+        with contextlib.suppress(grpc.aio.AioRpcError):
+            while (reply := await watch.read()) is not grpc.aio.EOF:
+                later.append(reply.status)
+        assert SERVING not in later
 
 
 async def test_drain_turns_health_not_serving_and_refuses_new_calls() -> None:

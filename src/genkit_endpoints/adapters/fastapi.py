@@ -97,7 +97,7 @@ def create_fastapi_app(
         return to_response(http.health())
 
     async def ready() -> Response:
-        return to_response(await http.ready(readiness))
+        return to_response(http.ready(readiness))
 
     # Probes first: the router tries routes in order, and probes are the hottest path.
     app.add_api_route("/health", health, methods=["GET"])

@@ -123,7 +123,7 @@ def create_litestar_app(
         return to_response(http.health())
 
     async def ready() -> Response[Any]:
-        return to_response(await http.ready(readiness))
+        return to_response(http.ready(readiness))
 
     # The name is read from path_params, not declared as an argument: Litestar warns about
     # inferred path parameters, and its newer spellings do not exist in every 2.x release.

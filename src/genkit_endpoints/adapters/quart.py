@@ -180,7 +180,7 @@ def create_quart_app(
         return to_response(http.health())
 
     async def ready() -> Response:
-        return to_response(await http.ready(readiness))
+        return to_response(http.ready(readiness))
 
     async def call_flow(flow_name: str) -> Response:
         reply = await http.callable_endpoint(

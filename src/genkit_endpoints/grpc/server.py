@@ -4,21 +4,21 @@
 service descriptor, with the request-id and logging interceptors in front of any others
 (then authentication, then the rate limit, then the caller's own), explicit keep-alive,
 concurrency, metadata and message-size limits, and ``SO_REUSEPORT`` so several worker
-processes can share the port (SPEC §2.5, §6.1). It speaks TLS when the config names a
-certificate and key, mutual TLS when it also names a client CA (every client must
-present a certificate from it; its subject becomes the principal), and plaintext only
-when neither is set (SPEC §4.2). ``GrpcServer`` owns its lifecycle: the standard
-``grpc.health.v1.Health`` service follows the app's ``Readiness`` while running and
-turns NOT_SERVING the moment a drain starts; the drain refuses new calls, gives the
-in-flight flow calls the grace period and ends the stragglers with UNAVAILABLE
-(SPEC §6.2).
+processes can share the port. It speaks TLS when the config names a certificate and
+key, mutual TLS when it also names a client CA (every client must present a certificate
+from it; its subject becomes the principal), and plaintext only when neither is set.
+``GrpcServer`` owns its lifecycle: the standard ``grpc.health.v1.Health`` service
+follows the app's ``Readiness`` at once — it subscribes to its changes, so health says
+SERVING as soon as ``/ready`` does and NOT_SERVING the moment a drain starts; the drain
+refuses new calls, gives the in-flight flow calls the grace period and ends the
+stragglers with UNAVAILABLE.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import TracebackType
 
 import grpc
@@ -44,8 +44,8 @@ _log = structlog.get_logger(__name__)
 # before gRPC cancels whatever is left (health watches, reflection streams).
 _CUT_WAIT = 2.0
 _HEALTH_NOTICE = 0.1  # seconds, at least, between NOT_SERVING and cutting health watches
-_SERVING = health_pb2.HealthCheckResponse.SERVING
-_NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+_SERVING: int = health_pb2.HealthCheckResponse.SERVING
+_NOT_SERVING: int = health_pb2.HealthCheckResponse.NOT_SERVING
 
 
 class GrpcServer:
@@ -72,16 +72,18 @@ class GrpcServer:
         self._cfg = cfg
         self.auth = auth  # "mtls", "api_key" or "none", for the start-up log
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._poller: asyncio.Task[None] | None = None
+        self._unsubscribe: Callable[[], None] | None = None
+        self._health_sync: asyncio.Task[None] | None = None
+        self._health_status: int | None = None  # what the health servicer was last told
         self._drain: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        """Set health from readiness, then accept calls; health is re-checked periodically."""
+        """Set health from readiness, then accept calls; health follows every change."""
         self._loop = asyncio.get_running_loop()
+        self._unsubscribe = self._readiness.subscribe(self._readiness_changed)
         # Before start(): the health servicer begins with "" SERVING, which may be false.
-        await self._update_health()
+        await self._sync_health()
         await self.server.start()
-        self._poller = asyncio.create_task(self._poll_health(), name="grpc-health-poll")
         _log.info(
             "grpc_server_started",
             host=self._cfg.host,
@@ -90,19 +92,33 @@ class GrpcServer:
             authentication=self.auth,
         )
 
-    async def _update_health(self) -> None:
-        ready, _ = await self._readiness.report()
-        status = _SERVING if ready else _NOT_SERVING
-        for name in self._health_services:
-            await self._health.set(name, status)  # ignored once a drain has started
+    def _readiness_changed(self) -> None:
+        # Runs inside whatever changed readiness, possibly a signal handler: hand the
+        # work to the serving loop with the one call that is safe from anywhere.
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._sync_health)
 
-    async def _poll_health(self) -> None:
-        while True:
-            await asyncio.sleep(self._cfg.health_poll_interval)
-            try:
-                await self._update_health()
-            except Exception:  # keep polling: a dead poller would freeze the last status
-                _log.exception("grpc_health_update_failed")
+    def _sync_health(self) -> asyncio.Task[None]:
+        # One task at a time: the servicer's set() can wait behind a watcher's write, and
+        # two tasks racing could apply an older status last.
+        if self._health_sync is None or self._health_sync.done():
+            self._health_sync = asyncio.create_task(self._apply_readiness(), name="grpc-health")
+        return self._health_sync
+
+    async def _apply_readiness(self) -> None:
+        # Readiness is read afresh each round, so a change made while a set() waited is
+        # applied by the next round and the latest state always wins.
+        try:
+            while (status := self._wanted_status()) != self._health_status:
+                for name in self._health_services:
+                    await self._health.set(name, status)  # ignored once a drain has started
+                self._health_status = status
+        except Exception:  # health keeps its last status; the next change tries again
+            _log.exception("grpc_health_update_failed")
+
+    def _wanted_status(self) -> int:
+        return _SERVING if self._readiness.ready else _NOT_SERVING
 
     def request_drain(self, grace: float) -> None:
         """Start a drain from a signal handler or another thread (does not wait for it)."""
@@ -124,8 +140,10 @@ class GrpcServer:
         await asyncio.shield(self._start_drain(grace))
 
     async def _run_drain(self, grace: float) -> None:
-        if self._poller is not None:
-            self._poller.cancel()
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+        if self._health_sync is not None:
+            self._health_sync.cancel()  # the drain's NOT_SERVING is the last word
         if self._loop is None:  # never started: nothing in flight
             await self._health.enter_graceful_shutdown()
             await self.server.stop(None)
@@ -221,7 +239,7 @@ def create_grpc_server(
 
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    if cfg.debug:  # reflection describes the whole API to anyone: DEBUG only (SPEC §2.5)
+    if cfg.debug:  # reflection describes the whole API to anyone: DEBUG only
         names = (service.full_name, health.SERVICE_NAME, reflection.SERVICE_NAME)
         reflection.enable_server_reflection(names, server)
 
