@@ -130,16 +130,18 @@ def provider_status(exc: BaseException) -> StatusName | None:
 
 
 def innermost_cause(exc: GenkitError) -> BaseException | None:
-    """The first non-Genkit exception along ``cause``; None when Genkit errors all the way.
+    """The first non-Genkit exception a chain of Genkit errors was raised for; None if none.
 
     ``cause`` is what the action runtime sets when it wraps a foreign exception, and what
-    plugins set when they classify an SDK error; ``__cause__`` alone says nothing.
+    plugins set when they classify an SDK error. Some plugins only chain it: the Gemini
+    plugin turns every non-API error of a unary call (a read timeout, a dropped
+    connection, a bug) into ``raise GenkitError(INTERNAL, …) from exc``.
     """
     current: BaseException | None = exc
     for _ in range(_MAX_CHAIN):
         if not isinstance(current, GenkitError):
             return current
-        current = current.cause
+        current = current.cause if current.cause is not None else current.__cause__
     return None
 
 
@@ -162,6 +164,8 @@ def model_call_failure(exc: Exception) -> GenkitError | None:
 
     * A ``GenkitError`` with no foreign cause was raised by the plugin itself to report
       what the provider did (an error status, a reply without choices): the provider's.
+      (A foreign cause is the ``cause`` Genkit's wrapper sets, or what a plugin raised
+      its error ``from``.)
     * A transport or SDK error, raw or as the cause: the provider's, with the plugin's
       status when it classified it (a 503 it read) and the error's own otherwise.
     * A foreign cause under a status other than INTERNAL: the plugin chose that status

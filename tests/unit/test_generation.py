@@ -268,10 +268,27 @@ def errors_of(logs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [e for e in logs if e["log_level"] == "error"]
 
 
-async def test_a_model_plugin_bug_is_a_500_never_retried_nor_counted() -> None:
+async def bug_reported_as_internal(ctx: ActionRunContext) -> str:
+    """How the Gemini plugin reports any non-API exception of a unary call."""
+    reply: dict[str, str] = {}
+    try:
+        return reply["choices"]
+    except KeyError as exc:
+        raise GenkitError(status="INTERNAL", message="Unexpected error") from exc
+
+
+@pytest.mark.parametrize(
+    "step",
+    [
+        raises(KeyError("choices")),
+        bug_reported_as_internal,
+    ],
+    ids=["raw", "plugin-wrapped"],
+)
+async def test_a_model_plugin_bug_is_a_500_never_retried_nor_counted(step: Step) -> None:
     """A KeyError inside the plugin arrives wrapped by Genkit like a connection error
     would; it is still a bug: 500, logged with the plugin's own traceback."""
-    script = Script([raises(KeyError("choices"))])
+    script = Script([step])
     llm, breaker = guarded(script, max_retries=2)
     with structlog.testing.capture_logs() as logs:
         for _ in range(THRESHOLD + 2):
