@@ -16,10 +16,10 @@ maps marked failures and invalid model output to 502/504 errors and everything e
 boxed to a 500; ``typed_failures`` does the same for failures generate raises instead
 of boxing, and lets any other exception (a bug) propagate unchanged.
 
-Transport and SDK errors are recognised by type: ``httpx`` (used by google-genai and
-openai alike), the openai and google-genai SDK errors, timeouts and network-level OS
-errors. The SDK classes are looked up in ``sys.modules``: an SDK that was never imported
-cannot have raised, and checking must not cost its import.
+Transport and SDK errors are recognised by type: ``httpx`` and its fork ``httpx2``
+(google-genai and openai use one each), the openai and google-genai SDK errors, timeouts
+and network-level OS errors. The SDK classes are looked up in ``sys.modules``: an SDK
+that was never imported cannot have raised, and checking must not cost its import.
 """
 
 from __future__ import annotations
@@ -99,6 +99,9 @@ _SDK_ERRORS: tuple[tuple[str, str, StatusName | None, str], ...] = (
     ("httpx", "TimeoutException", "DEADLINE_EXCEEDED", ""),
     ("httpx", "HTTPStatusError", None, "response.status_code"),
     ("httpx", "HTTPError", "UNAVAILABLE", ""),  # connect, read, write, protocol
+    ("httpx2", "TimeoutException", "DEADLINE_EXCEEDED", ""),  # the fork openai 3 uses
+    ("httpx2", "HTTPStatusError", None, "response.status_code"),
+    ("httpx2", "HTTPError", "UNAVAILABLE", ""),
     ("openai", "APITimeoutError", "DEADLINE_EXCEEDED", ""),
     ("openai", "APIConnectionError", "UNAVAILABLE", ""),
     ("openai", "APIStatusError", None, "status_code"),
@@ -230,7 +233,7 @@ _REJECTIONS = frozenset(
 def error_from_genkit(
     status: str | None, message: str | None, reason: str | None = None
 ) -> EndpointError:
-    """The client-facing error for a Genkit failure; the internal message is only logged."""
+    """The client-facing error for a provider failure; its message is only logged."""
     _log.warning("model_call_failed", status=status, reason=reason, message=message)
     if reason == "INVALID_OUTPUT":
         return InvalidModelOutput()
@@ -287,12 +290,15 @@ def typed_failures() -> Iterator[None]:
 def raise_for_response(response: ModelResponse) -> None:
     """Raise the typed error for a failed generation (Genkit 0.12 does not raise).
 
-    The provider's failures carry the policy's mark; invalid output is the model's. Any
-    other boxed failure — a tool that raised, a model plugin's bug, an unknown tool — is
-    ours: a 500, already logged with its traceback where it was raised.
+    The provider's failures carry the policy's mark; invalid output, or a model that
+    answered "failed" itself, is the model's. Any other boxed failure — a tool that
+    raised, a model plugin's bug, an unknown tool — is ours: a 500, already logged with
+    its traceback where it was raised.
     """
     err = response.error
-    if err is None and str(response.finish_reason or "") != "failed":
+    if err is None:
+        if str(response.finish_reason or "") == "failed":  # the model's own answer
+            raise error_from_genkit(None, response.finish_message)
         return
     details = getattr(err, "details", None)
     reason = details.get("reason") if isinstance(details, Mapping) else None

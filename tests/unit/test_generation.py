@@ -7,13 +7,13 @@ fail N times with a status, hang, stream some chunks then fail.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+import httpx2
 import openai
 import pytest
 import structlog
@@ -40,7 +40,6 @@ from genkit_endpoints.errors import (
     UpstreamTimeout,
 )
 from genkit_endpoints.generation import ModelClient
-from genkit_endpoints.logging import configure_logging
 
 Step = Callable[[ActionRunContext], Awaitable[str]]
 
@@ -264,7 +263,7 @@ class CityQuery(BaseModel):
     city: str = "Oslo"
 
 
-def errors_of(logs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def errors_of(logs: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     return [e for e in logs if e["log_level"] == "error"]
 
 
@@ -303,9 +302,7 @@ async def test_a_model_plugin_bug_is_a_500_never_retried_nor_counted(step: Step)
     assert failure["exc_info"].__traceback__ is not None
 
 
-async def test_a_failing_tool_is_a_500_logged_with_its_traceback_and_not_counted(
-    restore_logging: None, capsys: pytest.CaptureFixture[str]
-) -> None:
+async def test_a_failing_tool_is_a_500_logged_with_its_traceback_and_not_counted() -> None:
     ai = Genkit()
 
     @ai.tool(description="Weather for a city.")
@@ -326,18 +323,19 @@ async def test_a_failing_tool_is_a_500_logged_with_its_traceback_and_not_counted
     )
     breaker = Breaker(BreakerConfig(failure_threshold=THRESHOLD, recovery_timeout=60))
     llm = ModelClient(ai, ModelCallPolicyConfig(max_retries=0), breaker)
-    configure_logging("info", "json")
-    for _ in range(THRESHOLD + 1):
-        with pytest.raises(InternalError):
-            await llm.generate(model="test/tooling", prompt="weather?", tools=[weather])
+    with structlog.testing.capture_logs() as logs:
+        for _ in range(THRESHOLD + 1):
+            with pytest.raises(InternalError):
+                await llm.generate(model="test/tooling", prompt="weather?", tools=[weather])
     assert breaker.state is BreakerState.CLOSED
-    lines = [json.loads(ln) for ln in capsys.readouterr().err.splitlines() if ln.startswith("{")]
-    failures = [e for e in lines if e["event"] == "tool_failed"]
+    failures = [e for e in logs if e["event"] == "tool_failed"]
     assert len(failures) == THRESHOLD + 1
     assert failures[0]["tool"] == "weather"
-    assert "Traceback" in failures[0]["exception"]
-    assert "ZeroDivisionError" in failures[0]["exception"]
-    assert "1 / 0" in failures[0]["exception"]  # the tool's own frame, not Genkit's wrapper
+    # What the JSON log line carries: the traceback as text, formatted as in production.
+    text = structlog.processors.format_exc_info(None, "error", dict(failures[0]))["exception"]
+    assert "Traceback" in text
+    assert "ZeroDivisionError" in text
+    assert "1 / 0" in text  # the tool's own frame, not only Genkit's wrapper
 
 
 async def test_a_mistyped_generate_argument_propagates_and_is_not_counted() -> None:
@@ -371,7 +369,7 @@ async def test_a_refused_connection_is_retried_like_an_unavailable_provider() ->
 
 
 async def test_a_provider_sdk_timeout_is_a_504() -> None:
-    timeout = openai.APITimeoutError(request=httpx.Request("POST", "http://provider.invalid"))
+    timeout = openai.APITimeoutError(request=httpx2.Request("POST", "http://provider.invalid"))
     llm, breaker = guarded(Script([raises(timeout)]))
     for _ in range(THRESHOLD):
         with pytest.raises(UpstreamTimeout):
@@ -383,7 +381,7 @@ async def test_a_provider_sdk_timeout_is_a_504() -> None:
     "step",
     [
         raises(httpx.ConnectError("connection refused")),
-        raises(openai.APIConnectionError(request=httpx.Request("POST", "http://p.invalid"))),
+        raises(openai.APIConnectionError(request=httpx2.Request("POST", "http://p.invalid"))),
         fail("UNAVAILABLE"),
         fail("INTERNAL"),
     ],
@@ -406,3 +404,39 @@ async def test_schema_invalid_output_is_502_and_opens_the_breaker() -> None:
         with pytest.raises(InvalidModelOutput):
             await llm.structured(Pet, model="test/scripted", prompt="a pet")
     assert breaker.state is BreakerState.OPEN
+
+
+async def test_a_model_answering_failed_itself_is_the_provider_failing() -> None:
+    async def gave_up(request: ModelRequest, ctx: ActionRunContext) -> ModelResponse:
+        return ModelResponse(
+            message=Message(role="model", content=[Part.from_text("")]),
+            finish_reason="failed",
+            finish_message="overloaded",
+        )
+
+    ai = Genkit()
+    ai.define_model(name="test/gave-up", fn=gave_up)
+    breaker = Breaker(BreakerConfig(failure_threshold=THRESHOLD, recovery_timeout=60))
+    llm = ModelClient(ai, ModelCallPolicyConfig(max_retries=0), breaker)
+    for _ in range(THRESHOLD):
+        with pytest.raises(UpstreamError):
+            await llm.generate(model="test/gave-up", prompt="hi")
+    assert breaker.state is BreakerState.OPEN
+
+
+@pytest.mark.parametrize(
+    "mistake", [{"output_format": "no-such-format"}, {"tools": ["no_such_tool"]}]
+)
+async def test_a_call_genkit_refuses_is_a_logged_500_not_the_provider(
+    mistake: dict[str, Any],
+) -> None:
+    llm, breaker = guarded(Script([answer("never")]))
+    with structlog.testing.capture_logs() as logs:
+        for _ in range(THRESHOLD + 1):
+            with pytest.raises(InternalError) as info:
+                await llm.generate(model="test/scripted", prompt="hi", **mistake)
+            assert info.value.detail == InternalError.default_detail
+    assert breaker.state is BreakerState.CLOSED
+    failure = errors_of(logs)[0]
+    assert failure["event"] == "generate_failed"
+    assert isinstance(failure["exc_info"], GenkitError)
