@@ -1,14 +1,19 @@
-"""The circuit breaker around model calls (SPEC §4.5): an async state machine, clock injected.
+"""The circuit breaker around model calls: an async state machine, clock injected.
 
 CLOSED → OPEN when upstream failures reach ``failure_threshold`` in a row (``consecutive``)
 or, in ``adaptive`` mode, when at least ``min_calls`` calls in the sliding ``window`` failed
 at ``failure_rate`` or more. OPEN refuses every call with ``BreakerOpen`` (503, Retry-After)
 before any upstream work; after ``recovery_timeout`` it is HALF_OPEN and admits at most
 ``half_open_max_calls`` concurrent probes: a probe's success closes it, a failure re-opens
-it. Only upstream failures count (``UpstreamError`` incl. invalid model output,
-``UpstreamTimeout``, raw timeouts and connection errors); client errors and anything else
-leave the counts alone, and a cancelled call records nothing and frees its probe slot, so
-a client hanging up mid-probe never wedges the breaker (SPEC §9).
+it. Only the provider's failures count — ``UpstreamError`` (invalid model output
+included) and ``UpstreamTimeout``, but not ``UpstreamRejected`` — the types
+``ModelClient`` gives them once it has told them apart from bugs. Everything else leaves
+the counts alone: client errors, a 500 from a programming error in a flow, tool or model
+plugin (one broken flow must not take every flow down and blame the provider), and any
+raw exception, a ``TimeoutError`` or ``ConnectionError`` included — a provider's never
+leaves ``ModelClient`` raw, so a raw one came from elsewhere (a stream consumer whose
+client hung up, a bug). A cancelled call records nothing and frees its probe slot, so a
+client hanging up mid-probe never wedges the breaker.
 
 The adaptive window is ``WINDOW_BUCKETS`` buckets wide: it slides in steps of
 ``window / WINDOW_BUCKETS`` and memory stays bounded whatever the call rate.
@@ -133,11 +138,12 @@ class Step(NamedTuple):
 
 
 def counts_as_failure(exc: BaseException) -> bool:
-    """Upstream failures only (SPEC §4.5): never client errors, never cancellation, never
-    the provider refusing one request (``UpstreamRejected``: a 4xx other than 429)."""
+    """The provider failing only: never client errors, bugs, raw exceptions or
+    cancellation, never the provider refusing one request (``UpstreamRejected``: a 4xx
+    other than 429)."""
     if isinstance(exc, UpstreamRejected):
         return False
-    return isinstance(exc, UpstreamError | UpstreamTimeout | TimeoutError | ConnectionError)
+    return isinstance(exc, UpstreamError | UpstreamTimeout)
 
 
 class LocalBreakerState:

@@ -2,13 +2,23 @@
 
 Genkit 0.12 returns failed generations instead of raising (``response.error``), and does
 not validate structured output against the requested schema. ``ModelClient`` closes both
-gaps for every flow (SPEC §3.1), and puts ``ModelCallPolicy`` — a Genkit generate
-middleware — on every call so each model request gets the deadline and retry rules of
-SPEC §3.3, including the turns of a tool loop and Dotprompt calls. With a ``Breaker``,
-every ``ModelClient`` call is one breaker decision (SPEC §4.5): refused before any upstream
-request while open, and counted once however many retries or tool-loop turns it took —
-the breaker judges calls as the client sees them, retries being the policy's business.
-Invalid structured output counts as an upstream failure too.
+gaps for every flow, and puts ``ModelCallPolicy`` — a Genkit generate middleware — on
+every call so each model request gets one deadline and bounded retries, including the
+turns of a tool loop and Dotprompt calls.
+
+Which failures are the provider's is decided by ``genkit_endpoints.upstream``, inside the
+policy, while the exception is still at hand: an error the provider answered with, a
+timeout, a dropped or refused connection, or output that is not what was asked for
+becomes a 502 (``UpstreamError``, ``UpstreamRejected``, ``InvalidModelOutput``) or a 504
+(``UpstreamTimeout``). A programming error — in the flow's call, in a tool, in a model
+plugin — is a plain 500 (``InternalError``, or the exception itself, which the route
+turns into one), logged with its traceback.
+
+With a ``Breaker``, every ``ModelClient`` call is one breaker decision: refused before
+any upstream request while open, and counted once however many retries or tool-loop
+turns it took — the breaker judges calls as the client sees them, retries being the
+policy's business. Only the provider's failures count; a bug in one flow never opens
+the breaker for all of them.
 """
 
 from __future__ import annotations
@@ -20,19 +30,32 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 import structlog
-from genkit import Genkit, GenkitError, MiddlewareRef, ModelResponse, ModelResponseChunk
-from genkit.middleware import BaseMiddleware, GenerateMiddlewareContext, ModelHookParams
+from genkit import (
+    Genkit,
+    GenkitError,
+    MiddlewareRef,
+    ModelResponse,
+    ModelResponseChunk,
+    MultipartToolResponse,
+)
+from genkit.middleware import (
+    BaseMiddleware,
+    GenerateMiddlewareContext,
+    ModelHookParams,
+    ToolHookParams,
+)
 from pydantic import BaseModel, ValidationError
 
 from genkit_endpoints.breaker import Breaker
 from genkit_endpoints.config import ModelCallPolicyConfig
-from genkit_endpoints.errors import (
-    EndpointError,
-    InternalError,
-    InvalidModelOutput,
-    UpstreamError,
-    UpstreamRejected,
-    UpstreamTimeout,
+from genkit_endpoints.errors import InvalidModelOutput
+from genkit_endpoints.upstream import (
+    is_interrupt,
+    mark,
+    model_call_failure,
+    original,
+    raise_for_response,
+    typed_failures,
 )
 
 T = TypeVar("T", bound=BaseModel)
@@ -47,6 +70,10 @@ _TRANSIENT = frozenset({"UNAVAILABLE", "RESOURCE_EXHAUSTED", "ABORTED"})
 
 class ModelCallPolicy(BaseMiddleware[ModelCallPolicyConfig]):
     """Deadline, time-to-first-chunk limit and bounded retries around each model request.
+
+    Also where failures are told apart: the provider's leave marked (and may be retried),
+    a model plugin's or a tool's own exception is logged with its traceback here — the
+    only place that still has it — and passes on unmarked.
 
     ``genkit_middleware.Retry`` is not used: it retries after a stream has started
     (duplicating tokens the client already saw) and has no deadline.
@@ -86,21 +113,41 @@ class ModelCallPolicy(BaseMiddleware[ModelCallPolicyConfig]):
                     return await next_fn(params, ctx)
             except TimeoutError:
                 phase = "first chunk" if downstream is not None and not started else "answer"
-                raise GenkitError(
-                    status="DEADLINE_EXCEEDED", message=f"model call timed out waiting for {phase}"
+                raise mark(
+                    "DEADLINE_EXCEEDED", f"model call timed out waiting for {phase}"
                 ) from None
-            except GenkitError as exc:
-                delay = self._retry_delay(exc, attempt, started, deadline - loop.time())
-                if delay is None:
+            except Exception as exc:
+                failure = model_call_failure(exc)
+                if failure is None:
+                    _log.error("model_plugin_failed", exc_info=original(exc))
                     raise
+                delay = self._retry_delay(failure, attempt, started, deadline - loop.time())
+                if delay is None:
+                    raise failure from exc
                 _log.warning(
-                    "model_call_retry", attempt=attempt + 1, status=exc.status, delay_s=delay
+                    "model_call_retry", attempt=attempt + 1, status=failure.status, delay_s=delay
                 )
                 await asyncio.sleep(delay)
                 attempt += 1
             finally:
                 if downstream is not None:
                     ctx.replace_on_chunk(downstream)
+
+    async def wrap_tool(
+        self,
+        params: ToolHookParams,
+        ctx: GenerateMiddlewareContext,
+        next_fn: Callable[
+            [ToolHookParams, GenerateMiddlewareContext], Awaitable[MultipartToolResponse]
+        ],
+    ) -> MultipartToolResponse:
+        try:
+            return await next_fn(params, ctx)
+        except Exception as exc:
+            # Genkit boxes a tool's failure without its traceback: log it while we have it.
+            if not is_interrupt(exc):
+                _log.error("tool_failed", tool=params.tool.name, exc_info=original(exc))
+            raise
 
     def _retry_delay(
         self, exc: GenkitError, attempt: int, started: bool, remaining_s: float
@@ -122,60 +169,8 @@ class ModelCallPolicy(BaseMiddleware[ModelCallPolicyConfig]):
         return delay_ms / 1000
 
 
-# Provider answers that refuse this request rather than signal an outage (4xx but 429).
-_REJECTIONS = frozenset(
-    {
-        "INVALID_ARGUMENT",
-        "FAILED_PRECONDITION",
-        "OUT_OF_RANGE",
-        "PERMISSION_DENIED",
-        "UNAUTHENTICATED",
-    }
-)
-
-
-def error_from_genkit(
-    status: str | None, message: str | None, reason: str | None = None
-) -> EndpointError:
-    """The client-facing error for a Genkit failure; the internal message is only logged."""
-    _log.warning("model_call_failed", status=status, reason=reason, message=message)
-    if reason == "INVALID_OUTPUT":
-        return InvalidModelOutput()
-    if status == "DEADLINE_EXCEEDED":
-        return UpstreamTimeout()
-    if status == "NOT_FOUND":
-        return InternalError("The configured model is not available.")
-    if status in _REJECTIONS:
-        return UpstreamRejected()
-    return UpstreamError()
-
-
-def _unboxed(exc: Exception) -> EndpointError:
-    """A failure Genkit raised instead of returning (unknown model, failed plugin init)."""
-    if isinstance(exc, EndpointError):
-        return exc
-    if isinstance(exc, GenkitError):
-        return error_from_genkit(exc.status, str(exc))
-    # e.g. google-genai's ServerError from a failed first model listing (GENKIT.md)
-    return error_from_genkit("UNAVAILABLE", f"{type(exc).__name__}: {exc}")
-
-
-def raise_for_response(response: ModelResponse) -> None:
-    """Raise the typed error for a failed generation (Genkit 0.12 does not raise)."""
-    err = response.error
-    if err is None and str(response.finish_reason or "") != "failed":
-        return
-    details = getattr(err, "details", None)
-    reason = details.get("reason") if isinstance(details, Mapping) else None
-    raise error_from_genkit(
-        getattr(err, "status", None),
-        getattr(err, "message", None) or response.finish_message,
-        reason if isinstance(reason, str) else None,
-    )
-
-
 def validate_output(response: ModelResponse, schema: type[T]) -> T:
-    """The response's structured output, validated against ``schema`` (SPEC §2.1)."""
+    """The response's structured output, validated against ``schema``."""
     output = response.output
     if output is None:
         raise InvalidModelOutput()
@@ -221,10 +216,8 @@ class ModelClient:
             return await self._generate(**kwargs)
 
     async def _generate(self, **kwargs: Any) -> ModelResponse:
-        try:
+        with typed_failures():
             response = await self.ai.generate(use=self._use(), **kwargs)
-        except Exception as exc:
-            raise _unboxed(exc) from None
         raise_for_response(response)
         return response
 
@@ -240,18 +233,26 @@ class ModelClient:
             return await self._stream(on_chunk, **kwargs)
 
     async def _stream(self, on_chunk: Callable[[str], None], **kwargs: Any) -> ModelResponse:
-        sr = self.ai.generate_stream(use=self._use(), **kwargs)
+        with typed_failures():
+            sr = self.ai.generate_stream(use=self._use(), **kwargs)
         future: asyncio.Future[ModelResponse] = sr.response  # type: ignore[assignment]
+        chunks = aiter(sr.stream)
         try:
-            async for chunk in sr.stream:
+            while True:
+                with typed_failures():
+                    try:
+                        chunk = await anext(chunks)
+                    except StopAsyncIteration:
+                        break
+                # Outside typed_failures: what the caller's callback raises (a client
+                # that hung up: ConnectionResetError) is not the provider failing.
                 if chunk.text:
                     on_chunk(chunk.text)
-            response = await future
-        except Exception as exc:
-            raise _unboxed(exc) from None
+            with typed_failures():
+                response = await future
         finally:
             # generate_stream runs the model in a task of its own; a cancelled consumer
-            # must take it down too, or tokens keep being generated for nobody (§2.2).
+            # must take it down too, or tokens keep being generated for nobody.
             if not future.done():
                 future.cancel()
         raise_for_response(response)
@@ -261,9 +262,7 @@ class ModelClient:
         """Run a Dotprompt file with the policy and validate its structured output."""
         executable = self.ai.prompt(name)
         async with self._guarded():
-            try:
+            with typed_failures():
                 response = await executable(dict(variables), use=self._use())
-            except Exception as exc:
-                raise _unboxed(exc) from None
             raise_for_response(response)
             return validate_output(response, schema)

@@ -61,8 +61,8 @@ def _gemini(cfg: ProviderConfig, model: str) -> ModelChoice:
         raise ProviderConfigError(f"MODEL={model} needs GEMINI_API_KEY")
     mod = _import("genkit_google_genai", GEMINI)
     # No SDK retries (ModelCallPolicy retries within one deadline), and the SDK timeout
-    # a little past LLM_TIMEOUT so our deadline fires first and maps to 504, where the
-    # SDK's own timeout would surface as a generic INTERNAL failure.
+    # a little past LLM_TIMEOUT so our deadline — one for the whole call, retries
+    # included, and naming the phase it timed out in — is the one that fires.
     http_options: dict[str, Any] = {"timeout": int(cfg.timeout_ms + _SDK_TIMEOUT_MARGIN_MS)}
     plugin = mod.GoogleAI(
         api_key=cfg.gemini_api_key, base_url=cfg.gemini_base_url, http_options=http_options

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import orjson
+import structlog
 from genkit import Action, GenkitError
 from pydantic import BaseModel
 
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
     from genkit_endpoints.cache import FlowCache
 
 _PATH = re.compile(r"^/[a-z0-9][a-z0-9/_-]*$")
+_log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,6 +222,21 @@ def as_endpoint_error(exc: BaseException) -> EndpointError:
     return InternalError()
 
 
+def _flow_failure(route: FlowRoute, exc: EndpointError | GenkitError) -> EndpointError:
+    """A flow run's failure as the client's error.
+
+    An unexpected exception (a bug in the flow, or anything it let through) is logged
+    here with its traceback: every transport runs flows through here, and the client
+    only gets the generic 500. Errors of the hierarchy were raised on purpose, and a
+    500 among them was logged where it was raised.
+    """
+    err = as_endpoint_error(exc)
+    inner = _unwrap(exc)
+    if isinstance(err, InternalError) and not isinstance(inner, EndpointError):
+        _log.error("flow_failed", flow=route.name, exc_info=inner)
+    return err
+
+
 async def invoke(
     route: FlowRoute,
     payload: BaseModel,
@@ -254,7 +271,7 @@ async def _invoke(route: FlowRoute, payload: BaseModel) -> Any:
     try:
         result = await route.flow.run(payload)
     except (EndpointError, GenkitError) as exc:
-        raise as_endpoint_error(exc) from exc
+        raise _flow_failure(route, exc) from exc
     return to_jsonable(route, result.response)
 
 
@@ -352,7 +369,7 @@ async def _stream(
         try:
             result = task.result()
         except (EndpointError, GenkitError) as exc:
-            raise as_endpoint_error(exc) from exc
+            raise _flow_failure(route, exc) from exc
         yield Final(to_jsonable(route, result.response))
     finally:
         if active is not None:

@@ -1,4 +1,4 @@
-"""The circuit breaker's behaviour (SPEC §4.5), one suite over local and Redis-shared state.
+"""The circuit breaker's behaviour, one suite over local and Redis-shared state.
 
 The clock is the only fake: every test drives time by hand. The Redis runs are against a
 real Redis the tests started, each under a fresh key namespace.
@@ -10,6 +10,7 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 
 import pytest
+from pydantic import BaseModel
 from structlog.testing import capture_logs
 
 from genkit_endpoints.backends import parse_backend
@@ -22,12 +23,13 @@ from genkit_endpoints.breaker import (
 )
 from genkit_endpoints.errors import (
     ImageFetchError,
+    InternalError,
     InvalidInput,
     InvalidModelOutput,
     UpstreamError,
     UpstreamTimeout,
 )
-from genkit_endpoints.generation import error_from_genkit
+from genkit_endpoints.upstream import error_from_genkit
 from tests.support.redis_server import RedisServer
 from tests.support.server import free_port
 
@@ -113,8 +115,8 @@ async def test_consecutive_failures_trip_at_the_threshold(make: Factory) -> None
 
 
 async def test_every_upstream_failure_kind_counts(make: Factory) -> None:
-    breaker = make(failure_threshold=4)
-    for error in (UpstreamError(), InvalidModelOutput(), UpstreamTimeout(), ConnectionError()):
+    breaker = make(failure_threshold=3)
+    for error in (UpstreamError(), InvalidModelOutput(), UpstreamTimeout()):
         await fail(breaker, 1, error)
     assert breaker.state is BreakerState.OPEN
 
@@ -230,8 +232,22 @@ async def test_a_cancelled_probe_frees_its_slot_and_records_nothing(make: Factor
     assert breaker.state is BreakerState.CLOSED
 
 
-@pytest.mark.parametrize("error", [InvalidInput(), ImageFetchError(), ValueError("bug")])
-async def test_client_errors_never_count(make: Factory, error: Exception) -> None:
+@pytest.mark.parametrize(
+    "error",
+    [
+        InvalidInput(),
+        ImageFetchError(),
+        InternalError(),
+        ValueError("bug"),
+        # Raw: ModelClient types every provider failure, so these came from elsewhere
+        # (a stream consumer whose client hung up, a bug), not from the provider.
+        TimeoutError(),
+        ConnectionResetError(),
+    ],
+)
+async def test_client_errors_bugs_and_raw_exceptions_never_count(
+    make: Factory, error: Exception
+) -> None:
     breaker = make(failure_threshold=2)
     await fail(breaker, 5, error)
     assert breaker.state is BreakerState.CLOSED
@@ -385,3 +401,55 @@ async def test_cached_answers_are_served_while_the_breaker_is_open() -> None:
 def test_only_provider_outages_count_not_requests_it_refused(status: str, counts: bool) -> None:
     """A provider 5xx/429 counts; a 4xx refusing this one request does not (SPEC §4.5)."""
     assert counts_as_failure(error_from_genkit(status, "provider said no")) is counts
+
+
+class Topic(BaseModel):
+    topic: str = "cats"
+
+
+class Said(BaseModel):
+    text: str
+
+
+async def test_a_bug_in_one_flow_never_opens_the_breaker_for_the_others() -> None:
+    """A flow calling generate with a mistyped argument used to answer 502 and, after the
+    threshold, open the breaker: every flow then answered 503, blaming the provider."""
+    from genkit import Genkit
+
+    from genkit_endpoints import routes
+    from genkit_endpoints.config import ModelCallPolicyConfig
+    from genkit_endpoints.generation import ModelClient
+    from genkit_endpoints.models.offline import OFFLINE_MODEL, OfflineModel
+    from genkit_endpoints.routes import FlowRoute, RouteTable
+
+    model = OfflineModel()
+    ai = Genkit(plugins=[model], model=OFFLINE_MODEL)
+    breaker = Breaker(BreakerConfig(failure_threshold=2, recovery_timeout=60))
+    llm = ModelClient(ai, ModelCallPolicyConfig(), breaker)
+
+    @ai.flow()
+    async def broken(data: Topic) -> Said:
+        response = await llm.generate(prompt=f"About {data.topic}", promt_typo=1)
+        return Said(text=response.text)
+
+    @ai.flow()
+    async def working(data: Topic) -> Said:
+        response = await llm.generate(prompt=f"About {data.topic}")
+        return Said(text=response.text)
+
+    table = RouteTable(
+        [FlowRoute(broken, "/broken", Topic, Said), FlowRoute(working, "/working", Topic, Said)]
+    )
+    with capture_logs() as logs:
+        for _ in range(5):
+            with pytest.raises(InternalError) as info:
+                await routes.invoke(table.by_path["/broken"], Topic())
+            assert info.value.status == 500
+            assert info.value.detail == InternalError.default_detail
+    assert breaker.state is BreakerState.CLOSED
+    answer = await routes.invoke(table.by_path["/working"], Topic())
+    assert answer["text"]
+    logged = [e for e in logs if e["event"] == "flow_failed"]
+    assert len(logged) == 5
+    assert all(isinstance(e["exc_info"], TypeError) for e in logged)
+    assert logged[0]["flow"] == "broken"

@@ -26,6 +26,10 @@ from genkit_openai import OpenAI
 from google.genai import errors as genai_errors
 from pydantic import BaseModel
 
+from genkit_endpoints.breaker import Breaker, BreakerConfig, BreakerState
+from genkit_endpoints.config import ModelCallPolicyConfig
+from genkit_endpoints.errors import UpstreamError, UpstreamTimeout
+from genkit_endpoints.generation import ModelClient
 from tests.fakes.provider import (
     FakeProvider,
     Fault,
@@ -393,6 +397,51 @@ async def test_unary_drop_returns_a_failed_response(case: PluginCase, fake: Fake
         ("failed", "INTERNAL"),
     ]
     assert all(isinstance(e.__cause__, case.drop_cause) for e in seen)
+
+
+# -- what ModelClient makes of the plugins' transport failures -------------------------------
+
+
+def model_client(ai: Genkit, breaker: Breaker | None = None, **policy: Any) -> ModelClient:
+    cfg = ModelCallPolicyConfig(**{"base_delay_ms": 1, "max_retries": 0, **policy})
+    return ModelClient(ai, cfg, breaker)
+
+
+async def test_a_dropped_connection_is_retried_like_an_unavailable_provider(
+    case: PluginCase, fake: FakeProvider
+) -> None:
+    fake.script(Fault.drop_after(chunks=0), Reply(text="second attempt"))
+    llm = model_client(case.genkit(fake), max_retries=1)
+
+    r = await llm.generate(prompt="Hi")
+
+    assert r.text == "second attempt"
+    assert len(generations(fake)) == 2
+
+
+async def test_dropped_connections_are_502s_that_open_the_breaker(
+    case: PluginCase, fake: FakeProvider
+) -> None:
+    """The SDKs' own error types are recognised as the provider's, not taken for bugs."""
+    fake.script(Fault.drop_after(chunks=0), Fault.drop_after(chunks=1))
+    breaker = Breaker(BreakerConfig(failure_threshold=2, recovery_timeout=60))
+    llm = model_client(case.genkit(fake), breaker)
+
+    for _ in range(2):
+        with pytest.raises(UpstreamError) as info:
+            await llm.generate(prompt="Hi")
+        assert info.value.status == 502
+
+    assert breaker.state is BreakerState.OPEN
+
+
+async def test_the_sdk_timing_out_is_a_504(case: PluginCase, fake: FakeProvider) -> None:
+    fake.script(Fault.hang(seconds=30))
+    llm = model_client(case.genkit(fake, timeout=0.5), timeout_ms=10_000)
+
+    with pytest.raises(UpstreamTimeout):
+        await llm.generate(prompt="Hi")
+    await fake.wait_until(lambda f: f.disconnects == 1)
 
 
 # -- model listing ----------------------------------------------------------------------------

@@ -293,6 +293,11 @@ def failing_table(probe: Probe) -> RouteTable:
             probe.cancelled.set()
             raise
 
+    @ai.flow(chunk_type=str)
+    async def crash_midstream(data: In, ctx: ActionRunContext) -> str:
+        ctx.send_chunk("tick")
+        raise RuntimeError("database password is hunter2")
+
     @ai.flow()
     async def stuck(data: In) -> Out:
         try:
@@ -307,6 +312,7 @@ def failing_table(probe: Probe) -> RouteTable:
             FlowRoute(crash, "/crash", In, Out),
             FlowRoute(explosive, "/explosive", Explosive, Out),
             FlowRoute(endless, "/endless", In, stream_key="text"),
+            FlowRoute(crash_midstream, "/crash-midstream", In, stream_key="text"),
             FlowRoute(stuck, "/stuck", In, Out),
         ]
     )
@@ -329,6 +335,13 @@ async def test_crashes_are_the_same_generic_500_everywhere() -> None:
         # Each error escaping into the framework (both /explosive) is logged exactly once.
         escaped = [e for e in logs if e["event"] == "unhandled_error"]
         assert len(escaped) == 2, (framework, logs)
+        # A flow's own crash (both /crash) never reaches the framework: the route logs
+        # it, once, with the flow's exception and its traceback.
+        crashed = [e for e in logs if e["event"] == "flow_failed"]
+        assert [e["flow"] for e in crashed] == ["crash", "crash"], (framework, logs)
+        for event in crashed:
+            assert isinstance(event["exc_info"], RuntimeError)
+            assert event["exc_info"].__traceback__ is not None
     assert bodies["litestar"] == bodies["fastapi"]
     assert bodies["quart"] == bodies["fastapi"]
 
@@ -341,6 +354,22 @@ async def test_request_timeout_answers_504_and_cancels_the_flow(framework: str) 
         assert sent.status == 504
         async with asyncio.timeout(2):
             await probe.cancelled.wait()  # Quart left its view task running (adapter fix)
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+async def test_a_stream_that_crashes_ends_with_a_500_frame_and_one_logged_traceback(
+    framework: str,
+) -> None:
+    async with serving(framework, failing_table(Probe())) as app:
+        with structlog.testing.capture_logs() as logs:
+            sent = await call(app, Case("crash", "POST", "/crash-midstream").scope(), b"{}")
+    assert sent.status == 200
+    assert sent.body.startswith(b'data: {"chunk":"tick"}\n\nevent: error\ndata: ')
+    assert b'"status":500' in sent.body
+    assert b"hunter2" not in sent.body
+    (failure,) = [e for e in logs if e["log_level"] == "error"]
+    assert failure["event"] == "flow_failed"
+    assert isinstance(failure["exc_info"], RuntimeError)
 
 
 @pytest.mark.parametrize("framework", FRAMEWORKS)

@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
+import httpx2
+import openai
 import pytest
+import structlog
 from genkit import (
     ActionRunContext,
     Genkit,
@@ -27,8 +31,14 @@ from genkit import (
 )
 from pydantic import BaseModel, Field
 
+from genkit_endpoints.breaker import Breaker, BreakerConfig, BreakerOpen, BreakerState
 from genkit_endpoints.config import ModelCallPolicyConfig
-from genkit_endpoints.errors import InvalidModelOutput, UpstreamError, UpstreamTimeout
+from genkit_endpoints.errors import (
+    InternalError,
+    InvalidModelOutput,
+    UpstreamError,
+    UpstreamTimeout,
+)
 from genkit_endpoints.generation import ModelClient
 
 Step = Callable[[ActionRunContext], Awaitable[str]]
@@ -228,3 +238,205 @@ async def test_base_delay_sets_the_first_backoff() -> None:
     )
     # full jitter within [base/2, base]
     assert 0.19 <= time.monotonic() - start < 1.0
+
+
+# -- the provider's failures against bugs: only the first are 502/504 and open the breaker --
+
+THRESHOLD = 2
+
+
+def raises(exc: BaseException) -> Step:
+    async def step(ctx: ActionRunContext) -> str:
+        raise exc
+
+    return step
+
+
+def guarded(script: Script, **policy: Any) -> tuple[ModelClient, Breaker]:
+    """A client on the scripted model behind a breaker that opens after THRESHOLD failures."""
+    llm = client(script, **{"max_retries": 0, **policy})
+    breaker = Breaker(BreakerConfig(failure_threshold=THRESHOLD, recovery_timeout=60))
+    return ModelClient(llm.ai, llm.policy, breaker), breaker
+
+
+class CityQuery(BaseModel):
+    city: str = "Oslo"
+
+
+def errors_of(logs: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    return [e for e in logs if e["log_level"] == "error"]
+
+
+async def bug_reported_as_internal(ctx: ActionRunContext) -> str:
+    """How the Gemini plugin reports any non-API exception of a unary call."""
+    reply: dict[str, str] = {}
+    try:
+        return reply["choices"]
+    except KeyError as exc:
+        raise GenkitError(status="INTERNAL", message="Unexpected error") from exc
+
+
+@pytest.mark.parametrize(
+    "step",
+    [
+        raises(KeyError("choices")),
+        bug_reported_as_internal,
+    ],
+    ids=["raw", "plugin-wrapped"],
+)
+async def test_a_model_plugin_bug_is_a_500_never_retried_nor_counted(step: Step) -> None:
+    """A KeyError inside the plugin arrives wrapped by Genkit like a connection error
+    would; it is still a bug: 500, logged with the plugin's own traceback."""
+    script = Script([step])
+    llm, breaker = guarded(script, max_retries=2)
+    with structlog.testing.capture_logs() as logs:
+        for _ in range(THRESHOLD + 2):
+            with pytest.raises(InternalError) as info:
+                await llm.generate(model="test/scripted", prompt="hi")
+            assert info.value.status == 500
+    assert breaker.state is BreakerState.CLOSED
+    assert script.calls == THRESHOLD + 2  # never retried
+    failure = errors_of(logs)[0]
+    assert failure["event"] == "model_plugin_failed"
+    assert isinstance(failure["exc_info"], KeyError)
+    assert failure["exc_info"].__traceback__ is not None
+
+
+async def test_a_failing_tool_is_a_500_logged_with_its_traceback_and_not_counted() -> None:
+    ai = Genkit()
+
+    @ai.tool(description="Weather for a city.")
+    async def weather(query: CityQuery) -> str:
+        return str(1 / 0)  # the bug
+
+    async def model(request: ModelRequest, ctx: ActionRunContext) -> ModelResponse:
+        if any(m.role == "tool" for m in request.messages):
+            part = Part.from_text("never reached")
+        else:
+            part = Part.from_tool_request(name="weather", input={"city": "Oslo"}, ref="t1")
+        return ModelResponse(message=Message(role="model", content=[part]), finish_reason="stop")
+
+    ai.define_model(
+        name="test/tooling",
+        fn=model,
+        info=ModelInfo(supports=Supports(multiturn=True, tools=True)),
+    )
+    breaker = Breaker(BreakerConfig(failure_threshold=THRESHOLD, recovery_timeout=60))
+    llm = ModelClient(ai, ModelCallPolicyConfig(max_retries=0), breaker)
+    with structlog.testing.capture_logs() as logs:
+        for _ in range(THRESHOLD + 1):
+            with pytest.raises(InternalError):
+                await llm.generate(model="test/tooling", prompt="weather?", tools=[weather])
+    assert breaker.state is BreakerState.CLOSED
+    failures = [e for e in logs if e["event"] == "tool_failed"]
+    assert len(failures) == THRESHOLD + 1
+    assert failures[0]["tool"] == "weather"
+    # What the JSON log line carries: the traceback as text, formatted as in production.
+    text = structlog.processors.format_exc_info(None, "error", dict(failures[0]))["exception"]
+    assert "Traceback" in text
+    assert "ZeroDivisionError" in text
+    assert "1 / 0" in text  # the tool's own frame, not only Genkit's wrapper
+
+
+async def test_a_mistyped_generate_argument_propagates_and_is_not_counted() -> None:
+    llm, breaker = guarded(Script([answer("hi")]))
+    for _ in range(THRESHOLD + 2):
+        with pytest.raises(TypeError):
+            await llm.generate(model="test/scripted", prompt="hi", promt_typo=1)
+    assert breaker.state is BreakerState.CLOSED
+
+
+async def test_a_stream_consumer_that_fails_is_not_the_provider_failing() -> None:
+    """E.g. a callback writing to a client that hung up: its ConnectionResetError is raised
+    as it is and never counted, though a provider's connection error would be."""
+
+    def gone(chunk: str) -> None:
+        raise ConnectionResetError("client went away")
+
+    llm, breaker = guarded(Script([answer("done", chunks=2)]))
+    for _ in range(THRESHOLD + 1):
+        with pytest.raises(ConnectionResetError):
+            await llm.stream(gone, model="test/scripted", prompt="hi")
+    assert breaker.state is BreakerState.CLOSED
+
+
+async def test_a_refused_connection_is_retried_like_an_unavailable_provider() -> None:
+    refused = httpx.ConnectError("connection refused")
+    script = Script([raises(refused), answer("second attempt")])
+    r = await client(script, max_retries=1).generate(model="test/scripted", prompt="hi")
+    assert r.text == "second attempt"
+    assert script.calls == 2
+
+
+async def test_a_provider_sdk_timeout_is_a_504() -> None:
+    timeout = openai.APITimeoutError(request=httpx2.Request("POST", "http://provider.invalid"))
+    llm, breaker = guarded(Script([raises(timeout)]))
+    for _ in range(THRESHOLD):
+        with pytest.raises(UpstreamTimeout):
+            await llm.generate(model="test/scripted", prompt="hi")
+    assert breaker.state is BreakerState.OPEN
+
+
+@pytest.mark.parametrize(
+    "step",
+    [
+        raises(httpx.ConnectError("connection refused")),
+        raises(openai.APIConnectionError(request=httpx2.Request("POST", "http://p.invalid"))),
+        fail("UNAVAILABLE"),
+        fail("INTERNAL"),
+    ],
+    ids=["httpx-connect", "openai-connection", "genkit-unavailable", "genkit-internal"],
+)
+async def test_provider_failures_are_502_and_open_the_breaker(step: Step) -> None:
+    llm, breaker = guarded(Script([step]))
+    for _ in range(THRESHOLD):
+        with pytest.raises(UpstreamError) as info:
+            await llm.generate(model="test/scripted", prompt="hi")
+        assert info.value.status == 502
+    assert breaker.state is BreakerState.OPEN
+    with pytest.raises(BreakerOpen):
+        await llm.generate(model="test/scripted", prompt="hi")
+
+
+async def test_schema_invalid_output_is_502_and_opens_the_breaker() -> None:
+    llm, breaker = guarded(Script([answer('{"name": "Rex", "age": 99}')]))
+    for _ in range(THRESHOLD):
+        with pytest.raises(InvalidModelOutput):
+            await llm.structured(Pet, model="test/scripted", prompt="a pet")
+    assert breaker.state is BreakerState.OPEN
+
+
+async def test_a_model_answering_failed_itself_is_the_provider_failing() -> None:
+    async def gave_up(request: ModelRequest, ctx: ActionRunContext) -> ModelResponse:
+        return ModelResponse(
+            message=Message(role="model", content=[Part.from_text("")]),
+            finish_reason="failed",
+            finish_message="overloaded",
+        )
+
+    ai = Genkit()
+    ai.define_model(name="test/gave-up", fn=gave_up)
+    breaker = Breaker(BreakerConfig(failure_threshold=THRESHOLD, recovery_timeout=60))
+    llm = ModelClient(ai, ModelCallPolicyConfig(max_retries=0), breaker)
+    for _ in range(THRESHOLD):
+        with pytest.raises(UpstreamError):
+            await llm.generate(model="test/gave-up", prompt="hi")
+    assert breaker.state is BreakerState.OPEN
+
+
+@pytest.mark.parametrize(
+    "mistake", [{"output_format": "no-such-format"}, {"tools": ["no_such_tool"]}]
+)
+async def test_a_call_genkit_refuses_is_a_logged_500_not_the_provider(
+    mistake: dict[str, Any],
+) -> None:
+    llm, breaker = guarded(Script([answer("never")]))
+    with structlog.testing.capture_logs() as logs:
+        for _ in range(THRESHOLD + 1):
+            with pytest.raises(InternalError) as info:
+                await llm.generate(model="test/scripted", prompt="hi", **mistake)
+            assert info.value.detail == InternalError.default_detail
+    assert breaker.state is BreakerState.CLOSED
+    failure = errors_of(logs)[0]
+    assert failure["event"] == "generate_failed"
+    assert isinstance(failure["exc_info"], GenkitError)

@@ -20,8 +20,11 @@ from google.protobuf import json_format
 
 from endpoints_hello import schemas
 from endpoints_hello.generated import genkit_sample_pb2 as pb
+from genkit_endpoints.breaker import Breaker, BreakerConfig, BreakerState
 from genkit_endpoints.cache import CacheConfig, FlowCache
+from genkit_endpoints.config import ModelCallPolicyConfig
 from genkit_endpoints.errors import RateLimited, ServiceUnavailable
+from genkit_endpoints.generation import ModelClient
 from genkit_endpoints.routes import RouteTable
 from tests.unit.grpc_harness import (
     LEAKS,
@@ -194,8 +197,54 @@ async def test_unexpected_failure_is_logged_but_not_sent() -> None:
         with structlog.testing.capture_logs() as logs, pytest.raises(grpc.aio.AioRpcError) as info:
             await h.stub.TellJoke(pb.JokeRequest())
     assert info.value.details() == "The server could not complete the request."
-    (failure,) = [e for e in logs if e["event"] == "grpc_flow_failed"]
-    assert "secret internal message" in repr(failure["exc_info"].__cause__)
+    (failure,) = [e for e in logs if e["log_level"] == "error"]  # logged once, not per layer
+    assert failure["event"] == "flow_failed"
+    assert isinstance(failure["exc_info"], RuntimeError)  # the flow's own exception
+    assert "secret internal message" in str(failure["exc_info"])
+
+
+def _one_broken_flow(breaker: Breaker) -> Callable[[Genkit, RouteTable], RouteTable]:
+    """TellJoke calls generate with a mistyped argument; PirateChat is fine. Both share
+    one ModelClient behind ``breaker``."""
+
+    def patch(ai: Genkit, table: RouteTable) -> RouteTable:
+        llm = ModelClient(ai, ModelCallPolicyConfig(), breaker)
+
+        @ai.flow(name="broken_joke")
+        async def broken_joke(data: schemas.JokeInput) -> schemas.JokeResponse:
+            response = await llm.generate(prompt=data.name, promt_typo=1)
+            return schemas.JokeResponse(joke=response.text)
+
+        @ai.flow(name="guarded_chat")
+        async def guarded_chat(data: schemas.ChatInput) -> schemas.ChatResponse:
+            response = await llm.generate(prompt=data.question)
+            return schemas.ChatResponse(answer=response.text)
+
+        flows = {"TellJoke": broken_joke, "PirateChat": guarded_chat}
+        return RouteTable(
+            dataclasses.replace(r, flow=flows.get(r.grpc_method or "", r.flow)) for r in table
+        )
+
+    return patch
+
+
+async def test_a_bug_in_one_flow_is_internal_and_never_opens_the_breaker() -> None:
+    breaker = Breaker(BreakerConfig(failure_threshold=2, recovery_timeout=60))
+    async with serving(patch=_one_broken_flow(breaker)) as h:
+        codes = []
+        with structlog.testing.capture_logs() as logs:
+            for _ in range(4):
+                with pytest.raises(grpc.aio.AioRpcError) as info:
+                    await h.stub.TellJoke(pb.JokeRequest())
+                codes.append(info.value.code())
+        reply = await h.stub.PirateChat(pb.ChatRequest(question="Where is the gold?"))
+    assert codes == [grpc.StatusCode.INTERNAL] * 4
+    assert info.value.details() == "The server could not complete the request."
+    assert breaker.state is BreakerState.CLOSED
+    assert reply.answer
+    failures = [e for e in logs if e["log_level"] == "error"]
+    assert [e["event"] for e in failures] == ["flow_failed"] * 4
+    assert all(isinstance(e["exc_info"], TypeError) for e in failures)
 
 
 def _cached(ai: Genkit, table: RouteTable) -> RouteTable:

@@ -118,7 +118,9 @@ async def abort_with_error(context: grpc.aio.ServicerContext, err: EndpointError
 
 def _failure(exc: BaseException) -> EndpointError:
     err = routes.as_endpoint_error(exc)
-    if isinstance(err, InternalError):  # unexpected: the log gets what the client must not
+    # Unexpected: the log gets what the client must not. A flow's own failure arrives
+    # here already typed, and routes logged it if it was a bug.
+    if isinstance(err, InternalError) and not isinstance(exc, EndpointError):
         _log.error("grpc_flow_failed", exc_info=exc)
     return err
 
