@@ -77,7 +77,9 @@ def build_stack(
         from genkit_endpoints.asgi.auth import ApiKeyMiddleware  # noqa: PLC0415 - only with keys
 
         inner = ApiKeyMiddleware(inner, api_keys, exempt_paths=policy.exempt_paths)
-    inner = BodyLimitMiddleware(inner, policy.max_body_size)
+    inner = BodyLimitMiddleware(
+        inner, policy.max_body_size, policy.body_read_timeout, policy.body_min_rate
+    )
     inner = ConcurrencyLimitMiddleware(
         inner, policy.max_concurrent_requests, exempt_paths=policy.exempt_paths
     )
