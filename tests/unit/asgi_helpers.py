@@ -195,3 +195,14 @@ async def call_paced(
 
     await app(scope, receive, send)
     return sent, upload
+
+
+@asynccontextmanager
+async def within(seconds: float) -> AsyncIterator[None]:
+    """The block must end within ``seconds``: a hang guard (cancelling 2 s later) that
+    also fails a block which only ended because the guard cancelled it."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    async with asyncio.timeout(seconds + 2):
+        yield
+    assert loop.time() - started < seconds

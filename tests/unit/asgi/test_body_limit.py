@@ -13,7 +13,7 @@ from genkit_endpoints.asgi.policy import HttpPolicy
 from genkit_endpoints.asgi.stack import build_stack
 from genkit_endpoints.asgi.types import Receive, Scope, Send
 from tests.unit.asgi._support import assert_secured, reading_app
-from tests.unit.asgi_helpers import Captured, call_chunks, call_paced, http_scope
+from tests.unit.asgi_helpers import Captured, call_chunks, call_paced, http_scope, within
 
 
 def post(length: int | None = None) -> dict[str, Any]:
@@ -113,7 +113,7 @@ async def test_a_body_that_never_starts_gets_408_and_the_app_sees_a_disconnect()
     bodies: list[bytes] = []
     events: list[str] = []
     app = paced(reading_app(bodies, events), read_timeout=0.1)
-    async with asyncio.timeout(5):
+    async with within(3):
         sent, _ = await call_paced(app, post(100), [], gap=0, stall=True)
     assert_body_timeout(sent)
     assert json.loads(sent.body)["detail"] == (
@@ -127,7 +127,7 @@ async def test_a_body_that_stops_midway_gets_408() -> None:
     bodies: list[bytes] = []
     events: list[str] = []
     app = paced(reading_app(bodies, events), read_timeout=0.1)
-    async with asyncio.timeout(5):
+    async with within(3):
         sent, upload = await call_paced(app, post(), [b"a" * 10, b"b" * 10], gap=0, stall=True)
     assert_body_timeout(sent)
     assert upload.pulled_messages == 2
@@ -139,7 +139,7 @@ async def test_a_trickle_within_the_gap_is_cut_by_the_minimum_rate() -> None:
     second is far below 500: it is cut long before all 40 bytes are in."""
     chunks = [b"x"] * 40
     app = paced(reading_app([], []), read_timeout=0.5, min_rate=500)
-    async with asyncio.timeout(5):
+    async with within(3):
         sent, upload = await call_paced(app, post(), chunks, gap=0.05)
     assert_body_timeout(sent)
     assert upload.pulled_messages < len(chunks)
@@ -153,7 +153,7 @@ async def test_without_a_minimum_rate_only_the_gap_counts() -> None:
     bodies: list[bytes] = []
     chunks = [b"x"] * 10
     app = paced(reading_app(bodies, []), read_timeout=0.5, min_rate=0)
-    async with asyncio.timeout(5):
+    async with within(3):
         sent, _ = await call_paced(app, post(), chunks, gap=0.05)
     assert responses(sent) == [200]
     assert bodies == [b"x" * 10]
@@ -164,7 +164,7 @@ async def test_a_steady_body_slower_than_one_part_is_not_cut() -> None:
     bodies: list[bytes] = []
     chunks = [bytes([65 + i]) * 100 for i in range(10)]
     app = paced(reading_app(bodies, []), read_timeout=0.5, min_rate=500)
-    async with asyncio.timeout(5):
+    async with within(3):
         sent, _ = await call_paced(app, post(1000), chunks, gap=0.05)
     assert responses(sent) == [200]
     assert bodies == [b"".join(chunks)]
@@ -204,7 +204,7 @@ async def test_a_body_that_arrives_at_once_is_untouched_and_leaves_no_deadline_b
     async def send(message: dict[str, Any]) -> None:
         sent.messages.append(message)
 
-    async with asyncio.timeout(5):
+    async with within(3):
         await paced(streaming, read_timeout=0.05, min_rate=500)(post(4), receive, send)
     assert left.is_set()
     assert events == ["http.disconnect"]
@@ -230,7 +230,7 @@ async def test_time_the_app_spends_elsewhere_is_not_held_against_the_client() ->
         await send({"type": "http.response.body", "body": b""})
 
     app = paced(thinking, read_timeout=0.1, min_rate=500)
-    async with asyncio.timeout(5):
+    async with within(3):
         sent, _ = await call_paced(app, post(), [b"a", b"b", b"c"], gap=0.01)
     assert responses(sent) == [200]
     assert bodies == [b"abc"]
@@ -254,7 +254,7 @@ async def test_a_body_read_in_another_task_is_cut_there() -> None:
         await send({"type": "http.response.body", "body": b"late"})
 
     app = paced(split, read_timeout=0.1)
-    async with asyncio.timeout(5):
+    async with within(3):
         sent, _ = await call_paced(app, post(), [b"a"], gap=0, stall=True)
     assert_body_timeout(sent)
     assert events == ["http.request", "http.disconnect"]
@@ -263,7 +263,7 @@ async def test_a_body_read_in_another_task_is_cut_there() -> None:
 async def test_the_request_timeout_still_answers_504_when_it_comes_first() -> None:
     events: list[str] = []
     app = paced(reading_app([], events), read_timeout=5, request_timeout=0.1)
-    async with asyncio.timeout(5):
+    async with within(3):
         sent, _ = await call_paced(app, post(100), [], gap=0, stall=True)
     assert responses(sent) == [504]
     assert events == []  # the app was cancelled in its read, not told of a disconnect
@@ -289,7 +289,7 @@ async def test_a_cancellation_that_comes_with_the_body_deadline_is_not_swallowed
 
     app = BodyLimitMiddleware(reading_app([], []), 100, read_timeout=0.05, min_rate=0)
     task = asyncio.create_task(app(post(10), receive, send))
-    async with asyncio.timeout(5):
+    async with within(3):
         with pytest.raises(asyncio.CancelledError):
             await task
     assert sent.messages == []
@@ -309,7 +309,7 @@ async def test_a_cancellation_while_reading_is_not_taken_for_the_deadline() -> N
 
     app = BodyLimitMiddleware(reading_app([], []), 100, read_timeout=5)
     task = asyncio.create_task(app(post(10), receive, send))
-    async with asyncio.timeout(5):
+    async with within(3):
         await reading.wait()
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
