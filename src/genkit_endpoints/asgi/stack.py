@@ -13,7 +13,7 @@ Why this order:
 * The request id exists before anything can answer; the access log sits outside every
   layer that can answer, so it logs the status actually sent.
 * Security headers wrap the error envelope and every rejecting layer, so 400/401/403/
-  413/503/504 and the envelope's 500 all carry them (a reference sample defect, §9).
+  408/413/503/504 and the envelope's 500 all carry them.
 * CORS answers preflights before host, auth and limits: a browser's preflight carries
   no API key. Trusted host before the concurrency slot; the cheap rejections (body size,
   key) before any work; the timeout innermost among the answering layers, disarmed
