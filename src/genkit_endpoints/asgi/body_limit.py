@@ -7,24 +7,25 @@ anything is read — which also means no ``100 Continue`` is sent for
 
 Time. The servers bound how long a request head may take, but not its body: a client
 that announces a body and then sends it a byte at a time, or not at all, would hold a
-connection and a concurrency slot until the request timeout. So while the app waits for
-the body, the next part is due by
+connection and a concurrency slot until the request timeout. So from the first read that
+has to wait for the client, the next part is due by
 
-    min(last part + read_timeout, first read + read_timeout + bytes so far / min_rate)
+    min(last part + read_timeout, that first wait + read_timeout + bytes since / min_rate)
 
 (the rule of Apache's mod_reqtimeout): the body must start within ``read_timeout``, no
 pause may be longer, and on average it must keep up ``min_rate`` bytes per second
 (0: no rate rule). Time the app spends elsewhere is not the client's: if the deadline
-passes while the app is not reading, its next read starts a fresh window.
+passes while the app is not reading, the clock starts afresh at its next wait.
 
 Either way the refusal is the same: the problem (413 or 408, with ``Connection: close``)
 is sent at once, the app is told the client disconnected (every framework handles that
 cleanly, unlike an exception raised from ``receive``) and nothing it sends afterwards
 reaches the client; the rest of the body is never read and the connection is closed.
 
-Cost: nothing for GET/HEAD; a body read in one message costs one timer handle, armed at
-the first read and cancelled when the body is complete. The timer is not moved per
-part: when it fires it re-computes the deadline and re-arms for what is left. To
+Cost: nothing for GET/HEAD, and no timer for a body that is already there when the app
+reads it (a small JSON body arrives with its head): one timer handle is armed by the
+first read that has to wait, and cancelled when the body is complete. It is not moved
+per part: when it fires it re-computes the deadline and re-arms for what is left. To
 interrupt a read, it cancels the task waiting in it, which the read itself turns back
 into a disconnect — only that cancellation, never another one (the request timeout or a
 shutdown cancel the same task).
@@ -33,6 +34,9 @@ shutdown cancel the same task).
 from __future__ import annotations
 
 import asyncio
+import types
+from collections.abc import Awaitable, Callable, Generator
+from typing import Any
 
 from genkit_endpoints.asgi.errors import request_path, send_problem
 from genkit_endpoints.asgi.types import ASGIApp, Message, Receive, Scope, Send
@@ -54,6 +58,39 @@ class BodyReadTimeout(ClientTooSlow):
         if min_rate:
             rule += f", at {min_rate} bytes per second or more on average"
         super().__init__(f"The request body arrived too slowly: {rule}.", headers=_CLOSE)
+
+
+@types.coroutine
+def _arm_if_waiting(
+    read: Awaitable[Message], arm: Callable[[], None]
+) -> Generator[Any, Any, Message]:
+    """Await ``read``, calling ``arm`` first if it has to wait (its message was not there yet).
+
+    A body that arrives with its head, the common case, then costs no timer at all. The
+    rest is ``yield from`` spelled out: ``read`` is any awaitable, not only a coroutine.
+    """
+    steps = read.__await__()
+    try:
+        step = steps.send(None)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+    arm()
+    while True:
+        try:
+            sent = yield step
+        except GeneratorExit:
+            steps.close()
+            raise
+        except BaseException as exc:  # cancellation above all: the read must see it
+            try:
+                step = steps.throw(exc)
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
+        else:
+            try:
+                step = steps.send(sent)
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
 
 
 class BodyLimitMiddleware:
@@ -89,12 +126,10 @@ class _Guard:
     """One request's body: bytes seen, its read deadline, whether a refusal went out."""
 
     __slots__ = (
-        "app",
         "base",
         "complete",
         "handle",
         "last",
-        "limit",
         "loop",
         "mw",
         "rejected",
@@ -110,8 +145,6 @@ class _Guard:
 
     def __init__(self, mw: BodyLimitMiddleware, scope: Scope, send: Send) -> None:
         self.mw = mw
-        self.app = mw.app
-        self.limit = mw.max_bytes
         self.scope = scope
         self.send = send
         self.seen = 0
@@ -120,11 +153,13 @@ class _Guard:
         self.complete = False  # the body ended (or the client left): no deadline any more
         self.waiting = False  # the task is suspended in the server's receive, for the body
         self.timed_out = False  # our timer cancelled the waiting task
-        self.handle: asyncio.TimerHandle | None = None
-        self.loop: asyncio.AbstractEventLoop  # set by the first read, which arms the timer
-        self.task: asyncio.Task[object] | None = None
-        self.start = self.last = 0.0  # the window's first read; the last part's arrival
-        self.base = 0  # bytes seen before the window started
+        self.handle: asyncio.TimerHandle | None = None  # set while a window is open
+        # Set when a window opens (``_arm``), read only while one is open.
+        self.loop: asyncio.AbstractEventLoop
+        self.task: asyncio.Task[Any] | None  # the task reading the body
+        self.start: float  # when the window opened
+        self.last: float  # when its last part arrived
+        self.base: int  # bytes seen before it opened
 
     async def run(self, receive: Receive) -> None:
         async def guarded_receive() -> Message:
@@ -132,16 +167,17 @@ class _Guard:
                 return _DISCONNECT
             if self.complete:
                 return await receive()  # e.g. a stream waiting for the client to leave
-            if self.handle is None:
-                self._arm()
-            task = self.task = asyncio.current_task()
             self.waiting = True
             try:
-                message = await receive()
+                if self.handle is None:  # no window yet: open one only if the read waits
+                    message = await _arm_if_waiting(receive(), self._arm)
+                else:
+                    self.task = asyncio.current_task()
+                    message = await receive()
             except asyncio.CancelledError:
                 # Ours alone: answered below. Anyone else's goes on (uncancel() > 0 when
                 # a request timeout or a shutdown cancelled the task too).
-                if not (self.timed_out and task is not None and task.uncancel() == 0):
+                if not (self.timed_out and self.task is not None and self.task.uncancel() == 0):
                     raise
                 message = _DISCONNECT
             finally:
@@ -153,17 +189,17 @@ class _Guard:
                 self._finish()
                 return message
             self.seen += len(message.get("body", b""))
-            if self.seen > self.limit:
-                await self._reject(BodyTooLarge(self.limit))
+            if self.seen > self.mw.max_bytes:
+                await self._reject(BodyTooLarge(self.mw.max_bytes))
                 return _DISCONNECT
-            if message.get("more_body", False):
-                self.last = self.loop.time()
-            else:
+            if not message.get("more_body", False):
                 self._finish()
+            elif self.handle is not None:
+                self.last = self.loop.time()
             return message
 
         try:
-            await self.app(self.scope, guarded_receive, self._send)
+            await self.mw.app(self.scope, guarded_receive, self._send)
         except Exception:
             if not self.rejected:
                 raise
@@ -173,7 +209,9 @@ class _Guard:
                 self.handle.cancel()
 
     def _arm(self) -> None:
-        """Start a window: the first read, or the first after the app was busy elsewhere."""
+        """Start the clock: at the first read that waits, or the first one after the
+        deadline passed while the app was busy elsewhere."""
+        self.task = asyncio.current_task()
         self.loop = asyncio.get_running_loop()
         self.start = self.last = self.loop.time()
         self.base = self.seen

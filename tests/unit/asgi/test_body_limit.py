@@ -11,7 +11,7 @@ import pytest
 from genkit_endpoints.asgi.body_limit import BodyLimitMiddleware
 from genkit_endpoints.asgi.policy import HttpPolicy
 from genkit_endpoints.asgi.stack import build_stack
-from genkit_endpoints.asgi.types import Receive, Scope, Send
+from genkit_endpoints.asgi.types import Message, Receive, Scope, Send
 from tests.unit.asgi._support import assert_secured, reading_app
 from tests.unit.asgi_helpers import Captured, call_chunks, call_paced, http_scope, within
 
@@ -201,7 +201,7 @@ async def test_a_body_that_arrives_at_once_is_untouched_and_leaves_no_deadline_b
         left.set()
         return {"type": "http.disconnect"}
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: Message) -> None:
         sent.messages.append(message)
 
     async with within(3):
@@ -284,7 +284,7 @@ async def test_a_cancellation_that_comes_with_the_body_deadline_is_not_swallowed
             raise
         raise AssertionError("unreachable")
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: Message) -> None:
         sent.messages.append(message)
 
     app = BodyLimitMiddleware(reading_app([], []), 100, read_timeout=0.05, min_rate=0)
@@ -304,7 +304,7 @@ async def test_a_cancellation_while_reading_is_not_taken_for_the_deadline() -> N
         await asyncio.Event().wait()
         raise AssertionError("unreachable")
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: Message) -> None:
         sent.messages.append(message)
 
     app = BodyLimitMiddleware(reading_app([], []), 100, read_timeout=5)
@@ -315,3 +315,28 @@ async def test_a_cancellation_while_reading_is_not_taken_for_the_deadline() -> N
         with pytest.raises(asyncio.CancelledError):
             await task
     assert sent.messages == []
+
+
+async def test_a_server_whose_receive_returns_a_plain_future_is_cut_the_same() -> None:
+    """Not every server's ``receive`` is a coroutine (granian's is native code)."""
+    loop = asyncio.get_running_loop()
+    sent = Captured()
+    events: list[str] = []
+    parts = iter([b"a" * 10])
+
+    def receive() -> asyncio.Future[dict[str, Any]]:
+        future: asyncio.Future[dict[str, Any]] = loop.create_future()
+        part = next(parts, None)
+        if part is not None:  # the first part comes a little later; then nothing
+            message = {"type": "http.request", "body": part, "more_body": True}
+            loop.call_later(0.02, future.set_result, message)
+        return future
+
+    async def send(message: Message) -> None:
+        sent.messages.append(message)
+
+    app = paced(reading_app([], events), read_timeout=0.1)
+    async with within(3):
+        await app(post(), receive, send)
+    assert_body_timeout(sent)
+    assert events == ["http.request", "http.disconnect"]
