@@ -57,6 +57,12 @@ class Settings(BaseSettings):
     max_body_size: int = Field(
         default=1_048_576, ge=1_024, le=1_073_741_824, description="Bytes per request body."
     )
+    body_read_timeout: float = Field(
+        default=10, gt=0, le=600, description="Seconds to a request body's next part, else 408."
+    )
+    body_min_rate: int = Field(
+        default=500, ge=0, le=1_073_741_824, description="Bytes/s a body must average; 0: off."
+    )
     debug: bool = Field(default=False, description="Docs UI, console logs; never tracebacks.")
     keep_alive_timeout: float = Field(default=75, gt=0, le=3600, description="Seconds.")
     shutdown_grace: float = Field(default=25, ge=1, le=3600, description="Seconds to drain.")
@@ -311,6 +317,8 @@ class Settings(BaseSettings):
             request_timeout=self.request_timeout,
             debug=self.debug,
             max_body_size=self.max_body_size,
+            body_read_timeout=self.body_read_timeout,
+            body_min_rate=self.body_min_rate,
             max_concurrent_requests=self.max_concurrent_requests,
             cors_allowed_origins=tuple(self.cors_allowed_origins),
             trusted_hosts=tuple(self.trusted_hosts),

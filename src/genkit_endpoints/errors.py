@@ -142,6 +142,16 @@ class PayloadTooLarge(EndpointError):
     default_detail = "The request body is too large."
 
 
+class ClientTooSlow(EndpointError):
+    """The client did not send its request in time (a slow or stalled upload)."""
+
+    status = 408
+    grpc_code = "DEADLINE_EXCEEDED"
+    title = "Request Timeout"
+    slug = "client-timeout"
+    default_detail = "The request was not received in time."
+
+
 class RateLimited(EndpointError):
     status = 429
     grpc_code = "RESOURCE_EXHAUSTED"

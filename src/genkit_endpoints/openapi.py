@@ -101,6 +101,8 @@ _PROBLEMS: dict[int, tuple[str, str, tuple[tuple[str, str], ...]]] = {
     401: ("Unauthenticated", "With API keys configured: the key is missing, not valid, or "
           "sent in the URL.", (("WWW-Authenticate", "WwwAuthenticate"),)),
     404: ("NotFound", "There is no flow with that name.", ()),
+    408: ("RequestTimeout", "The request body arrived too slowly (BODY_READ_TIMEOUT, "
+          "BODY_MIN_RATE); the connection is closed.", ()),
     413: ("ContentTooLarge", "The request body is larger than MAX_BODY_SIZE.", ()),
     415: ("UnsupportedMediaType", "A non-empty body that is not JSON (application/json or "
           "application/*+json).", ()),
@@ -115,7 +117,7 @@ _PROBLEMS: dict[int, tuple[str, str, tuple[tuple[str, str], ...]]] = {
           "is shutting down.", (("Retry-After", "RetryAfter"),)),
     504: ("GatewayTimeout", "The request or the model call took too long.", ()),
 }  # fmt: skip
-_FLOW_ERRORS = (400, 401, 413, 415, 422, 429, 500, 502, 503, 504)
+_FLOW_ERRORS = (400, 401, 408, 413, 415, 422, 429, 500, 502, 503, 504)
 _CALLABLE_ERRORS = (*_FLOW_ERRORS, 404)
 _PROBE_ERRORS = (400, 500)  # GET: no body to limit; probes need no key, take no slot
 _KIT_OPERATIONS = ("liveness", "readiness", "genkit_callable")

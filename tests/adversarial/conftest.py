@@ -37,12 +37,14 @@ SERVERS = ("uvicorn", "granian", "hypercorn")
 
 # The server-level corpus runs against this configuration. Short deadlines, so the
 # slow-client cases take seconds; KEEP_ALIVE_TIMEOUT above HEADER_READ_TIMEOUT shows that
-# the head deadline does not shorten keep-alive. Head limits below their defaults, so the
-# settings are shown to reach each server (8192 is granian's floor).
+# the head deadline does not shorten keep-alive, and REQUEST_TIMEOUT well above
+# BODY_READ_TIMEOUT tells a slow body's 408 from the request's 504. Head limits below
+# their defaults, so the settings are shown to reach each server (8192 is granian's floor).
 HARDENED_ENV = {
     "HEADER_READ_TIMEOUT": "2",
     "KEEP_ALIVE_TIMEOUT": "4",
-    "REQUEST_TIMEOUT": "3",
+    "BODY_READ_TIMEOUT": "2",
+    "REQUEST_TIMEOUT": "8",
     "MAX_HEADER_BYTES": "8192",
     "MAX_HEADER_COUNT": "50",
 }

@@ -1,9 +1,9 @@
-"""Slow clients are cut off (issue 4 item 6): slowloris heads, silent connections, slow bodies.
+"""Slow clients are cut off: slowloris heads, silent connections, slow or stalled bodies.
 
 Deadlines come from ``HARDENED_ENV``: HEADER_READ_TIMEOUT=2, KEEP_ALIVE_TIMEOUT=4,
-REQUEST_TIMEOUT=3. Timing bounds are generous (2 cores, servers shared with other tests):
-a deadline is asserted to fire no earlier than itself minus a little, and no later than
-itself plus ``SLACK``.
+BODY_READ_TIMEOUT=2 (with the default BODY_MIN_RATE), REQUEST_TIMEOUT=8. Timing bounds
+are generous (2 cores, servers shared with other tests): a deadline is asserted to fire
+no earlier than itself minus a little, and no later than itself plus ``SLACK``.
 """
 
 from __future__ import annotations
@@ -12,12 +12,15 @@ import contextlib
 import select
 import socket
 import time
+from dataclasses import dataclass
 
+from tests.adversarial._app_support import parse_head
 from tests.adversarial.conftest import HARDENED_ENV, assert_still_serves
 from tests.support.server import ServerProcess
 
 HEADER_READ_TIMEOUT = float(HARDENED_ENV["HEADER_READ_TIMEOUT"])
 KEEP_ALIVE_TIMEOUT = float(HARDENED_ENV["KEEP_ALIVE_TIMEOUT"])
+BODY_READ_TIMEOUT = float(HARDENED_ENV["BODY_READ_TIMEOUT"])
 REQUEST_TIMEOUT = float(HARDENED_ENV["REQUEST_TIMEOUT"])
 SLACK = 3.0
 
@@ -63,51 +66,116 @@ def test_an_idle_kept_alive_connection_outlives_the_head_deadline_but_a_slow_hea
     assert expected - 0.5 <= seconds <= expected + SLACK, seconds
 
 
-def test_a_slowly_trickled_body_gets_504_at_the_request_timeout_and_the_connection_closes(
+POST_HEAD = (
+    b"POST /tell-joke HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+    b"Content-Length: %d\r\n\r\n"
+)
+
+
+def test_a_trickled_body_gets_408_at_the_body_deadline_and_the_connection_closes(
     hardened: ServerProcess, server_name: str
 ) -> None:
-    """The app reads the body inside the request timeout; afterwards the server stops waiting.
+    """The client announces 100 bytes and sends one every half second: never a pause as
+    long as BODY_READ_TIMEOUT, but far below the minimum rate (BODY_MIN_RATE, 500 bytes a
+    second by default), so it is cut at the body deadline, long before the request
+    timeout; the server then closes the connection without waiting for the rest."""
+    got = slow_body(hardened.port, POST_HEAD % 100 + b'{"name": "', trickle=b"a", interval=0.5)
+    got.assert_cut_at(BODY_READ_TIMEOUT)
+    assert_still_serves(hardened)
 
-    The client announces 100 bytes and sends one every half second, for longer than the
-    request timeout and every connection deadline together.
-    """
-    head = (
-        b"POST /tell-joke HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
-        b"Content-Length: 100\r\n\r\n"
-    )
+
+def test_a_body_that_never_starts_gets_408(hardened: ServerProcess, server_name: str) -> None:
+    got = slow_body(hardened.port, POST_HEAD % 100, trickle=b"", interval=0.5)
+    got.assert_cut_at(BODY_READ_TIMEOUT)
+    assert_still_serves(hardened)
+
+
+def test_a_steady_body_slower_than_one_read_is_not_cut(
+    hardened: ServerProcess, server_name: str
+) -> None:
+    """100 KiB in ten parts over 1.5 s: well above the minimum rate, every pause well
+    inside the body deadline. It is served, and the connection stays open."""
+    body = b'{"name": "Rex", "padding": "' + b"p" * (100 * 1024 - 30) + b'"}'
+    size = len(body) // 10 + 1
+    parts = [body[i : i + size] for i in range(0, len(body), size)]
+    assert len(parts) == 10
     with socket.create_connection(("127.0.0.1", hardened.port), timeout=10) as sock:
-        sock.sendall(head + b'{"name": "')
-        start = time.monotonic()
+        sock.sendall(POST_HEAD % len(body))
+        for part in parts:
+            time.sleep(0.15)
+            sock.sendall(part)
+        assert read_response(sock) == 200
+        assert get_health(sock) == 200  # the same connection serves the next request
+
+
+# --- helpers --------------------------------------------------------------------------
+
+
+@dataclass
+class SlowBody:
+    """What a slow body's connection saw: the response and when it came, when it closed."""
+
+    raw: bytes
+    answered_at: float | None
+    closed_at: float | None
+
+    def assert_cut_at(self, deadline: float) -> None:
+        """A 408 problem from the app at ``deadline``, then the connection closed at once."""
+        status, headers = parse_head(self.raw)
+        assert status == 408, self.raw[:300]
+        assert headers["content-type"] == "application/problem+json"
+        assert headers["connection"] == "close"
+        assert "x-request-id" in headers  # the app answered, not the server
+        assert self.answered_at is not None
+        assert deadline - 0.5 <= self.answered_at <= deadline + SLACK, self.answered_at
+        assert self.answered_at < REQUEST_TIMEOUT  # the body deadline, not the request's
+        assert self.closed_at is not None, self.raw[-300:]
+        assert self.closed_at - self.answered_at <= SLACK, (self.answered_at, self.closed_at)
+
+
+def slow_body(port: int, start: bytes, *, trickle: bytes, interval: float) -> SlowBody:
+    """Send ``start`` (a request head, maybe a body's first bytes), then ``trickle`` every
+    ``interval`` seconds until the server closes the connection, for at most the
+    request timeout plus ``SLACK``."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(start)
+        began = time.monotonic()
         got = b""
-        closed_at = None
-        answered_at = None
-        while time.monotonic() - start < REQUEST_TIMEOUT + KEEP_ALIVE_TIMEOUT + 2 * SLACK:
-            with contextlib.suppress(OSError):
-                sock.send(b"a")
-            ready, _, _ = select.select([sock], [], [], 0.5)
-            if not ready:
+        answered_at = closed_at = None
+        while time.monotonic() - began < REQUEST_TIMEOUT + SLACK:
+            if trickle and answered_at is None:
+                with contextlib.suppress(OSError):
+                    sock.send(trickle)
+            if not select.select([sock], [], [], interval)[0]:
                 continue
             try:
                 chunk = sock.recv(65536)
             except ConnectionResetError:
                 chunk = b""
             if not chunk:
-                closed_at = time.monotonic() - start
+                closed_at = time.monotonic() - began
                 break
             got += chunk
             if answered_at is None and b"\r\n\r\n" in got:
-                answered_at = time.monotonic() - start
-    assert got.startswith(b"HTTP/1.1 504 "), got[:300]
-    assert answered_at is not None
-    assert REQUEST_TIMEOUT - 0.5 <= answered_at <= REQUEST_TIMEOUT + SLACK, answered_at
-    # After its answer the server does not wait for the rest of the body: hypercorn and
-    # granian close at once, uvicorn drains it for at most HEADER_READ_TIMEOUT.
-    assert closed_at is not None, got[-300:]
-    assert closed_at - answered_at <= HEADER_READ_TIMEOUT + SLACK, (answered_at, closed_at)
-    assert_still_serves(hardened)
+                answered_at = time.monotonic() - began
+    return SlowBody(got, answered_at, closed_at)
 
 
-# --- helpers --------------------------------------------------------------------------
+def read_response(sock: socket.socket, timeout: float = 10) -> int:
+    """Read one response with a ``Content-Length`` from ``sock``; its status (0: none)."""
+    got = b""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        _, sep, body = got.partition(b"\r\n\r\n")
+        if sep and len(body) >= int(parse_head(got)[1].get("content-length", "0")):
+            return parse_head(got)[0]
+        if not select.select([sock], [], [], 1.0)[0]:
+            continue
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        got += chunk
+    return 0
 
 
 def get_health(sock: socket.socket) -> int:

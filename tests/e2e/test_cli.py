@@ -240,3 +240,36 @@ def test_host_flag_binds_the_given_address(tmp_path: Path) -> None:
 def test_module_entry_point_runs(tmp_path: Path) -> None:
     proc = run_cli(["--help"], cwd=tmp_path)
     assert "endpoints-hello" in proc.stdout
+
+
+def test_granian_warns_of_its_slow_head_bound_only_where_other_hosts_can_connect(
+    tmp_path: Path,
+) -> None:
+    """granian cuts a slow request head after KEEP_ALIVE_TIMEOUT, not HEADER_READ_TIMEOUT.
+
+    Asked to listen on 192.0.2.1 — a documentation address (RFC 5737) no host owns, so
+    the bind fails and nothing is ever reachable or sent — the runner has already said so
+    at start-up. On loopback, where only a local proxy can connect, it stays quiet.
+    """
+    env = {"KEEP_ALIVE_TIMEOUT": "75", "HEADER_READ_TIMEOUT": "10"}
+    args = ["--server", "granian", "--no-grpc", "--port", "8080"]
+    proc = run_cli([*args, "--host", "192.0.2.1"], env=env, cwd=tmp_path, timeout=60)
+    assert proc.returncode != 0  # it could not bind
+    warnings = [e for e in json_lines(proc.stdout + proc.stderr) if e.get("event") == WARNING]
+    assert len(warnings) == 1, proc.stdout + proc.stderr
+    assert (warnings[0]["slow_head_seconds"], warnings[0]["host"]) == (75, "192.0.2.1")
+
+    with run_server(tmp_path, args=["--server", "granian", "--no-grpc"], env=env) as server:
+        assert server.proc.poll() is None
+        assert WARNING not in server.log_text()
+
+
+WARNING = "granian_slow_head_bound"
+
+
+def json_lines(text: str) -> list[dict[str, object]]:
+    events = []
+    for line in text.splitlines():
+        if line.startswith("{"):
+            events.append(json.loads(line))
+    return events

@@ -34,7 +34,7 @@ from genkit_endpoints.models.offline import OFFLINE_MODEL, OfflineModel
 from genkit_endpoints.routes import FlowRoute, RouteTable
 from genkit_endpoints.sse import SSE_HEADERS
 from tests.support.image_server import offline_fetcher
-from tests.unit.asgi_helpers import Captured, call, http_scope, lifespan
+from tests.unit.asgi_helpers import Captured, call, call_paced, http_scope, lifespan, within
 
 RID = (b"x-request-id", b"parity-check")  # fixed, so problem bodies match byte for byte
 JSON = (b"content-type", b"application/json")
@@ -170,11 +170,17 @@ def sample_table() -> RouteTable:
 
 @asynccontextmanager
 async def serving(
-    framework: str, table: RouteTable, *, debug: bool = False, request_timeout: float = 5
+    framework: str,
+    table: RouteTable,
+    *,
+    debug: bool = False,
+    request_timeout: float = 5,
+    body_read_timeout: float = 10,
 ) -> AsyncIterator[ASGIApp]:
     """The framework app for ``table`` in the kit's stack, inside its running lifespan."""
     app = create_framework_app(framework, table, Readiness(), debug=debug, title="parity")
-    stacked = build_stack(app, HttpPolicy(request_timeout=request_timeout))
+    policy = HttpPolicy(request_timeout=request_timeout, body_read_timeout=body_read_timeout)
+    stacked = build_stack(app, policy)
     async with lifespan(stacked):
         yield stacked
 
@@ -370,6 +376,24 @@ async def test_a_stream_that_crashes_ends_with_a_500_frame_and_one_logged_traceb
     (failure,) = [e for e in logs if e["log_level"] == "error"]
     assert failure["event"] == "flow_failed"
     assert isinstance(failure["exc_info"], RuntimeError)
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+@pytest.mark.parametrize("chunks", [[], [b'{"name": "R']], ids=["never-starts", "stops-midway"])
+async def test_a_stalled_body_is_408_on_every_framework(
+    framework: str, chunks: list[bytes]
+) -> None:
+    """The framework reads the body its own way (Quart in a task of its own); each ends
+    with the kit's 408 and a closed connection, never the framework's error for a body
+    cut short, and the flow never runs."""
+    async with serving(framework, sample_table(), body_read_timeout=0.2) as app:
+        scope = Case("stalled", "POST", "/tell-joke", [JSON, (b"content-length", b"40")]).scope()
+        async with within(3):
+            sent, _ = await call_paced(app, scope, chunks, gap=0, stall=True)
+    assert [m["status"] for m in sent.messages if m["type"] == "http.response.start"] == [408]
+    assert sent.headers[b"connection"] == b"close"
+    problem = json.loads(sent.body)
+    assert (problem["status"], problem["instance"]) == (408, "/tell-joke")
 
 
 @pytest.mark.parametrize("framework", FRAMEWORKS)

@@ -48,6 +48,8 @@ def test_precedence_cli_over_env_over_env_file_over_dotenv(
         ("LOG_LEVEL", "loud"),
         ("LLM_TIMEOUT", "-1"),
         ("REQUEST_TIMEOUT", "0"),
+        ("BODY_READ_TIMEOUT", "0"),
+        ("BODY_MIN_RATE", "-1"),
         ("SHUTDOWN_GRACE", "0"),
         ("LLM_MAX_RETRIES", "99"),
         ("FRAMEWORK", "django"),
@@ -88,12 +90,15 @@ def test_views_carry_the_values_to_the_kit(in_tmp: Path, monkeypatch: pytest.Mon
     monkeypatch.setenv("LLM_MAX_RETRIES", "4")
     monkeypatch.setenv("OFFLINE_FIRST_CHUNK_DELAY", "7")
     monkeypatch.setenv("KEEP_ALIVE_TIMEOUT", "30")
+    monkeypatch.setenv("BODY_READ_TIMEOUT", "2.5")
+    monkeypatch.setenv("BODY_MIN_RATE", "0")
     s = load_settings()
     policy = s.model_call_policy()
     assert (policy.timeout_ms, policy.first_chunk_timeout_ms, policy.max_retries) == (1234, 321, 4)
     assert s.provider_config().offline.first_chunk_delay_ms == 7
     assert s.provider_config().timeout_ms == 1234
     assert s.server_config().keep_alive == 30
+    assert (s.http_policy().body_read_timeout, s.http_policy().body_min_rate) == (2.5, 0)
 
 
 def test_grpc_and_worker_settings_reach_the_kit(

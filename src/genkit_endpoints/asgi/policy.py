@@ -19,6 +19,10 @@ class HttpPolicy:
     request_timeout: float = 120.0
     debug: bool = False
     max_body_size: int = 1_048_576
+    # A request body's pace: each part within this many seconds, and on average at least
+    # body_min_rate bytes per second (0: no rate rule); slower → 408.
+    body_read_timeout: float = 10.0
+    body_min_rate: int = 500
     max_concurrent_requests: int = 1000
     cors_allowed_origins: tuple[str, ...] = ()
     trusted_hosts: tuple[str, ...] = ()
@@ -41,3 +45,5 @@ class HttpPolicy:
             raise ValueError("the JSON depth limit must be at least 2")
         if self.request_timeout <= 0:
             raise ValueError("the request timeout must be positive")
+        if not self.body_read_timeout > 0 or self.body_min_rate < 0:
+            raise ValueError("the body read timeout must be positive, its minimum rate >= 0")

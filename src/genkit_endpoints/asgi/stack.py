@@ -13,7 +13,7 @@ Why this order:
 * The request id exists before anything can answer; the access log sits outside every
   layer that can answer, so it logs the status actually sent.
 * Security headers wrap the error envelope and every rejecting layer, so 400/401/403/
-  413/503/504 and the envelope's 500 all carry them (a reference sample defect, §9).
+  408/413/503/504 and the envelope's 500 all carry them.
 * CORS answers preflights before host, auth and limits: a browser's preflight carries
   no API key. Trusted host before the concurrency slot; the cheap rejections (body size,
   key) before any work; the timeout innermost among the answering layers, disarmed
@@ -77,7 +77,9 @@ def build_stack(
         from genkit_endpoints.asgi.auth import ApiKeyMiddleware  # noqa: PLC0415 - only with keys
 
         inner = ApiKeyMiddleware(inner, api_keys, exempt_paths=policy.exempt_paths)
-    inner = BodyLimitMiddleware(inner, policy.max_body_size)
+    inner = BodyLimitMiddleware(
+        inner, policy.max_body_size, policy.body_read_timeout, policy.body_min_rate
+    )
     inner = ConcurrencyLimitMiddleware(
         inner, policy.max_concurrent_requests, exempt_paths=policy.exempt_paths
     )

@@ -22,16 +22,22 @@ trusted-host check sees them. It has no idle keep-alive timeout of its own: the 
 timeout also runs while a kept-alive connection waits for its next request, so it is
 set to ``keep_alive`` (a balancer must never reuse a connection we closed) and
 ``header_read_timeout`` does not apply: a slow client (slowloris) is cut after
-``keep_alive`` seconds (75 by default), not ``header_read_timeout``. A worker drains
+``keep_alive`` seconds (75 by default), not ``header_read_timeout``. Nothing in 2.8's
+``HTTP1Settings`` (header-read timeout, keep-alive on/off, buffer size, pipeline flush)
+separates the two, so a runner bound to an address other hosts can reach logs one
+warning at start-up (``granian_slow_head_bound``): such a granian belongs behind a proxy
+or load balancer that buffers request heads. A worker drains
 without a deadline, so the supervisor kills a worker still busy after ``shutdown_grace``
 (its lifespan shutdown then does not run; the exit code is still 0).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import multiprocessing
 from typing import Any
 
+import structlog
 from granian.constants import HTTPModes, Interfaces
 from granian.http import HTTP1Settings
 from granian.log import LogLevels
@@ -42,6 +48,8 @@ from genkit_endpoints.config import ServerConfig
 from genkit_endpoints.servers._common import import_target, load_factory, whole_seconds
 
 _HYPER_MIN_BUFFER = 8192  # hyper panics on a smaller max_buf_size
+
+_log = structlog.get_logger(__name__)
 
 # Replaces granian's logging dict (console handlers on stdout with their own format): its
 # loggers keep no handler and propagate to the root logger, which
@@ -83,6 +91,39 @@ def granian_server(target: str, cfg: ServerConfig) -> MPServer:
     )
 
 
+def slow_head_exposed(cfg: ServerConfig) -> bool:
+    """Whether clients on other hosts can hold a connection with a slow request head for
+    longer than ``header_read_timeout`` (granian cuts it after ``keep_alive`` only).
+
+    A loopback address only hears this host (a sidecar proxy, tests); a host name may
+    resolve to anything, so it counts as reachable.
+    """
+    if whole_seconds(cfg.keep_alive) <= cfg.header_read_timeout:
+        return False
+    if cfg.host == "localhost":
+        return False
+    try:
+        return not ipaddress.ip_address(cfg.host.strip("[]")).is_loopback
+    except ValueError:
+        return True
+
+
+def warn_slow_heads(cfg: ServerConfig) -> None:
+    """Say once, at start-up, what granian cannot bound, and what to do about it."""
+    if slow_head_exposed(cfg):
+        _log.warning(
+            "granian_slow_head_bound",
+            host=cfg.host,
+            slow_head_seconds=whole_seconds(cfg.keep_alive),
+            header_read_timeout=cfg.header_read_timeout,
+            advice=(
+                "granian cuts a slow request head only after KEEP_ALIVE_TIMEOUT: serve it "
+                "behind a proxy or load balancer that buffers request heads, or use "
+                "--server uvicorn or hypercorn"
+            ),
+        )
+
+
 def run_granian(app: ASGIApp | str, cfg: ServerConfig, *, factory: str | None = None) -> None:
     """Serve until SIGTERM/SIGINT, drain for up to ``cfg.shutdown_grace``, return (exit 0).
 
@@ -90,6 +131,7 @@ def run_granian(app: ASGIApp | str, cfg: ServerConfig, *, factory: str | None = 
     handles it, after the app's ``Lifecycle``, chained in front from the lifespan.
     """
     target = import_target(app, factory, "granian", "serves from worker processes")
+    warn_slow_heads(cfg)
     # The runner owns the process from here on; granian reads the start method per spawn.
     multiprocessing.set_start_method("spawn", force=True)
     granian_server(target, cfg).serve(target_loader=load_factory)
