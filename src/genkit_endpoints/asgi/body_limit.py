@@ -7,10 +7,10 @@ anything is read — which also means no ``100 Continue`` is sent for
 
 Time. The servers bound how long a request head may take, but not its body: a client
 that announces a body and then sends it a byte at a time, or not at all, would hold a
-connection and a concurrency slot until the request timeout. So from the first read that
-has to wait for the client, the next part is due by
+connection and a concurrency slot until the request timeout. So from the app's first
+read of the body, the next part is due by
 
-    min(last part + read_timeout, that first wait + read_timeout + bytes since / min_rate)
+    min(last part + read_timeout, that first read + read_timeout + bytes since / min_rate)
 
 (the rule of Apache's mod_reqtimeout): the body must start within ``read_timeout``, no
 pause may be longer, and on average it must keep up ``min_rate`` bytes per second
@@ -22,10 +22,10 @@ is sent at once, the app is told the client disconnected (every framework handle
 cleanly, unlike an exception raised from ``receive``) and nothing it sends afterwards
 reaches the client; the rest of the body is never read and the connection is closed.
 
-Cost: nothing for GET/HEAD, and no timer for a body that is already there when the app
-reads it (a small JSON body arrives with its head): one timer handle is armed by the
-first read that has to wait, and cancelled when the body is complete. It is not moved
-per part: when it fires it re-computes the deadline and re-arms for what is left. To
+Cost: nothing for GET/HEAD; otherwise one timer handle, armed by the first read and
+cancelled when the body is complete (a small JSON body arrives with its head, so at
+once). It is not moved per part: when it fires it re-computes the deadline and re-arms
+for what is left. To
 interrupt a read, it cancels the task waiting in it, which the read itself turns back
 into a disconnect — only that cancellation, never another one (the request timeout or a
 shutdown cancel the same task).
@@ -34,8 +34,6 @@ shutdown cancel the same task).
 from __future__ import annotations
 
 import asyncio
-import types
-from collections.abc import Awaitable, Callable, Generator
 from typing import Any
 
 from genkit_endpoints.asgi.errors import request_path, send_problem
@@ -58,39 +56,6 @@ class BodyReadTimeout(ClientTooSlow):
         if min_rate:
             rule += f", at {min_rate} bytes per second or more on average"
         super().__init__(f"The request body arrived too slowly: {rule}.", headers=_CLOSE)
-
-
-@types.coroutine
-def _arm_if_waiting(
-    read: Awaitable[Message], arm: Callable[[], None]
-) -> Generator[Any, Any, Message]:
-    """Await ``read``, calling ``arm`` first if it has to wait (its message was not there yet).
-
-    A body that arrives with its head, the common case, then costs no timer at all. The
-    rest is ``yield from`` spelled out: ``read`` is any awaitable, not only a coroutine.
-    """
-    steps = read.__await__()
-    try:
-        step = steps.send(None)
-    except StopIteration as done:
-        return done.value  # type: ignore[no-any-return]
-    arm()
-    while True:
-        try:
-            sent = yield step
-        except GeneratorExit:
-            steps.close()
-            raise
-        except BaseException as exc:  # cancellation above all: the read must see it
-            try:
-                step = steps.throw(exc)
-            except StopIteration as done:
-                return done.value  # type: ignore[no-any-return]
-        else:
-            try:
-                step = steps.send(sent)
-            except StopIteration as done:
-                return done.value  # type: ignore[no-any-return]
 
 
 class BodyLimitMiddleware:
@@ -168,12 +133,11 @@ class _Guard:
             if self.complete:
                 return await receive()  # e.g. a stream waiting for the client to leave
             self.waiting = True
+            self.task = asyncio.current_task()
+            if self.handle is None:
+                self._arm()
             try:
-                if self.handle is None:  # no window yet: open one only if the read waits
-                    message = await _arm_if_waiting(receive(), self._arm)
-                else:
-                    self.task = asyncio.current_task()
-                    message = await receive()
+                message = await receive()
             except asyncio.CancelledError:
                 # Ours alone: answered below. Anyone else's goes on (uncancel() > 0 when
                 # a request timeout or a shutdown cancelled the task too).
@@ -209,9 +173,8 @@ class _Guard:
                 self.handle.cancel()
 
     def _arm(self) -> None:
-        """Start the clock: at the first read that waits, or the first one after the
-        deadline passed while the app was busy elsewhere."""
-        self.task = asyncio.current_task()
+        """Start the clock: at the first read, or the first one after the deadline passed
+        while the app was busy elsewhere."""
         self.loop = asyncio.get_running_loop()
         self.start = self.last = self.loop.time()
         self.base = self.seen
