@@ -12,14 +12,15 @@ from __future__ import annotations
 import statistics
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 import redis
 
-from tests.support.fault_proxy import FaultProxy, fault_proxy
+from tests.support.fault_proxy import FaultProxy, Mode, fault_proxy
 from tests.support.redis_server import RedisServer, start_redis
-from tests.support.server import run_server
+from tests.support.server import ServerProcess, run_server
 
 REQUESTS = 300  # per phase: enough that a few discovery requests stay above the p99
 ADDED_P99_LIMIT = 0.25
@@ -100,3 +101,54 @@ def _run_phases(workdir: Path, own: RedisServer, proxy: FaultProxy, namespace: s
         "breaker_backend_unavailable",
     ):
         assert event in log, f"the outage was not logged: {event}"
+
+
+def test_faults_on_pooled_connections_under_uvloop_cause_no_5xx(tmp_path: Path) -> None:
+    """The pool already holds connections when Redis starts refusing and resets them, or
+    goes silent. uvicorn runs on uvloop (its default here), which raises ``RuntimeError``
+    for a write on a connection the server reset: that too is an outage, never a 500."""
+    (tmp_path / "redis").mkdir()
+    own = start_redis(tmp_path / "redis")
+    namespace = f"pooled{uuid.uuid4().hex[:8]}"
+    assert own.port is not None
+    env = {
+        "RATE_LIMIT_NAMESPACE": namespace,
+        "CACHE_NAMESPACE": namespace,
+        "CB_NAMESPACE": namespace,
+    }
+    try:
+        with fault_proxy(own.port) as proxy:
+            env["REDIS_URL"] = proxy.url()
+            with run_server(tmp_path, args=["--no-grpc"], env=env) as app:
+                assert "uvloop" in _event_loop_of(app)
+                for fault in ("reset", "refuse", "blackhole"):
+                    _pooled_fault(app, proxy, fault)
+                log = app.log_text()
+    finally:
+        own.stop()
+    assert "Traceback" not in log
+    assert log.count('"backend_down"') >= 3  # each fault was confirmed by the probe
+
+
+def _event_loop_of(app: ServerProcess) -> str:
+    """Which event loop the server runs: uvloop's library is mapped into it, or not."""
+    maps = Path(f"/proc/{app.proc.pid}/maps").read_text()
+    return "uvloop" if "uvloop" in maps else "asyncio"
+
+
+def _pooled_fault(app: ServerProcess, proxy: FaultProxy, fault: Mode) -> None:
+    body = {"text": f"pooled {uuid.uuid4().hex}"}
+    with ThreadPoolExecutor(max_workers=16) as pool, app.client() as client:
+        warm = list(pool.map(lambda _: client.post("/translate", json=body).status_code, range(32)))
+        assert set(warm) == {200}, warm  # and the pools hold open connections now
+        proxy.set_mode(fault)
+        time.sleep(0.3)  # the server's loop notices the dropped connections
+        statuses = [
+            client.post("/translate", json={"text": f"{fault} {i}"}).status_code for i in range(20)
+        ]
+        assert all(s < 500 for s in statuses), (fault, statuses)
+        proxy.set_mode("pass")
+        deadline = time.monotonic() + 30
+        while app.log_text().count('"backend_recovered"') < app.log_text().count('"backend_down"'):
+            assert time.monotonic() < deadline, f"not back on Redis after {fault}"
+            time.sleep(0.2)
