@@ -68,9 +68,9 @@ def server_env() -> dict[str, str]:
     return {**env, "LOG_LEVEL": "warning", "LOG_FORMAT": "json", "PYTHONUNBUFFERED": "1"}
 
 
-# Ours runs as a locked-down production deployment would (issue 4: "the full security
-# stack"): API keys, CORS, trusted hosts and proxies configured, the access log on. The
-# bare app gets the same requests (the key header included) and ignores them.
+# Ours runs as a locked-down production deployment would, with the full security stack:
+# API keys, CORS, trusted hosts and proxies configured, the access log on. The bare app
+# gets the same requests (the key header included) and ignores them.
 BENCH_API_KEY = "bench-key-0123456789abcdef"
 SECURED_ENV = {
     "API_KEYS": f"bench:{BENCH_API_KEY}",

@@ -1,4 +1,4 @@
-"""Resilience benchmark (issue 5): cache hits, rate-limit cost, 1 000 in flight, stampedes.
+"""Resilience benchmark: cache hits, rate-limit cost, 1 000 in flight, stampedes.
 
 Four parts, each printed as a table (``--parts`` picks them), all on uvicorn with our
 app pinned to one core and the load (and Redis) on the other:

@@ -1,4 +1,4 @@
-"""gunicorn configuration for users who prefer gunicorn as the process manager (SPEC §6.1).
+"""gunicorn configuration for users who prefer gunicorn as the process manager.
 
 Run (from the directory holding your ``.env``, if any)::
 

@@ -1,4 +1,4 @@
-"""Regenerate the sample's gRPC stubs from ``protos/genkit_sample.proto`` (SPEC §2.5).
+"""Regenerate the sample's gRPC stubs from ``protos/genkit_sample.proto``.
 
 Runs ``python -m grpc_tools.protoc`` (Python, ``.pyi`` and gRPC outputs) into an output
 directory, then rewrites the gRPC module's top-level ``import genkit_sample_pb2`` into a

@@ -1,4 +1,4 @@
-"""The sample flows (SPEC §3.1) and their route table entries.
+"""The sample flows and their route table entries.
 
 ``build_routes`` defines every flow on the given Genkit instance and returns the one
 route table that REST (and later gRPC) is generated from. Adding a flow means: a schema
@@ -46,7 +46,7 @@ PIRATE_SYSTEM_PROMPT = (
 )
 
 # Control characters other than tab and newlines carry no meaning in text to translate
-# and can confuse a model; they are removed. Nothing is ever truncated (SPEC §2.1).
+# and can confuse a model; they are removed. Nothing is ever truncated.
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
@@ -136,7 +136,7 @@ def build_routes(ai: Genkit, llm: ModelClient, images: ImageFetcher | None = Non
     @ai.flow(description="Describe an image given by URL.")
     async def describe_image(data: ImageInput) -> ImageDescription:
         # Fetched here and passed inline: a provider plugin handed the URL would download
-        # whatever it names, internal addresses included (SPEC §3.3).
+        # whatever it names, internal addresses included.
         image = await fetcher.fetch(data.image_url)
         response = await llm.generate(
             prompt=[
@@ -181,8 +181,8 @@ def build_routes(ai: Genkit, llm: ModelClient, images: ImageFetcher | None = Non
             variables["language"] = data.language
         return await llm.prompt("code_review", variables, CodeReview)
 
-    # Cache fingerprints (SPEC §4.4): the inline prompts are this file's text, then the
-    # default model and the model-call policy; review-code adds its Dotprompt file.
+    # Cache fingerprints: the inline prompts are this file's text, then the default model
+    # and the model-call policy; review-code adds its Dotprompt file.
     here = Path(__file__).resolve().parent
     model = ai.registry.lookup_value("defaultModel", "defaultModel")
     v = fingerprint(

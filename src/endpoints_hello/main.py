@@ -111,7 +111,7 @@ def _configure_logging(settings: Settings) -> None:
     configure_logging(
         settings.log_level,
         settings.log_format or default_format(settings.debug),
-        # Keys without a recognisable shape are masked by value (SPEC §5.1).
+        # Keys without a recognisable shape are masked by value.
         secrets=[
             *api_key_secrets(settings.api_keys),
             *secret_values(settings.gemini_api_key, settings.openai_api_key),

@@ -1,4 +1,4 @@
-"""Input and output schemas of the sample flows (SPEC §2.1): defaults, limits, JSON keys.
+"""Input and output schemas of the sample flows: defaults, limits, JSON keys.
 
 Every input field is optional with a default, so ``{}`` is a valid request everywhere.
 Limits are enforced here, never by silently truncating (the reference sample cut
@@ -88,7 +88,7 @@ class Skills(BaseModel):
 
 
 class RpgCharacter(BaseModel):
-    # backStory is camelCase on the wire (SPEC §2.1); both spellings are accepted.
+    # backStory is camelCase on the wire; both spellings are accepted.
     model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
 
     name: str = Field(min_length=1, max_length=200)

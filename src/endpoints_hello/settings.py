@@ -1,4 +1,4 @@
-"""Settings of the sample app (SPEC §7), built once in ``main`` and passed to factories.
+"""Settings of the sample app, built once in ``main`` and passed to factories.
 
 Priority: CLI flags > environment > ``.<env>.env`` (``--env NAME``) > ``.env`` > defaults.
 Variable names follow the reference sample (PORT, LOG_LEVEL, LLM_TIMEOUT, …). Every
@@ -70,7 +70,7 @@ class Settings(BaseSettings):
         default=120, gt=0, le=3600, description="Seconds until 504 if no response started."
     )
 
-    # Security (SPEC §4.1, §4.2, §3.3)
+    # Security
     cors_allowed_origins: CommaList = Field(
         default_factory=list, description="Origins allowed by CORS; empty: same origin only."
     )
@@ -120,7 +120,7 @@ class Settings(BaseSettings):
         default=16_384, ge=1024, le=1_048_576, description="Bytes of request metadata."
     )
 
-    # Resilience at scale (SPEC §4.3 to §4.5): memory:// by default, Redis by URL.
+    # Resilience at scale: memory:// by default, Redis by URL.
     redis_url: SecretStr | None = Field(
         default=None, description="redis://, rediss:// or unix:// shared by every feature below."
     )
@@ -250,7 +250,7 @@ class Settings(BaseSettings):
     @field_validator("rate_limit_default")
     @classmethod
     def _rates(cls, value: str) -> str:
-        parse_rates(value)  # "0/minute", "ten/minute": one clear line at start-up (SPEC §4.3)
+        parse_rates(value)  # "0/minute", "ten/minute": one clear line at start-up
         return value
 
     @field_validator("api_keys")

@@ -1,4 +1,4 @@
-"""Which IP addresses an outbound fetch of a user-supplied URL may connect to (SPEC §3.3).
+"""Which IP addresses an outbound fetch of a user-supplied URL may connect to.
 
 Only globally routable unicast addresses. The ranges are listed here rather than taken
 from ``ipaddress``'s ``is_private``/``is_global`` alone, because those flags changed

@@ -1,4 +1,4 @@
-"""API keys and the authenticated principal, with no transport types (SPEC §4.2).
+"""API keys and the authenticated principal, with no transport types.
 
 REST middleware and the gRPC interceptor are thin layers over this module, so both accept
 the same keys in the same headers and reject the same ambiguous requests. A keyring holds

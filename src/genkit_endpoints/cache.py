@@ -1,4 +1,4 @@
-"""The flow cache (SPEC §4.4): answers of idempotent flows by key, with single-flight.
+"""The flow cache: answers of idempotent flows by key, with single-flight.
 
 A key is the SHA-256 of the flow's name, its version fingerprint (prompt, model and model
 configuration: ``fingerprint``), the canonical JSON of the validated input and, with
@@ -246,7 +246,7 @@ class FlowCache:
         return len(self._inflight)
 
     def key(self, flow: str, version: str, payload: BaseModel, mode: str = "unary") -> str:
-        """The cache key of one request (SPEC §4.4); reads the principal from the context."""
+        """The cache key of one request; reads the principal from the context."""
         principal = ""
         if self.config.scope == "principal":
             who = current_principal()

@@ -1,4 +1,4 @@
-"""Plain configuration objects the kit's factories take (SPEC §1: settings passed in).
+"""Plain configuration objects the kit's factories take; the kit reads no settings itself.
 
 Deliberately free of heavy imports (no Genkit, no servers): the app's settings module
 builds these, and ``--help`` or a bad flag must not pay for importing Genkit.
@@ -29,7 +29,7 @@ class OfflineModelConfig:
 
 
 class ModelCallPolicyConfig(BaseModel):
-    """Deadlines and retry budget of one model call (SPEC §3.3). Times in milliseconds."""
+    """Deadlines and retry budget of one model call. Times in milliseconds."""
 
     timeout_ms: float = Field(default=60_000, gt=0)
     first_chunk_timeout_ms: float | None = Field(default=None, gt=0)
@@ -57,7 +57,7 @@ class ProviderConfigError(ValueError):
 
 @dataclass(frozen=True)
 class ServerConfig:
-    """How the REST server listens, keeps connections and bounds a request's head (SPEC §6.1).
+    """How the REST server listens, keeps connections and bounds a request's head.
 
     ``max_header_bytes`` bounds the request line plus headers, ``max_header_count`` the
     number of header fields (both answered 431), and ``header_read_timeout`` the seconds
@@ -90,20 +90,20 @@ class ServerConfig:
 class GrpcConfig:
     """How the gRPC server listens, what it accepts and how it keeps connections alive.
 
-    Keep-alive values are set explicitly rather than left to gRPC core defaults (SPEC
-    §6.1): the server pings idle clients to find dead peers, tolerates client pings
-    down to ``min_ping_interval_ms`` (stricter values make core answer GOAWAY
-    ``too_many_pings`` to well-behaved clients), and closes a connection only after it
-    has been idle longer than typical load-balancer idle timeouts (75 s), so a balancer
-    never reuses a connection we already closed. ``so_reuseport`` lets several worker
-    processes bind the same port (SPEC §6.1).
+    Keep-alive values are set explicitly rather than left to gRPC core defaults: the
+    server pings idle clients to find dead peers, tolerates client pings down to
+    ``min_ping_interval_ms`` (stricter values make core answer GOAWAY ``too_many_pings``
+    to well-behaved clients), and closes a connection only after it has been idle longer
+    than typical load-balancer idle timeouts (75 s), so a balancer never reuses a
+    connection we already closed. ``so_reuseport`` lets several worker processes bind
+    the same port.
 
-    TLS (SPEC §4.2): ``tls_cert`` + ``tls_key`` serve TLS; adding ``tls_client_ca`` makes
-    it mutual (every client must present a certificate that CA issued). Neither: plaintext,
-    for a mesh or a proxy that terminates TLS. The files are read when the server is built.
-    Concurrency and metadata size are capped explicitly: RPCs beyond
-    ``max_concurrent_rpcs`` are refused with RESOURCE_EXHAUSTED instead of queueing
-    without bound, and request metadata (where API keys travel) is bounded in bytes.
+    TLS: ``tls_cert`` + ``tls_key`` serve TLS; adding ``tls_client_ca`` makes it mutual
+    (every client must present a certificate that CA issued). Neither: plaintext, for a mesh
+    or a proxy that terminates TLS. The files are read when the server is built. Concurrency
+    and metadata size are capped explicitly: RPCs beyond ``max_concurrent_rpcs`` are refused
+    with RESOURCE_EXHAUSTED instead of queueing without bound, and request metadata (where
+    API keys travel) is bounded in bytes.
     """
 
     host: str = "0.0.0.0"  # noqa: S104 - a server; the app's settings choose the address
@@ -114,7 +114,7 @@ class GrpcConfig:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     tls_client_ca: Path | None = None
-    debug: bool = False  # server reflection only in DEBUG (SPEC §2.5)
+    debug: bool = False  # server reflection only in DEBUG
     keepalive_time_ms: int = 60_000
     keepalive_timeout_ms: int = 20_000
     keepalive_permit_without_calls: bool = True

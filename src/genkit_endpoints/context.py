@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from genkit_endpoints.auth import Principal
 
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
-# Set by the REST auth middleware and the gRPC auth interceptor (SPEC §4.2).
+# Set by the REST auth middleware and the gRPC auth interceptor.
 principal_var: ContextVar[Principal | None] = ContextVar("principal", default=None)
 
 

@@ -2,8 +2,8 @@
 
 Transports never invent statuses. Flows, policies and adapters raise these types; the
 REST error envelope renders them as RFC 9457 ``application/problem+json`` and the gRPC
-servicer maps ``grpc_code`` (SPEC §2.3). ``detail`` is always a sentence written for the
-client: internal messages go to the log, never into a response.
+servicer maps ``grpc_code``. ``detail`` is always a sentence written for the client:
+internal messages go to the log, never into a response.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ class EndpointError(Exception):
         return _TYPE_PREFIX + self.slug
 
     def problem(self, *, instance: str, request_id: str | None) -> dict[str, Any]:
-        """The RFC 9457 body (SPEC §2.3), keys in a stable order on every framework."""
+        """The RFC 9457 body, keys in a stable order on every framework."""
         body: dict[str, Any] = {
             "type": self.type_uri,
             "title": self.title,
@@ -69,7 +69,7 @@ class InvalidInput(EndpointError):
 
 
 class ImageFetchError(EndpointError):
-    """An image URL was refused or its image could not be fetched (SPEC §3.3).
+    """An image URL was refused or its image could not be fetched.
 
     422, not 502, even when the image server failed: the URL is the client's input, not
     an upstream of ours, and it must not count against the model provider's breaker.
@@ -190,12 +190,12 @@ class UpstreamRejected(UpstreamError):
     """The provider refused this request (4xx other than 429: bad argument, permission).
 
     Still a 502 to the client, but not an outage: the circuit breaker does not count it
-    (SPEC §4.5 counts 5xx/429, timeouts, connection errors and invalid output only).
+    (it counts only 5xx/429, timeouts, connection errors and invalid output).
     """
 
 
 class InvalidModelOutput(UpstreamError):
-    """The model answered, but not with what the output schema requires (SPEC §2.1)."""
+    """The model answered, but not with what the output schema requires."""
 
     grpc_code = "INTERNAL"
     slug = "invalid-model-output"
@@ -211,7 +211,7 @@ class UpstreamTimeout(EndpointError):
 
 
 class InternalError(EndpointError):
-    """Anything unexpected. The detail is generic on purpose (SPEC §2.3)."""
+    """Anything unexpected. The detail is generic on purpose: it must leak nothing internal."""
 
 
 def field_errors_from_pydantic(errors: Iterable[Mapping[str, Any]]) -> list[dict[str, str]]:

@@ -2,7 +2,7 @@
 
 Adapters read the request (path, headers, body) in their framework's way, call one of
 these handlers and write the ``HttpReply`` back. Parsing, validation, status codes and
-bodies therefore cannot drift between FastAPI, Litestar and Quart (SPEC §2.1, §2.3).
+bodies therefore cannot drift between FastAPI, Litestar and Quart.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ def is_json(content_type: str | None) -> bool:
 
 
 def no_cache(cache_control: str | None) -> bool:
-    """True when ``Cache-Control`` carries ``no-cache``: skip cached answers (SPEC §4.4)."""
+    """True when ``Cache-Control`` carries ``no-cache``: skip cached answers."""
     if not cache_control:
         return False
     directives = (d.split("=", 1)[0].strip().lower() for d in cache_control.split(","))
@@ -85,9 +85,9 @@ async def flow_endpoint(
 ) -> HttpReply:
     """``POST /<route>``: JSON in, JSON (or SSE for streaming routes) out.
 
-    The table supplies what every route shares: its JSON depth limit (issue 4 item 6),
-    its cache (SPEC §4.4; the request's ``Cache-Control`` may skip the read) and its open
-    streams (ended at shutdown).
+    The table supplies what every route shares: its JSON depth limit, its cache (the
+    request's ``Cache-Control`` may skip the read) and its open streams (ended at
+    shutdown).
     """
     cache, skip = table.cache, no_cache(cache_control)
     try:
@@ -123,7 +123,7 @@ async def callable_endpoint(
     query_string: bytes,
     cache_control: str | None = None,
 ) -> HttpReply:
-    """``POST /flows/{name}`` with ``{"data": input}`` → ``{"result": output}`` (SPEC §2.4)."""
+    """``POST /flows/{name}`` with ``{"data": input}`` → ``{"result": output}``."""
     cache, skip = table.cache, no_cache(cache_control)
     try:
         route = table.by_name.get(name)

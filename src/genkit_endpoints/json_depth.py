@@ -1,4 +1,4 @@
-"""The nesting limit of JSON request bodies (issue 4 item 6): too deep is a 422, never a 500.
+"""The nesting limit of JSON request bodies: too deep is a 422, never a 500.
 
 JSON parsers recurse, and each stops somewhere else: orjson at 1024 levels, pydantic's
 parser at a few hundred, and a document that passes both can still cost a validator

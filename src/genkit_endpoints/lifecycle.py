@@ -1,4 +1,4 @@
-"""Drain coordination (SPEC §6.2): what runs at the first SIGTERM/SIGINT, in every server.
+"""Drain coordination: what runs at the first SIGTERM/SIGINT, in every server.
 
 Servers drain on their own (stop accepting, wait for in-flight work) and only then run
 the ASGI lifespan shutdown — too late to flip readiness or gRPC health. ``Lifecycle``

@@ -1,4 +1,4 @@
-"""Secret masking for every log line (SPEC §5.1, issue 4 item 7), ours and the libraries'.
+"""Secret masking for every log line, ours and the libraries'.
 
 A structlog processor that walks the event (nested dicts, lists, tuples, sets; bounded
 depth, cycles cut) and masks three ways: by key name (``api_key``, ``Authorization``,

@@ -1,4 +1,4 @@
-"""Logging setup (SPEC §5.1): structlog for our events, stdlib records routed through it.
+"""Logging setup: structlog for our events, stdlib records routed through it.
 
 JSON lines in production (tracebacks included as text), a coloured console in DEBUG.
 ``LOG_LEVEL`` applies to our loggers, to Genkit's structlog events and to library
@@ -123,12 +123,12 @@ def configure_logging(
 def access_logger(fmt: LogFormat, name: str = "genkit_endpoints.access") -> Any:
     """The logger for the per-request access line: fast where it matters.
 
-    In JSON mode it writes orjson bytes straight to stderr through a short processor
-    chain (request id, level, logger, timestamp): ≈5 µs a line instead of ≈15 µs through
-    the stdlib bridge, on every request (STYLE.md performance notes). Its fields are
-    chosen by the kit (route template, never the raw path; no headers), so the masker
-    has nothing to find there. On the console it is the ordinary logger. Call after
-    ``configure_logging``; the level is the root logger's, checked by the caller.
+    In JSON mode it writes orjson bytes straight to stderr through a short processor chain
+    (request id, level, logger, timestamp), much cheaper per line than the stdlib bridge,
+    and it runs on every request. Its fields are chosen by the kit (route template, never
+    the raw path; no headers), so the masker has nothing to find there. On the console it
+    is the ordinary logger. Call after ``configure_logging``; the level is the root
+    logger's, checked by the caller.
     """
     if fmt != "json":
         return structlog.get_logger(name)

@@ -1,14 +1,14 @@
-"""SSRF-safe download of user-supplied image URLs, so they can be passed inline (SPEC §3.3).
+"""SSRF-safe download of user-supplied image URLs, so they can be passed inline.
 
 A provider plugin must never be handed a user's URL: Gemini's downloads any http(s) URL
-itself, without a size cap (GENKIT.md). `ImageFetcher` downloads the image instead,
-under rules a URL cannot talk its way around: http(s) only and no credentials; every
-address the host resolves to must be public (`addresses.is_public`) or inside an
-explicitly allowed network, checked after DNS and again on every redirect; the
-connection goes to the checked address itself (the URL's host becomes the ``Host``
-header and the TLS server name), so a second DNS answer cannot rebind it; the body is
-streamed against a byte cap and must really be an image (magic bytes, not only the
-header). Every failure is an `ImageFetchError` (422): the URL is the client's input.
+itself, without a size cap. `ImageFetcher` downloads the image instead, under rules a URL
+cannot talk its way around: http(s) only and no credentials; every address the host
+resolves to must be public (`addresses.is_public`) or inside an explicitly allowed
+network, checked after DNS and again on every redirect; the connection goes to the checked
+address itself (the URL's host becomes the ``Host`` header and the TLS server name), so a
+second DNS answer cannot rebind it; the body is streamed against a byte cap and must
+really be an image (magic bytes, not only the header). Every failure is an
+`ImageFetchError` (422): the URL is the client's input.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The OpenAPI document of the REST contract, derived from the route table (SPEC §2.1 to §2.4).
+"""The OpenAPI document of the REST contract, derived from the route table.
 
 Adapters answer with bytes from ``genkit_endpoints.http``, so a framework's own generator
 cannot know what a route returns: FastAPI documented ``{}`` for every 200 and none of the
@@ -45,7 +45,7 @@ _FIELD_ERROR = {
 }  # fmt: skip
 _PROBLEM = {
     "type": "object",
-    "description": "An RFC 9457 problem; the same body on every framework (SPEC §2.3).",
+    "description": "An RFC 9457 problem; the same body on every framework.",
     "required": ["type", "title", "status", "detail", "instance", "request_id"],
     "properties": {
         "type": {"type": "string", "pattern": "^urn:genkit-endpoints:problem:[a-z0-9-]+$"},
@@ -90,7 +90,7 @@ _RETRY_AFTER = {"description": "Seconds to wait before retrying.", "required": F
 _HEADERS = {  # components, by name; a response maps header names to these
     "RequestId": _REQUEST_ID,
     "RetryAfter": _RETRY_AFTER,
-    "RetryAfterAlways": {**_RETRY_AFTER, "required": True},  # SPEC §2.3: every 429
+    "RetryAfterAlways": {**_RETRY_AFTER, "required": True},  # every 429 says when to retry
     "WwwAuthenticate": {"description": "How to authenticate.", "required": True,
                         "schema": {"type": "string", "pattern": "^Bearer "}},
 }  # fmt: skip
@@ -207,7 +207,7 @@ class _Models:
 
 
 def _body(schema: dict[str, Any]) -> dict[str, Any]:
-    # Optional: an empty body means `{}`, every input field has a default (SPEC §2.1).
+    # Optional: an empty body means `{}`, every input field has a default.
     return {"required": False, "content": {_JSON: {"schema": schema}}}
 
 
@@ -220,7 +220,7 @@ def _flow_operation(route: FlowRoute, models: _Models) -> dict[str, Any]:
         event = {"oneOf": [_event("message", frames), _event("error", _ref("Problem"))]}
         ok = _sse_response(
             "`chunk` frames, then `done`; a failure after the start ends the stream with one "
-            "`event: error` problem (SPEC §2.2).",
+            "`event: error` problem.",
             event,
         )
     else:
@@ -244,7 +244,7 @@ def _callable_operation(table: RouteTable, models: _Models) -> dict[str, Any]:
     error = _frame({"status": {"type": "string"}, "message": {"type": "string"}})
     frames = [_frame({"message": _ANY}), _frame({"result": outputs}), _frame({"error": error})]
     stream = _sse_response("With `Accept: text/event-stream` or `?stream=true`: `message` "
-                           "frames, then `result` or `error` (SPEC §2.4).",
+                           "frames, then `result` or `error`.",
                            _event("message", {"oneOf": frames}))  # fmt: skip
     ok = _json_response('`{"result": output}`', _frame({"result": outputs}))
     ok["content"].update(stream["content"])
@@ -253,7 +253,7 @@ def _callable_operation(table: RouteTable, models: _Models) -> dict[str, Any]:
         "tags": ["genkit callable"],
         "operationId": "genkit_callable",
         "summary": "Call a flow with the Genkit callable protocol",
-        "description": "`{\"data\": input}` in, `{\"result\": output}` out (SPEC §2.4).",
+        "description": "`{\"data\": input}` in, `{\"result\": output}` out.",
         "security": _SECURITY,
         "parameters": [
             *_PARAMETERS,

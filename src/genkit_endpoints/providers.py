@@ -1,4 +1,4 @@
-"""Model provider selection (SPEC §3.2): Gemini, OpenAI-compatible or the offline model.
+"""Model provider selection: Gemini, OpenAI-compatible or the offline model.
 
 The provider plugins are imported only when selected: ``genkit_google_genai`` alone
 costs about a second and 70 MiB. An explicitly requested provider that cannot be set up

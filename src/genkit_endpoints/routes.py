@@ -1,4 +1,4 @@
-"""The flow route table: every flow declared once, driving every transport (SPEC §1).
+"""The flow route table: every flow declared once, driving every transport.
 
 A ``FlowRoute`` names a Genkit flow, its REST path, its input and output schemas, whether
 it streams and whether it may be cached. Framework adapters and the gRPC servicer are
@@ -48,8 +48,8 @@ class FlowRoute:
     a unary output dict is parsed into the message by JSON name or field name, and a
     chunk goes into the response message's only string field.
 
-    ``version`` is the flow's fingerprint for the cache (SPEC §4.4): whatever decides its
-    answer besides the input — prompt text or template, model name, model configuration
+    ``version`` is the flow's fingerprint for the cache: whatever decides its answer
+    besides the input — prompt text or template, model name, model configuration
     (``genkit_endpoints.cache.fingerprint``). A changed version never hits old entries.
     Only ``cacheable`` routes are cached.
     """
@@ -84,7 +84,7 @@ class ActiveStreams:
     """Streams in progress, so a drain that runs out of time can end them cleanly.
 
     Servers cut whatever is still running when the shutdown grace ends; ending the
-    streams a moment before lets each send its final error frame instead (SPEC §6.2).
+    streams a moment before lets each send its final error frame instead.
     """
 
     def __init__(self) -> None:
@@ -115,8 +115,8 @@ class _Abort:
 class RouteTable:
     """All routes of an app, indexed by path and by flow name, and their open streams.
 
-    ``json_max_depth`` bounds the nesting of every JSON input (issue 4 item 6);
-    ``cache`` (None: off) serves the ``cacheable`` routes (SPEC §4.4).
+    ``json_max_depth`` bounds the nesting of every JSON input; ``cache`` (None: off)
+    serves the ``cacheable`` routes.
     """
 
     routes: tuple[FlowRoute, ...]
@@ -170,10 +170,10 @@ def parse_input(
 ) -> BaseModel:
     """Validate a JSON document (bytes) or decoded object against the route's input model.
 
-    An empty body is ``{}``: every input field has a default (SPEC §2.1). A document
-    nested deeper than ``max_depth`` is refused before it is parsed; a decoded object is
-    as deep as its decoder let it be (the callable envelope checks its bytes, protobuf
-    has its own recursion limit).
+    An empty body is ``{}``: every input field has a default. A document nested deeper
+    than ``max_depth`` is refused before it is parsed; a decoded object is as deep as its
+    decoder let it be (the callable envelope checks its bytes, protobuf has its own
+    recursion limit).
     """
     model = route.input_model
     if isinstance(raw, bytes):
@@ -213,7 +213,7 @@ def _unwrap(exc: BaseException) -> BaseException:
 
 
 def as_endpoint_error(exc: BaseException) -> EndpointError:
-    """Every failure of a flow run, as a client-facing error (SPEC §2.3)."""
+    """Every failure of a flow run, as a client-facing error."""
     inner = _unwrap(exc)
     if isinstance(inner, EndpointError):
         return inner
@@ -354,7 +354,7 @@ async def _stream(
 
     The flow runs in a task owned here: when the consumer goes away (client disconnect,
     gRPC cancellation) the generator is closed and the flow — with its model call — is
-    cancelled (SPEC §2.2).
+    cancelled.
     """
     queue: asyncio.Queue[Any] = asyncio.Queue()
     task = asyncio.ensure_future(route.flow.run(payload, on_chunk=queue.put_nowait))

@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 _log = structlog.get_logger(__name__)
 
 
-# Routes every adapter serves besides the flows (SPEC §2.1, §2.4); docs only in DEBUG.
+# Routes every adapter serves besides the flows; docs only in DEBUG.
 _KIT_PATHS = ("/health", "/ready", "/docs", "/redoc", "/openapi.json", "/schema")
 
 
@@ -60,11 +60,11 @@ class ServiceConfig:
     shutdown_grace: float = 25.0
     grpc: GrpcConfig | None = None
     grpc_service: str | None = None
-    api_keys: ApiKeyring | None = None  # None: no API-key authentication (SPEC §4.2)
-    rate_limit: RateLimitConfig | None = None  # None: no rate limiting (SPEC §4.3)
+    api_keys: ApiKeyring | None = None  # None: no API-key authentication
+    rate_limit: RateLimitConfig | None = None  # None: no rate limiting
     # The access-log logger (``genkit_endpoints.logging.access_logger``); None: the default.
     access_logger: Any = None
-    cache: CacheConfig | None = None  # None: no flow cache (SPEC §4.4)
+    cache: CacheConfig | None = None  # None: no flow cache
     # Objects the app built that hold connections (a shared-state breaker): their
     # ``aclose()`` runs at the end of the lifespan.
     closing: tuple[Any, ...] = ()

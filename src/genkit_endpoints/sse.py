@@ -1,5 +1,4 @@
-"""Server-Sent Events framing for flow streams (SPEC §2.2) and the Genkit callable
-protocol (SPEC §2.4).
+"""Server-Sent Events framing for flow streams and the Genkit callable protocol.
 
 Pure functions from stream events to bytes; the transport only writes them. A failure
 after the stream started ends it with one final error frame instead of a cut connection.
@@ -47,7 +46,7 @@ async def route_frames(
     instance: str,
     request_id: str | None,
 ) -> AsyncIterator[bytes]:
-    """``data: {"chunk": …}`` frames, then ``{"done": true, <key>: output}`` (SPEC §2.2)."""
+    """``data: {"chunk": …}`` frames, then ``{"done": true, <key>: output}``."""
     key = route.stream_key or "result"
     try:
         async for event in events:
@@ -60,7 +59,7 @@ async def route_frames(
 
 
 async def callable_frames(events: AsyncIterator[Chunk | Final]) -> AsyncIterator[bytes]:
-    """``{"message": …}`` frames, then ``{"result": …}`` or ``{"error": …}`` (SPEC §2.4).
+    """``{"message": …}`` frames, then ``{"result": …}`` or ``{"error": …}``.
 
     Only ``data:`` lines: the official Genkit clients parse this mode strictly.
     """

@@ -1,4 +1,4 @@
-"""The adversarial corpus's harness: real servers, raw sockets (issue 4).
+"""The adversarial corpus's harness: real servers, raw sockets.
 
 ``serve(server, framework="fastapi", **env)`` starts ``python -m endpoints_hello`` on a
 free loopback port with the given environment, or returns the one already running with

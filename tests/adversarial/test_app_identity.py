@@ -1,4 +1,4 @@
-"""Client identity, Host and CORS against the real app on every server (issue 4).
+"""Client identity, Host and CORS against the real app on every server.
 
 A client must not be able to choose its own identity (the address in the access log, the
 future rate-limit key) by writing ``X-Forwarded-For``, must not get past

@@ -1,5 +1,5 @@
 """Body limits, ``Expect: 100-continue``, deep JSON and hostile request ids, against the
-real app on every server (issue 4: the app-level half of the adversarial corpus).
+real app on every server: the app-level half of the adversarial corpus.
 
 The body limit is the app's (``BodyLimitMiddleware``), so it must hold whatever the
 server does with the bytes: a chunked upload is refused as soon as it crosses the limit,
@@ -24,7 +24,7 @@ from tests.adversarial.conftest import HARDENED_ENV, SERVERS, Serve, raw_request
 from tests.support.server import ServerProcess
 
 LIMIT = int(HARDENED_ENV.get("MAX_BODY_SIZE", "1048576"))  # the app's default
-SLACK = 64 * 1024  # issue 4: bytes read <= limit + 64 KiB
+SLACK = 64 * 1024  # the app may read at most this much past the limit before refusing
 POST_HEAD = b"POST /tell-joke HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
 
 
@@ -132,8 +132,8 @@ def test_deeply_nested_json_is_422_never_500(app: ServerProcess, body: bytes, st
     ("value", "as_parsed"),
     [
         (b"abc\rInjected: 1", None),
-        # granian and hypercorn end a header line at a bare LF (RFC 9112 §2.2 lets a
-        # recipient do so): the app then gets `X-Request-ID: abc` and a separate request
+        # granian and hypercorn end a header line at a bare LF (RFC 9112 section 2.2 lets
+        # a recipient do so): the app then gets `X-Request-ID: abc` and a separate request
         # header `Injected: 1`. Echoing that well-formed "abc" puts nothing of the line
         # break into the response. uvicorn refuses the head instead.
         (b"abc\nInjected: 1", "abc"),

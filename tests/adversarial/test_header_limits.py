@@ -1,4 +1,4 @@
-"""Request-head limits and Host rules on every server (issue 4 item 6).
+"""Request-head limits and Host rules on every server.
 
 The servers run with MAX_HEADER_BYTES=8192 and MAX_HEADER_COUNT=50 (``HARDENED_ENV``),
 so these cases also show that the settings reach each server. A head over a limit is
@@ -56,7 +56,7 @@ CASES = [
         {"granian": HEALTHY},
     ),
     Case("fields_over_hypers_fixed_limit_of_100", headers(101), refused(431)),
-    # --- Host (RFC 9112 §3.2) ---------------------------------------------------------
+    # --- Host (RFC 9112 section 3.2) --------------------------------------------------
     Case(
         "missing_host",
         b"GET /health HTTP/1.1\r\n\r\n",

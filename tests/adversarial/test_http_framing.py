@@ -1,4 +1,4 @@
-"""HTTP/1.1 framing attacks against every server (issue 4 item 6): no smuggling, no ambiguity.
+"""HTTP/1.1 framing attacks against every server: no smuggling, no ambiguity.
 
 Each case is written to a fresh connection as raw bytes. The safe outcome is the server's
 own parser refusing it (400, 501 or 505, no ``X-Request-ID``: the app never ran) and
@@ -35,7 +35,7 @@ CASES = [
         "cl_and_te",
         JOKE + b"Content-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
         refused(400),
-        # RFC 9112 §6.1: process by Transfer-Encoding alone, then close. granian does.
+        # RFC 9112 section 6.1: process by Transfer-Encoding alone, then close. granian does.
         {"granian": Outcome(200, app=True)},
     ),
     Case(
@@ -64,7 +64,7 @@ CASES = [
         "two_equal_content_lengths",
         JOKE + b"Content-Length: 2\r\nContent-Length: 2\r\n\r\n{}",
         refused(400),
-        # RFC 9110 §8.6: identical values may be taken as one; h11 and hyper do.
+        # RFC 9110 section 8.6: identical values may be taken as one; h11 and hyper do.
         {"hypercorn": SERVED, "granian": SERVED},
     ),
     Case(
@@ -127,7 +127,7 @@ CASES = [
         "te_chunked_then_identity",
         JOKE + b"Transfer-Encoding: chunked, identity\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
         refused(400),
-        {"hypercorn": refused(501)},  # an unsupported coding: 501 (RFC 9112 §6.1)
+        {"hypercorn": refused(501)},  # an unsupported coding: 501 (RFC 9112 section 6.1)
     ),
     Case(
         "te_identity_then_chunked",
@@ -164,7 +164,7 @@ CASES = [
         "obs_fold",
         JOKE + b"X-A: a\r\n b\r\nContent-Length: 2\r\n\r\n{}",
         refused(400),
-        {"hypercorn": SERVED},  # h11 replaces the fold with a space (RFC 9112 §5.2)
+        {"hypercorn": SERVED},  # h11 replaces the fold with a space (RFC 9112 section 5.2)
     ),
     Case(
         "obs_fold_hiding_te",
@@ -175,7 +175,7 @@ CASES = [
         "bare_lf_line_endings",
         JOKE.replace(b"\r\n", b"\n") + b"Content-Length: 2\n\n{}",
         refused(400),
-        # RFC 9112 §2.2: a recipient MAY take a bare LF as a line end; h11 and hyper do.
+        # RFC 9112 section 2.2: a recipient MAY take a bare LF as a line end; h11 and hyper do.
         {"hypercorn": SERVED, "granian": SERVED},
     ),
     Case(
@@ -195,7 +195,7 @@ CASES = [
         "control_char_in_header_value",
         HEALTH + b"X-A: a\x01b\r\n\r\n",
         refused(400),
-        # h11 rejects only CR, LF and NUL, as RFC 9110 §5.5 requires; the app sees \x01.
+        # h11 rejects only CR, LF and NUL, as RFC 9110 section 5.5 requires; the app sees \x01.
         {"hypercorn": Outcome(200, app=True, closed=False)},
     ),
     Case(

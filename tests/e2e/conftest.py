@@ -1,7 +1,7 @@
 """Fixtures starting the real app (``python -m endpoints_hello``) as a process.
 
 ``stack`` parametrises a module over framework and server combinations, so the REST
-suites run against each of them (SPEC §2.1: the same contract everywhere).
+suites run against each of them: the same contract everywhere.
 """
 
 from __future__ import annotations

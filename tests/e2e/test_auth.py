@@ -1,4 +1,4 @@
-"""API keys end to end (SPEC §4.2): the real app process with ``API_KEYS``, REST and gRPC."""
+"""API keys end to end: the real app process with ``API_KEYS``, REST and gRPC."""
 
 from __future__ import annotations
 

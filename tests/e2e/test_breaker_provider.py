@@ -1,4 +1,4 @@
-"""The circuit breaker in the real app process against the fake provider (SPEC §4.5).
+"""The circuit breaker in the real app process against the fake provider.
 
 Retries are off (``LLM_MAX_RETRIES=0``) so one request is one upstream call and the
 fake's request record counts exactly what the breaker let through.

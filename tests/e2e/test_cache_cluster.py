@@ -1,4 +1,4 @@
-"""The flow cache across real server processes sharing one Redis (SPEC §4.4).
+"""The flow cache across real server processes sharing one Redis.
 
 Three app processes (the offline model, 300 ms to its first chunk) get the same
 translation request concurrently; the cluster calls the model once. Runs are counted by

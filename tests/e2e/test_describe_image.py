@@ -1,4 +1,4 @@
-"""describe-image fetches the image itself, SSRF-safe (SPEC §3.3), in the real app process.
+"""describe-image fetches the image itself, SSRF-safe, in the real app process.
 
 The app runs with ``IMAGE_FETCH_ALLOWED_NETWORKS=127.0.0.2/32`` next to a fake image
 server on 127.0.0.2; a second fake server on 127.0.0.1 serves an image too, and must

@@ -1,4 +1,4 @@
-"""The error table of SPEC §2.3 for what the foundation can produce, over real sockets."""
+"""The client-facing errors the foundation can produce, over real sockets."""
 
 from __future__ import annotations
 

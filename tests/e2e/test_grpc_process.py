@@ -1,4 +1,4 @@
-"""REST and gRPC in one process (SPEC §2.5, §6.1): one Genkit instance, one drain."""
+"""REST and gRPC in one process: one Genkit instance, one drain."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Model-call deadlines end to end against the fake provider (issue 5 item 5).
+"""Model-call deadlines end to end against the fake provider.
 
 What ``test_providers.py`` does not pin down already: a gRPC cancellation closes the
 upstream request within 2 s, and a provider hang answers 504 at ``LLM_TIMEOUT`` ±20 %

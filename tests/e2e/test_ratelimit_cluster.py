@@ -1,4 +1,4 @@
-"""Rate limits across real server processes (SPEC §4.3).
+"""Rate limits across real server processes.
 
 With one Redis, three replicas share one window per client: 2N concurrent requests
 spread over them admit exactly N cluster-wide. With ``memory://`` a single process is

@@ -1,4 +1,4 @@
-"""A Redis outage degrades the service instead of taking it down (issue 5, SPEC §4.3 to §4.5).
+"""A Redis outage degrades the service instead of taking it down.
 
 The real app keeps its rate limits, cache and breaker state on a Redis behind a TCP
 fault proxy. Refused, blackholed (accepts, never answers) and restarted-empty Redis must

@@ -1,4 +1,4 @@
-"""Every REST route of SPEC §2.1 against a real uvicorn process, zero configuration."""
+"""Every REST route against a real uvicorn process, zero configuration."""
 
 from __future__ import annotations
 

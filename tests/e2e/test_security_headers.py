@@ -1,8 +1,8 @@
 """Every response carries the security headers and a request id, on all nine stacks.
 
-The full middleware stack (SPEC §4.1, issue 4) in the real process, over real sockets:
-route answers, framework errors (404/405/422), middleware rejections (413, CORS 403)
-and streams alike. One server per framework-server combination, a few requests each.
+The full middleware stack in the real process, over real sockets: route answers, framework
+errors (404/405/422), middleware rejections (413, CORS 403) and streams alike. One server
+per framework-server combination, a few requests each.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Parity over servers (SPEC §6.1, §6.2): uvicorn, granian and hypercorn as real processes.
+"""Parity over servers: uvicorn, granian and hypercorn as real processes.
 
 Each server runs the default FastAPI app from ``python -m endpoints_hello --server NAME``.
 Which worker owns a connection is read from ``/proc`` (the socket's inode among the

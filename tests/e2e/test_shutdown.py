@@ -1,4 +1,4 @@
-"""SIGTERM/SIGINT: in-flight work finishes within SHUTDOWN_GRACE, then exit 0 (SPEC §6.2)."""
+"""SIGTERM/SIGINT: in-flight work finishes within SHUTDOWN_GRACE, then exit 0."""
 
 from __future__ import annotations
 

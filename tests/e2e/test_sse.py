@@ -1,4 +1,4 @@
-"""SSE routes (SPEC §2.2) and the callable protocol's stream mode (SPEC §2.4), byte level."""
+"""SSE routes and the callable protocol's stream mode, byte level."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""API keys (SPEC §4.2): the keyring, and the REST middleware on a tiny raw ASGI app."""
+"""API keys: the keyring, and the REST middleware on a tiny raw ASGI app."""
 
 from __future__ import annotations
 

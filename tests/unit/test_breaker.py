@@ -215,7 +215,7 @@ async def test_half_open_admits_at_most_the_configured_probes(make: Factory) -> 
 
 
 async def test_a_cancelled_probe_frees_its_slot_and_records_nothing(make: Factory) -> None:
-    """A client hanging up mid-probe must never wedge the breaker (SPEC §9)."""
+    """A client hanging up mid-probe must never wedge the breaker."""
     breaker = make(failure_threshold=1, half_open_max_calls=1)
     await fail(breaker, 1)
     clock_of(breaker).advance(RECOVERY + 1)
@@ -352,8 +352,8 @@ async def test_redis_outage_falls_back_to_the_local_breaker_and_logs_once() -> N
 
 
 async def test_cached_answers_are_served_while_the_breaker_is_open() -> None:
-    """The cache sits in front of the breaker (SPEC §4.4/§4.5): an open breaker refuses new
-    model calls, but answers already cached are still served."""
+    """The cache sits in front of the breaker: an open breaker refuses new model calls, but
+    answers already cached are still served."""
     from genkit import Genkit
 
     from endpoints_hello.app import PROMPTS_DIR
@@ -399,7 +399,7 @@ async def test_cached_answers_are_served_while_the_breaker_is_open() -> None:
     ],
 )
 def test_only_provider_outages_count_not_requests_it_refused(status: str, counts: bool) -> None:
-    """A provider 5xx/429 counts; a 4xx refusing this one request does not (SPEC §4.5)."""
+    """A provider 5xx/429 counts; a 4xx refusing this one request does not."""
     assert counts_as_failure(error_from_genkit(status, "provider said no")) is counts
 
 

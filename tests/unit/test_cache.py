@@ -1,4 +1,4 @@
-"""The flow cache (SPEC §4.4): one behaviour suite over memory:// and a real Redis.
+"""The flow cache: one behaviour suite over memory:// and a real Redis.
 
 Flows are real Genkit flows defined here that count their runs (the boundary: a model
 call); requests go through ``routes.invoke`` / ``routes.stream`` and the SSE framing, as

@@ -1,8 +1,8 @@
 """Every sample flow on the offline model: schema-valid output for many varied inputs.
 
 Inputs are drawn by hypothesis within each input model's constraints; outputs must
-validate against the route's output model (SPEC §3.2: the offline model honours every
-schema the flows request).
+validate against the route's output model: the offline model honours every schema the
+flows request.
 """
 
 from __future__ import annotations

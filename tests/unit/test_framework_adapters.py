@@ -2,8 +2,8 @@
 
 Every app is built by ``create_framework_app`` from one route table, wrapped in the kit's
 middleware stack and run inside its ASGI lifespan; requests are raw ASGI messages. FastAPI
-is the reference (SPEC §2.1 to §2.4): comparing it with a second FastAPI app proves the
-answers are deterministic, so a difference on another framework is the adapter's fault.
+is the reference: comparing it with a second FastAPI app proves the answers are
+deterministic, so a difference on another framework is the adapter's fault.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""API keys on gRPC (SPEC §4.2): the same rules as REST, over metadata, on a real server."""
+"""API keys on gRPC: the same rules as REST, over metadata, on a real server."""
 
 from __future__ import annotations
 

@@ -1,9 +1,9 @@
 """The gRPC contract: committed stubs match the proto, wire-compatible fields, a handler per RPC.
 
-SPEC §2.5: generated stubs are committed and a test proves they match the proto; field
-names and numbers of the reference sample's messages never change; every RPC of the
-service is served (none answers UNIMPLEMENTED), which a real server proves by calling
-each method found in the descriptor with an empty request.
+Generated stubs are committed and a test proves they match the proto; field names and
+numbers of the reference sample's messages never change; every RPC of the service is
+served (none answers UNIMPLEMENTED), which a real server proves by calling each method
+found in the descriptor with an empty request.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """The gRPC server around the servicer: deadlines and cancellation, message size, health
-and drain (SPEC §6.2), reflection only in DEBUG, the access log and the request id.
+and drain, reflection only in DEBUG, the access log and the request id.
 """
 
 from __future__ import annotations

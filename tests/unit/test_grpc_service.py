@@ -1,8 +1,8 @@
 """The gRPC service over a real ``grpc.aio`` server and channel, on the offline model.
 
-Every RPC with empty and custom requests, input validation and status mapping (SPEC
-§2.3, §2.5). Server-level behaviour (deadlines, size, health, drain, reflection, access
-log, request id) is in ``test_grpc_server.py``.
+Every RPC with empty and custom requests, input validation and status mapping.
+Server-level behaviour (deadlines, size, health, drain, reflection, access log, request
+id) is in ``test_grpc_server.py``.
 """
 
 from __future__ import annotations
@@ -254,7 +254,7 @@ def _cached(ai: Genkit, table: RouteTable) -> RouteTable:
 
 async def test_grpc_serves_cacheable_rpcs_from_the_flow_cache() -> None:
     """Identical TranslateText calls reach the model once; ``cache-control: no-cache``
-    metadata skips the read (SPEC §4.4: REST, callable and gRPC alike)."""
+    metadata skips the read, on gRPC as on REST and the callable protocol."""
     async with serving(patch=_cached) as h:
         request = pb.TranslateRequest(text="Bonjour, tout le monde.", target_language="German")
         first = await h.stub.TranslateText(request, timeout=10)

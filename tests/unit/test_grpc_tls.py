@@ -1,8 +1,8 @@
-"""gRPC TLS and mutual TLS (SPEC §4.2) with certificates made here (``cryptography``).
+"""gRPC TLS and mutual TLS with certificates made here (``cryptography``).
 
-The negative matrix of issue 4: a plaintext client, no client certificate, a certificate
-from another CA and an expired one are all refused in the handshake — no RPC runs —
-while a valid client certificate is served and its subject is the principal.
+The negative matrix: a plaintext client, no client certificate, a certificate from another
+CA and an expired one are all refused in the handshake — no RPC runs — while a valid
+client certificate is served and its subject is the principal.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""JSON nesting limit (issue 4 item 6): a body nested too deep is a 422, never a 500.
+"""JSON nesting limit: a body nested too deep is a 422, never a 500.
 
 Before the limit, parsers decided: pydantic refused around 255 levels, orjson (the
 callable envelope) at 1024, and anything shallower reached the flow, also inside fields

@@ -1,4 +1,4 @@
-"""Secret masking in logs (SPEC §5.1, issue 4 item 7): by key name, by shape, by value.
+"""Secret masking in logs: by key name, by shape, by value.
 
 The processor is tested directly, then end to end through ``configure_logging`` on real
 structlog and stdlib loggers, asserting on the bytes written to stderr.

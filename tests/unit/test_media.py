@@ -1,4 +1,4 @@
-"""SSRF-safe image fetching (SPEC §3.3) against real HTTP servers on loopback.
+"""SSRF-safe image fetching against real HTTP servers on loopback.
 
 The allowed fake image server listens on 127.0.0.2 (``allowed_networks``); every other
 address is refused. Refusals of addresses outside loopback (10.x, 169.254.169.254, …)

@@ -1,6 +1,6 @@
-"""A bounded schemathesis run against the OpenAPI document (issue 4): no 5xx, and every
-response is what the document says — status code, media type, body schema (each SSE event
-too) and documented headers.
+"""A bounded schemathesis run against the OpenAPI document: no 5xx, and every response is
+what the document says — status code, media type, body schema (each SSE event too) and
+documented headers.
 
 In-process: schemathesis drives the served ASGI app — FastAPI inside the kit's whole
 middleware stack, built by ``build_service`` in DEBUG (the only mode that serves the

@@ -1,5 +1,5 @@
 """The limiter on the wire: the REST middleware (in-process ASGI, also through the whole
-stack) and the gRPC interceptor on a real grpc.aio server (SPEC §2.3, §2.5, §4.3)."""
+stack) and the gRPC interceptor on a real grpc.aio server."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Settings precedence and validation (SPEC §7), in-process."""
+"""Settings precedence and validation, in-process."""
 
 from __future__ import annotations
 

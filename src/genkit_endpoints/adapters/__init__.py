@@ -73,7 +73,7 @@ class StrictPaths:
 
     Litestar's router drops empty segments (``/tell-joke/``, ``//health``, ``/a//b`` all
     route) and Werkzeug strips leading slashes (``//health`` routes on Quart); FastAPI
-    (``redirect_slashes=False``) answers 404 to all of them (SPEC §2.1).
+    (``redirect_slashes=False``) answers 404 to all of them, and so must every framework.
     """
 
     def __init__(self, app: ASGIApp) -> None:

@@ -71,7 +71,7 @@ def create_fastapi_app(
     title: str = "Genkit endpoints",
     lifespan: Lifespan | None = None,
 ) -> FastAPI:
-    """A FastAPI app serving every route of ``table`` plus health, readiness and §2.4."""
+    """A FastAPI app: every route of ``table``, health, readiness and the callable protocol."""
 
     async def on_http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)  # noqa: S101 - registered for that type
@@ -84,7 +84,7 @@ def create_fastapi_app(
 
     app = FastAPI(
         title=title,
-        debug=False,  # never render tracebacks, also in DEBUG (SPEC §2.3)
+        debug=False,  # never render tracebacks, also in DEBUG
         docs_url="/docs" if debug else None,
         redoc_url=None,
         openapi_url="/openapi.json" if debug else None,

@@ -1,9 +1,9 @@
 """Litestar adapter: wiring from the route table to Litestar handlers, nothing more.
 
 Request parsing, validation and error bodies live in ``genkit_endpoints.http`` so every
-framework answers the same bytes as FastAPI (SPEC §2.1). Handlers read the raw body and
-return raw responses; Litestar's own validation, 201 default, automatic OPTIONS answers,
-lenient slash matching, logging and debug pages are switched off or neutralised here.
+framework answers the same bytes as FastAPI. Handlers read the raw body and return raw
+responses; Litestar's own validation, 201 default, automatic OPTIONS answers, lenient
+slash matching, logging and debug pages are switched off or neutralised here.
 Only with ``debug`` are Litestar's schema routes served, under ``/schema`` (not FastAPI's
 ``/docs``): ``/schema`` (UI), ``/schema/openapi.json``, ``/schema/openapi.yaml`` and
 ``/schema/{swagger,redoc,elements,rapidoc}``; they list every route but no request bodies.
@@ -72,7 +72,7 @@ def _guarded(path: str, allowed: str, handler: HTTPRouteHandler) -> list[HTTPRou
 
     Litestar adds a 204 OPTIONS handler to every path that has none when the path is first
     registered (its CORS preflight help), so ours must come first. CORS is the middleware's
-    job here (SPEC §4.1): the framework must not answer preflights.
+    job here: the framework must not answer preflights.
     """
 
     async def refuse(request: AnyRequest) -> Response[Any]:
@@ -117,7 +117,7 @@ def create_litestar_app(
     title: str = "Genkit endpoints",
     lifespan: Lifespan | None = None,
 ) -> ASGIApp:
-    """A Litestar app serving every route of ``table`` plus health, readiness and §2.4."""
+    """A Litestar app: every route of ``table``, health, readiness and the callable protocol."""
 
     async def health() -> Response[Any]:
         return to_response(http.health())
@@ -162,16 +162,16 @@ def create_litestar_app(
             Exception: _on_unexpected,
         },
         # Explicit False: None would read LITESTAR_DEBUG / LITESTAR_PDB from the
-        # environment, and debug renders tracebacks (SPEC §2.3).
+        # environment, and debug renders tracebacks to clients.
         debug=False,
         pdb_on_exception=False,
         # None, not the default: Litestar's LoggingConfig reconfigures stdlib logging at
-        # start-up and prints tracebacks outside our structured logs (SPEC §5.1).
+        # start-up and prints tracebacks outside our structured logs.
         logging_config=None,
         # The default config would serve /schema always; "0.1.0" is FastAPI's default version.
         openapi_config=OpenAPIConfig(title=title, version="0.1.0") if debug else None,
-        # Body limits are the ASGI stack's job, identical on every framework (SPEC §4.1);
-        # Litestar's own 10 MB limit would answer differently from FastAPI.
+        # Body limits are the ASGI stack's job, identical on every framework; Litestar's
+        # own 10 MB limit would answer differently from FastAPI.
         request_max_body_size=None,
         lifespan=[lifespan] if lifespan is not None else None,
     )

@@ -1,11 +1,10 @@
 """Quart adapter: wiring from the route table to Quart views, nothing more.
 
 Request parsing, validation and error bodies live in ``genkit_endpoints.http`` so every
-framework answers the same bytes as FastAPI (SPEC §2.1). Views read the raw body and
-return raw responses; Quart's HTML error pages, automatic OPTIONS and HEAD, slash
-merging, body and response timeouts and size limit are switched off here. Quart has no
-docs routes, and ``debug`` adds none: Quart's own debug mode stays off (it renders
-tracebacks).
+framework answers the same bytes as FastAPI. Views read the raw body and return raw
+responses; Quart's HTML error pages, automatic OPTIONS and HEAD, slash merging, body and
+response timeouts and size limit are switched off here. Quart has no docs routes, and
+``debug`` adds none: Quart's own debug mode stays off (it renders tracebacks).
 """
 
 from __future__ import annotations
@@ -41,14 +40,14 @@ from genkit_endpoints.routes import FlowRoute, RouteTable
 _log = structlog.get_logger(__name__)
 
 _CONFIG = {
-    "DEBUG": False,  # debug renders tracebacks, also in DEBUG (SPEC §2.3)
+    "DEBUG": False,  # debug renders tracebacks, also in DEBUG
     "TESTING": False,  # likewise: Quart shows tracebacks to clients when testing
     "PROPAGATE_EXCEPTIONS": False,
     "TRAP_HTTP_EXCEPTIONS": False,
     "PROVIDE_AUTOMATIC_OPTIONS": False,  # FastAPI answers OPTIONS with 405
-    # Limits and timeouts are the ASGI stack's job, identical on every framework
-    # (SPEC §4.1): Quart's 16 MB limit and 60 s body timeout would answer differently, and
-    # its 60 s response timeout silently cuts long SSE streams.
+    # Limits and timeouts are the ASGI stack's job, identical on every framework: Quart's
+    # 16 MB limit and 60 s body timeout would answer differently, and its 60 s response
+    # timeout silently cuts long SSE streams.
     "MAX_CONTENT_LENGTH": None,
     "BODY_TIMEOUT": None,
     "RESPONSE_TIMEOUT": None,
@@ -73,7 +72,7 @@ class _CancellingHTTPConnection(ASGIHTTPConnection):
 
     Quart runs the view and the receive loop in tasks of their own and leaves them running
     when the caller is cancelled (request timeout, server shutdown): the flow and its model
-    call would go on for nobody, and a late view could write after our 504 (SPEC §2.2, §4.1).
+    call would go on for nobody, and a late view could write after our 504.
     One instance serves one request, so the task list is per request.
     """
 
@@ -113,7 +112,7 @@ class _App(Quart):
 
 def to_response(reply: HttpReply) -> Response:
     # A byte body gets a Content-Length; an async iterator is sent chunk by chunk as it
-    # yields (SPEC §2.2: never buffered).
+    # yields: a stream is never buffered.
     body = reply.stream if reply.stream is not None else reply.body
     return Response(body, status=reply.status, headers=Headers(reply.headers))
 
@@ -168,7 +167,7 @@ def create_quart_app(
     title: str = "Genkit endpoints",  # so neither is used
     lifespan: Lifespan | None = None,
 ) -> ASGIApp:
-    """A Quart app serving every route of ``table`` plus health, readiness and §2.4."""
+    """A Quart app: every route of ``table``, health, readiness and the callable protocol."""
     # No static or template folders: Quart would add a /static/<path> route for one.
     app = _App(__name__, static_folder=None, template_folder=None)
     app.config.update(_CONFIG)

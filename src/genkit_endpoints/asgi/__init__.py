@@ -1,5 +1,5 @@
 """Pure-ASGI middleware, one concern per module.
 
-Never Starlette's base-class middleware: it breaks streaming and context variables and
-costs ~25x throughput (STYLE.md rule 1).
+Never Starlette's base-class middleware: it breaks streaming and context variables, and
+runs every request through an extra task and memory stream, which costs throughput.
 """

@@ -1,4 +1,4 @@
-"""Access log: one line per request, with the status as actually sent (SPEC §4.1, §5.1).
+"""Access log: one line per request, with the status as actually sent.
 
 Fields: method, route (the route *template* — ``/flows/{name}``, never the raw path with
 its query string, so no secret or unbounded value reaches the log), status, duration in

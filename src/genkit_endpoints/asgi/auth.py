@@ -1,4 +1,4 @@
-"""API-key authentication for REST (SPEC §4.2): a valid key, or 401 problem+json.
+"""API-key authentication for REST: a valid key, or 401 problem+json.
 
 The key comes in ``X-API-Key`` or ``Authorization: Bearer``; ``genkit_endpoints.auth``
 decides which one counts and compares it in constant time. The caller's principal is
@@ -7,9 +7,9 @@ the header. Both headers are removed from the scope handed on: the raw key canno
 a framework request object, a prompt, a log or a trace from below this layer.
 
 Exempt paths (health, readiness) and ``OPTIONS`` pass without a key: CORS preflights are
-answered before auth (SPEC §1) and never carry credentials. A key in the query string is
-refused even when a header carries a valid one, so clients learn to stop putting keys in
-URLs (which end up in proxy logs and browser history); we never log the query string.
+answered before auth and never carry credentials. A key in the query string is refused
+even when a header carries a valid one, so clients learn to stop putting keys in URLs
+(which end up in proxy logs and browser history); we never log the query string.
 """
 
 from __future__ import annotations

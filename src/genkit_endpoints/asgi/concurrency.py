@@ -2,9 +2,9 @@
 
 Queueing more work than a process can finish only grows latency and memory until
 everything times out; an immediate 503 with ``Retry-After`` lets a load balancer or
-client go elsewhere (issue 4, server hardening). The count is per process and includes
-open SSE streams. Health and readiness probes are exempt: an overloaded process is
-still alive, and a probe that fails under load would get it killed.
+client go elsewhere. The count is per process and includes open SSE streams. Health and
+readiness probes are exempt: an overloaded process is still alive, and a probe that fails
+under load would get it killed.
 """
 
 from __future__ import annotations

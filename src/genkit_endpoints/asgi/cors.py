@@ -1,4 +1,4 @@
-"""CORS for browser clients on other origins (SPEC §4.1).
+"""CORS for browser clients on other origins.
 
 An empty allowlist means same origin only: no ``Access-Control-*`` header is ever sent,
 so browsers refuse cross-origin reads. ``*`` is accepted only in DEBUG (the constructor

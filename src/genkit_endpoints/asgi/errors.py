@@ -1,7 +1,7 @@
 """Error envelope: the last line of defence, outermost after the request id.
 
 Anything that escapes the framework or another middleware before the response started
-becomes a problem+json 500 with a generic detail (SPEC §2.3) and a logged traceback.
+becomes a problem+json 500 with a generic detail and a logged traceback.
 After the response started nothing can be sent any more; the failure is only logged.
 """
 
@@ -27,7 +27,7 @@ _log = structlog.get_logger(__name__)
 def request_path(scope: Mapping[str, Any]) -> str:
     """The ``instance`` of a problem: the path spelled as Starlette's ``request.url.path``.
 
-    One spelling for every layer and framework, so bodies are byte-identical (SPEC §2.1):
+    One spelling for every layer and framework, so bodies are byte-identical:
     a decoded ``?``, ``#`` or ``\\`` in a path stays escaped.
     """
     path: str = scope.get("path", "")

@@ -1,4 +1,4 @@
-"""gzip for large JSON responses; never for SSE or anything else (SPEC §4.1, §9).
+"""gzip for large JSON responses; never for SSE or anything else.
 
 Only ``application/json`` and ``application/*+json`` bodies of at least ``min_size``
 bytes are compressed, and only for clients that accept gzip. Event streams are never

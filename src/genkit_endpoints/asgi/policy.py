@@ -1,4 +1,4 @@
-"""What the HTTP middleware stack enforces: one plain, light config object (SPEC §4.1).
+"""What the HTTP middleware stack enforces: one plain, light config object.
 
 Kept free of heavy imports so the app's settings can build it without importing the
 middleware (``--help`` must stay fast). Defaults are the locked-down zero-config service.

@@ -1,11 +1,11 @@
 """Client identity behind proxies: believe ``X-Forwarded-*`` only from trusted peers.
 
 The client is the socket peer, unless that peer is in ``TRUSTED_PROXIES``; then it is the
-right-most ``X-Forwarded-For`` hop that is not itself a trusted proxy (SPEC §4.1). Hops to
-the left of it were written by the client and can say anything, so taking the left-most
-entry (a common mistake) would let a client choose its own rate-limit key. A trusted
-peer's ``X-Forwarded-Proto`` (right-most value) becomes ``scope["scheme"]``, which turns
-on HSTS for requests that reached the proxy over https.
+right-most ``X-Forwarded-For`` hop that is not itself a trusted proxy. Hops to the left of
+it were written by the client and can say anything, so taking the left-most entry (a
+common mistake) would let a client choose its own rate-limit key. A trusted peer's
+``X-Forwarded-Proto`` (right-most value) becomes ``scope["scheme"]``, which turns on HSTS
+for requests that reached the proxy over https.
 
 Only installed when trusted proxies are configured; without it the servers' own
 proxy-header handling is off too, so ``X-Forwarded-For`` from anyone is ignored.

@@ -1,4 +1,4 @@
-"""Rate limiting for REST (SPEC §4.3): the limiter's decision as 429 or ``RateLimit-*`` headers.
+"""Rate limiting for REST: the limiter's decision as 429 or ``RateLimit-*`` headers.
 
 The key is the authenticated principal when there is one, else the client IP. So this
 layer sits inside the API-key middleware (which sets the principal) and outside the

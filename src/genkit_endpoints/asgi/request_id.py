@@ -1,7 +1,7 @@
 """Request id: accept a well-formed client ``X-Request-ID`` or make one; echo it; expose it to logs.
 
-Only ids of at most 128 characters of ``[A-Za-z0-9._-]`` are accepted (SPEC §4.1), so a
-client cannot inject CR/LF or huge values into our headers and logs.
+Only ids of at most 128 characters of ``[A-Za-z0-9._-]`` are accepted, so a client
+cannot inject CR/LF or huge values into our headers and logs.
 """
 
 from __future__ import annotations

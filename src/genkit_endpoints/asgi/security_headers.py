@@ -1,8 +1,7 @@
 """Security headers on every response, including errors produced by other middleware.
 
 The header values come from the ``secure`` library, built once at start-up and kept as
-encoded pairs, so a response costs one scan of its (few) headers and one list append
-(SPEC §4.1). Rules:
+encoded pairs, so a response costs one scan of its (few) headers and one list append. Rules:
 
 * CSP ``default-src 'none'``: the API serves JSON and SSE, never a page. In DEBUG it is
   relaxed just enough for the docs UIs (Swagger/Redoc/Stoplight load scripts and styles

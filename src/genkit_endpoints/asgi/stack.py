@@ -1,4 +1,4 @@
-"""The middleware order, in one place (SPEC §1, §4.1).
+"""The middleware order, in one place.
 
 Outermost first::
 

@@ -1,8 +1,9 @@
 """Request timeout: 504 problem+json when no response has started within the limit.
 
 One timer handle per request (``loop.call_later`` cancelling the request's task), no
-extra task (STYLE.md performance notes). The timer is disarmed at ``http.response.start``: a stream
-that has started is governed by its own model deadlines, not by this limit (SPEC §4.1).
+extra task: a timer handle costs far less than a task per request. The timer is disarmed
+at ``http.response.start``: a stream that has started is governed by its own model
+deadlines, not by this limit.
 """
 
 from __future__ import annotations

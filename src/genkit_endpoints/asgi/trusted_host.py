@@ -1,8 +1,8 @@
 """Host header checks: well-formed always, and on the allowlist when ``TRUSTED_HOSTS`` is set.
 
 A malformed ``Host`` (spaces, a path, userinfo, several values) is a 400 on every
-framework — Litestar refused it and FastAPI/Quart accepted it, so the kit decides
-(SPEC §2.1 parity). With an allowlist, any other host is a 400 too (SPEC §2.3): it stops
+framework — Litestar refused it and FastAPI/Quart accepted it, so the kit decides, and
+every framework answers alike. With an allowlist, any other host is a 400 too: it stops
 DNS-rebinding and host-header injection into absolute URLs. Entries are exact host names
 or ``*.example.com`` (any subdomain, not the apex); the port is ignored.
 """
@@ -17,8 +17,8 @@ from genkit_endpoints.asgi.types import ASGIApp, Receive, Scope, Send
 from genkit_endpoints.errors import BadRequest
 
 _HOST = b"host"
-# reg-name or IPv4, or a bracketed IPv6 literal; optional port (RFC 9110 §7.2). Used
-# with fullmatch: `$` would also accept a trailing "\n".
+# reg-name or IPv4, or a bracketed IPv6 literal; optional port (RFC 9110 section 7.2).
+# Used with fullmatch: `$` would also accept a trailing "\n".
 _WELL_FORMED = re.compile(rb"(?:[A-Za-z0-9._~!$&'()*+,;=%-]*|\[[0-9A-Fa-f:.]+\])(?::[0-9]{0,5})?")
 
 

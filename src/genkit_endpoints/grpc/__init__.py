@@ -1,4 +1,4 @@
-"""gRPC transport of the kit (SPEC §2.5): handlers from the route table, interceptors, server.
+"""gRPC transport of the kit: handlers from the route table, interceptors, server.
 
 Importing this package does not import gRPC; the names below load their modules on first
 use, so an app that only imports ``genkit_endpoints.grpc.encoding`` (for a route's

@@ -1,4 +1,4 @@
-"""gRPC authentication (SPEC §4.2): a verified client certificate or an API key in metadata.
+"""gRPC authentication: a verified client certificate or an API key in metadata.
 
 The same rules as REST (``genkit_endpoints.auth``): the key travels in ``x-api-key`` or
 ``authorization: Bearer``, one key in one header, compared in constant time; a failure

@@ -1,4 +1,4 @@
-"""gRPC server interceptors: request id and one access-log event per RPC (SPEC §2.5, §5.1).
+"""gRPC server interceptors: request id and one access-log event per RPC.
 
 ``intercept_service`` only *finds* a handler; the RPC runs later, after it returned. An
 interceptor that timed or scoped that lookup would log ~0 ms for every call. So both
@@ -111,7 +111,7 @@ class GuardInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
 
 def client_request_id(metadata: Any) -> str | None:
-    """The caller's ``x-request-id`` when it passes the REST rule (SPEC §4.1), else None."""
+    """The caller's ``x-request-id`` when it passes the REST rule, else None."""
     for key, value in metadata or ():
         if key == METADATA_KEY:
             raw = value.encode("utf-8", "replace") if isinstance(value, str) else value

@@ -1,4 +1,4 @@
-"""gRPC rate limiting (SPEC §2.5, §4.3): the REST limiter's rules for every RPC.
+"""gRPC rate limiting: the REST limiter's rules for every RPC.
 
 The key is the authenticated principal, else the peer's IP address from
 ``context.peer()`` — never metadata, which the client writes (keying on a metadata

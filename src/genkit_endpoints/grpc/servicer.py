@@ -4,11 +4,10 @@ Each RPC of the service whose name matches a ``FlowRoute.grpc_method`` gets a ha
 turns the request message into the route's JSON input (empty proto fields are dropped,
 so they take the REST defaults), validates it with ``routes.parse_input``, runs the flow
 through ``routes.invoke`` or ``routes.stream`` and encodes the result back into the
-response message. There is no per-RPC code and no second copy of flow logic (SPEC §1).
-Every failure goes through ``abort_with_error``, the one place that maps the error
-hierarchy to gRPC status codes (SPEC §2.3). Client deadlines bound the flow run, and the
-flow (with its model call) is cancelled when the deadline passes, the client cancels or
-a drain runs out of grace.
+response message. There is no per-RPC code and no second copy of flow logic. Every
+failure goes through ``abort_with_error``, the one place that maps the error hierarchy to
+gRPC status codes. Client deadlines bound the flow run, and the flow (with its model call)
+is cancelled when the deadline passes, the client cancels or a drain runs out of grace.
 """
 
 from __future__ import annotations
@@ -87,7 +86,7 @@ class InflightCalls:
         return True
 
     def cut(self) -> int:
-        """Cancel every call; each ends with UNAVAILABLE (SPEC §6.2). Returns how many."""
+        """Cancel every call; each ends with UNAVAILABLE. Returns how many."""
         for task in self._tasks:
             self._cut.add(task)
             task.cancel()
@@ -106,7 +105,7 @@ def grpc_details(err: EndpointError) -> str:
 
 
 async def abort_with_error(context: grpc.aio.ServicerContext, err: EndpointError) -> None:
-    """End the call with the error's status (SPEC §2.3). Always raises (gRPC's AbortError)."""
+    """End the call with the error's status. Always raises (gRPC's AbortError)."""
     # abort() replaces the trailers set so far (the request id): carry them over.
     trailers = tuple(context.trailing_metadata() or ())
     if isinstance(err, RateLimited | ServiceUnavailable):
@@ -156,7 +155,7 @@ async def _serve(
 
 def _as_input(request: Message) -> dict[str, Any]:
     # Proto3 cannot tell "unset" from "empty"; dropping empty fields gives them the REST
-    # defaults (SPEC §2.5), and proto field names are the Pydantic field names.
+    # defaults, and proto field names are the Pydantic field names.
     fields: dict[str, Any] = json_format.MessageToDict(request, preserving_proto_field_name=True)
     return fields
 
@@ -258,7 +257,7 @@ def _safe_deserializer(cls: type[Message]) -> Callable[[bytes], Message | _Undec
     """``cls.FromString`` that never raises.
 
     gRPC answers a deserializer exception with UNKNOWN and a message naming protobuf's
-    exception class (an internal leak, SPEC §2.3); the handler turns the marker into
+    exception class (an internal detail leaking out); the handler turns the marker into
     INVALID_ARGUMENT with a sentence for the client instead.
     """
 

@@ -1,4 +1,4 @@
-"""Read and check the gRPC server's TLS files before gRPC sees them (SPEC §4.2).
+"""Read and check the gRPC server's TLS files before gRPC sees them.
 
 gRPC core accepts any bytes as a certificate or key and fails only at the first handshake,
 with an error the client sees and the operator does not. So the files are read once and

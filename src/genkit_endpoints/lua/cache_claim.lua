@@ -1,5 +1,5 @@
--- The flow cache's claim (SPEC 4.4): the value, else the failure of the leader this
--- waiter saw, else the lease for the caller, else who holds it. Atomic, one round trip.
+-- The flow cache's claim: the value, else the failure of the leader this waiter saw, else
+-- the lease for the caller, else who holds it. Atomic, one round trip.
 -- KEYS[1] value, KEYS[2] lease, KEYS[3] failure marker of the observed leader
 -- ARGV[1] caller's random token, ARGV[2] lease time in milliseconds
 local value = redis.call('GET', KEYS[1])

@@ -1,4 +1,4 @@
-"""Server runners (SPEC §6.1, §6.2): uvicorn, granian or hypercorn, one process or N workers.
+"""Server runners: uvicorn, granian or hypercorn, one process or N workers.
 
 Every runner binds host and port, keeps idle connections for ``keep_alive`` seconds,
 sends no ``Server`` header where the server allows it, leaves logging to
@@ -46,7 +46,7 @@ def needs_factory(server: str, cfg: ServerConfig) -> bool:
 
 
 def run(app: ASGIApp | str, server: str, cfg: ServerConfig, *, factory: str | None = None) -> None:
-    """Serve ``app`` with ``server`` until a signal, then drain (SPEC §6.2).
+    """Serve ``app`` with ``server`` until a signal, then drain.
 
     ``app`` is the ASGI app, or a "module:function" factory string. ``factory`` is the
     "module:function" of a zero-argument app factory, used where ``needs_factory`` says

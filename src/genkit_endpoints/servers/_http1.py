@@ -1,4 +1,4 @@
-"""What a complete HTTP/1.x request head must satisfy before the app sees it (issue 4 item 6).
+"""What a complete HTTP/1.x request head must satisfy before the app sees it.
 
 Shared by the hardened uvicorn and hypercorn protocols; granian's parser (hyper) applies
 its own rules. Each rule closes a gap one of the parsers leaves open, measured by
@@ -6,12 +6,12 @@ its own rules. Each rule closes a gap one of the parsers leaves open, measured b
 
 * too many header fields, or too many bytes, → 431 (neither httptools nor h11 counts
   fields; httptools has no size limit, h11's applies only to an incomplete head);
-* a missing Host on HTTP/1.1, or more than one Host → 400 (RFC 9112 §3.2; httptools
+* a missing Host on HTTP/1.1, or more than one Host → 400 (RFC 9112 section 3.2; httptools
   accepts both, and a trusted-host check that reads one Host while something else reads
   the other is a bypass);
-* Transfer-Encoding with Content-Length, or on HTTP/1.0 → 400 (RFC 9112 §6.1: the framing
-  is ambiguous; h11 lets Transfer-Encoding win and keeps the connection, so a request
-  hidden in the body is served next: request smuggling);
+* Transfer-Encoding with Content-Length, or on HTTP/1.0 → 400 (RFC 9112 section 6.1: the
+  framing is ambiguous; h11 lets Transfer-Encoding win and keeps the connection, so a
+  request hidden in the body is served next: request smuggling);
 * a Transfer-Encoding other than exactly ``chunked`` → 501 (the only coding we decode;
   ``identity, chunked`` or a repeated ``chunked`` means the sender and a proxy in front
   may disagree about where the body ends);

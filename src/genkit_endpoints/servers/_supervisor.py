@@ -1,4 +1,4 @@
-"""A small process supervisor that forwards SIGTERM/SIGINT to its workers (SPEC §6.2).
+"""A small process supervisor that forwards SIGTERM/SIGINT to its workers.
 
 For servers whose own multi-process mode keeps the signal away from the workers:
 hypercorn's ``run`` tells its workers to stop through a shared event they poll, so a

@@ -1,4 +1,4 @@
-"""The granian runner (SPEC §6.1, §6.2): a supervisor process and ``workers`` worker processes.
+"""The granian runner: a supervisor process and ``workers`` worker processes.
 
 granian always serves from separate worker processes, even with one worker, so it cannot
 take an app object: each worker builds the app from the "module:function" factory.
@@ -16,7 +16,7 @@ Limits of granian 2.8, stated plainly: it always sends a ``Server`` header (``gr
 or the app's own value; it cannot be removed — emmett-framework/granian#594); the
 header-field count is hyper's fixed 100 (431 above it), whatever ``max_header_count``
 says; with Content-Length and Transfer-Encoding together it decodes the body as chunked,
-as RFC 9112 §6.1 allows, and closes the connection after the response, so nothing hidden
+as RFC 9112 section 6.1 allows, and closes the connection after the response, so nothing hidden
 in the body is served; it accepts a missing or repeated Host header, so the app's
 trusted-host check sees them. It has no idle keep-alive timeout of its own: the header-read
 timeout also runs while a kept-alive connection waits for its next request, so it is

@@ -1,4 +1,4 @@
-"""The hypercorn runner (SPEC §6.1, §6.2): one process, or N workers under our supervisor.
+"""The hypercorn runner: one process, or N workers under our supervisor.
 
 hypercorn's own signal handling does not suit the drain: ``serve`` registers its
 handlers with ``loop.add_signal_handler`` and ``hypercorn.run`` never lets workers see

@@ -1,4 +1,4 @@
-"""The uvicorn runner (SPEC §6.1, §6.2): one process, or N workers under uvicorn's supervisor.
+"""The uvicorn runner: one process, or N workers under uvicorn's supervisor.
 
 uvicorn installs its SIGTERM/SIGINT handlers with ``signal.signal`` before the lifespan
 starts, in the process that serves, so the app's ``Lifecycle`` chains in front of them
@@ -6,7 +6,7 @@ unaided — in workers too, which the supervisor stops with SIGTERM.
 
 HTTP/1.1 is parsed by httptools (llhttp), never h11, through
 ``_uvicorn_http.HardenedHttpToolsProtocol``, which adds the request-head limits and the
-head read deadline uvicorn lacks; its docstring says why httptools (issue 4 item 6).
+head read deadline uvicorn lacks; its docstring says why httptools.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ class _DrainingMultiprocess(Multiprocess):
 
     The supervisor keeps its own copy of the listening socket (to respawn workers), so
     after the workers closed theirs the kernel would still complete handshakes into a
-    backlog nobody accepts from: clients hang instead of being refused (SPEC §6.2).
+    backlog nobody accepts from: clients hang instead of being refused.
     """
 
     def terminate_all(self) -> None:
@@ -72,7 +72,7 @@ def uvicorn_config(app: ASGIApp | str, cfg: ServerConfig) -> uvicorn.Config:
         server_header=False,
         date_header=True,
         timeout_keep_alive=whole_seconds(cfg.keep_alive),
-        # uvicorn's default (None) waits forever for open streams (SPEC §6.1).
+        # uvicorn's default (None) waits forever for open streams, so a drain would never end.
         timeout_graceful_shutdown=whole_seconds(cfg.shutdown_grace),
         log_config=None,  # our logging setup routes uvicorn's records
         log_level=cfg.log_level,

@@ -1,4 +1,4 @@
-"""Client identity and scheme behind trusted proxies (SPEC §4.1)."""
+"""Client identity and scheme behind trusted proxies."""
 
 from __future__ import annotations
 
