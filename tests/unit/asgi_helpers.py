@@ -117,21 +117,32 @@ class Upload:
 
 
 async def call_chunks(
-    app: ASGIApp, scope: dict[str, Any], chunks: Sequence[bytes]
+    app: ASGIApp,
+    scope: dict[str, Any],
+    chunks: Sequence[bytes],
+    *,
+    gap: float = 0,
+    stall: bool = False,
 ) -> tuple[Captured, Upload]:
     """Send a request whose body arrives as one ``http.request`` message per chunk (a
-    chunked upload); the client stays until the response is complete. Returns what was
-    sent back and how much of the body anything downstream actually pulled."""
+    chunked upload), each ``gap`` seconds after the app asked for it (a slow client
+    behind a server that reads only on demand). With ``stall`` the body never ends: after
+    the chunks the client sends nothing more (no chunks: a body that never starts).
+
+    The client stays until the response is complete. Returns what was sent back and how
+    much of the body anything downstream actually pulled."""
     sent = Captured()
     upload = Upload(chunks)
     done = asyncio.Event()
 
     async def receive() -> Message:
         if upload.pulled_messages < len(chunks):
+            if gap:
+                await asyncio.sleep(gap)
             chunk = chunks[upload.pulled_messages]
             upload.pulled_messages += 1
             upload.pulled_bytes += len(chunk)
-            more = upload.pulled_messages < len(chunks)
+            more = stall or upload.pulled_messages < len(chunks)
             return {"type": "http.request", "body": chunk, "more_body": more}
         await done.wait()
         return {"type": "http.disconnect"}
@@ -157,44 +168,6 @@ async def call_gone(app: ASGIApp, scope: dict[str, Any]) -> Captured:
 
     await app(scope, receive, send)
     return sent
-
-
-async def call_paced(
-    app: ASGIApp,
-    scope: dict[str, Any],
-    chunks: Sequence[bytes],
-    *,
-    gap: float,
-    stall: bool = False,
-) -> tuple[Captured, Upload]:
-    """Send a body one ``http.request`` message per chunk, each ``gap`` seconds after the
-    app asked for it (a slow client behind a server that reads only on demand).
-
-    With ``stall`` the body never ends: after the chunks the client sends nothing more
-    (no chunks: a body that never starts). Either way the client stays until the response
-    is complete, then disconnects."""
-    sent = Captured()
-    upload = Upload(chunks)
-    done = asyncio.Event()
-
-    async def receive() -> Message:
-        if upload.pulled_messages < len(chunks):
-            await asyncio.sleep(gap)
-            chunk = chunks[upload.pulled_messages]
-            upload.pulled_messages += 1
-            upload.pulled_bytes += len(chunk)
-            more = stall or upload.pulled_messages < len(chunks)
-            return {"type": "http.request", "body": chunk, "more_body": more}
-        await done.wait()
-        return {"type": "http.disconnect"}
-
-    async def send(message: Message) -> None:
-        sent.messages.append(message)
-        if message["type"] == "http.response.body" and not message.get("more_body", False):
-            done.set()
-
-    await app(scope, receive, send)
-    return sent, upload
 
 
 @asynccontextmanager

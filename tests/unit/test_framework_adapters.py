@@ -34,7 +34,7 @@ from genkit_endpoints.models.offline import OFFLINE_MODEL, OfflineModel
 from genkit_endpoints.routes import FlowRoute, RouteTable
 from genkit_endpoints.sse import SSE_HEADERS
 from tests.support.image_server import offline_fetcher
-from tests.unit.asgi_helpers import Captured, call, call_paced, http_scope, lifespan, within
+from tests.unit.asgi_helpers import Captured, call, call_chunks, http_scope, lifespan, within
 
 RID = (b"x-request-id", b"parity-check")  # fixed, so problem bodies match byte for byte
 JSON = (b"content-type", b"application/json")
@@ -389,7 +389,7 @@ async def test_a_stalled_body_is_408_on_every_framework(
     async with serving(framework, sample_table(), body_read_timeout=0.2) as app:
         scope = Case("stalled", "POST", "/tell-joke", [JSON, (b"content-length", b"40")]).scope()
         async with within(3):
-            sent, _ = await call_paced(app, scope, chunks, gap=0, stall=True)
+            sent, _ = await call_chunks(app, scope, chunks, gap=0, stall=True)
     assert [m["status"] for m in sent.messages if m["type"] == "http.response.start"] == [408]
     assert sent.headers[b"connection"] == b"close"
     problem = json.loads(sent.body)

@@ -13,12 +13,24 @@ from genkit_endpoints.asgi.policy import HttpPolicy
 from genkit_endpoints.asgi.stack import build_stack
 from genkit_endpoints.asgi.types import Message, Receive, Scope, Send
 from tests.unit.asgi._support import assert_secured, reading_app
-from tests.unit.asgi_helpers import Captured, call_chunks, call_paced, http_scope, within
+from tests.unit.asgi_helpers import Captured, call_chunks, http_scope, within
 
 
 def post(length: int | None = None) -> dict[str, Any]:
     headers = [] if length is None else [(b"content-length", str(length).encode())]
     return http_scope("/upload", "POST", headers)
+
+
+async def read_body(receive: Receive, *, pause: float = 0) -> bytes:
+    """The whole request body, as an app reads it; ``pause`` seconds between reads."""
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body", False):
+            return body
+        if pause:
+            await asyncio.sleep(pause)
 
 
 async def test_declared_length_over_the_limit_is_413_before_anything_is_read() -> None:
@@ -114,7 +126,7 @@ async def test_a_body_that_never_starts_gets_408_and_the_app_sees_a_disconnect()
     events: list[str] = []
     app = paced(reading_app(bodies, events), read_timeout=0.1)
     async with within(3):
-        sent, _ = await call_paced(app, post(100), [], gap=0, stall=True)
+        sent, _ = await call_chunks(app, post(100), [], gap=0, stall=True)
     assert_body_timeout(sent)
     assert json.loads(sent.body)["detail"] == (
         "The request body arrived too slowly: each part must arrive within 0.1 seconds."
@@ -128,7 +140,7 @@ async def test_a_body_that_stops_midway_gets_408() -> None:
     events: list[str] = []
     app = paced(reading_app(bodies, events), read_timeout=0.1)
     async with within(3):
-        sent, upload = await call_paced(app, post(), [b"a" * 10, b"b" * 10], gap=0, stall=True)
+        sent, upload = await call_chunks(app, post(), [b"a" * 10, b"b" * 10], gap=0, stall=True)
     assert_body_timeout(sent)
     assert upload.pulled_messages == 2
     assert events == ["http.request", "http.request", "http.disconnect"]
@@ -140,7 +152,7 @@ async def test_a_trickle_within_the_gap_is_cut_by_the_minimum_rate() -> None:
     chunks = [b"x"] * 40
     app = paced(reading_app([], []), read_timeout=0.5, min_rate=500)
     async with within(3):
-        sent, upload = await call_paced(app, post(), chunks, gap=0.05)
+        sent, upload = await call_chunks(app, post(), chunks, gap=0.05)
     assert_body_timeout(sent)
     assert upload.pulled_messages < len(chunks)
     assert json.loads(sent.body)["detail"] == (
@@ -154,7 +166,7 @@ async def test_without_a_minimum_rate_only_the_gap_counts() -> None:
     chunks = [b"x"] * 10
     app = paced(reading_app(bodies, []), read_timeout=0.5, min_rate=0)
     async with within(3):
-        sent, _ = await call_paced(app, post(), chunks, gap=0.05)
+        sent, _ = await call_chunks(app, post(), chunks, gap=0.05)
     assert responses(sent) == [200]
     assert bodies == [b"x" * 10]
 
@@ -165,7 +177,7 @@ async def test_a_steady_body_slower_than_one_part_is_not_cut() -> None:
     chunks = [bytes([65 + i]) * 100 for i in range(10)]
     app = paced(reading_app(bodies, []), read_timeout=0.5, min_rate=500)
     async with within(3):
-        sent, _ = await call_paced(app, post(1000), chunks, gap=0.05)
+        sent, _ = await call_chunks(app, post(1000), chunks, gap=0.05)
     assert responses(sent) == [200]
     assert bodies == [b"".join(chunks)]
 
@@ -176,12 +188,7 @@ async def test_a_body_that_arrives_at_once_is_untouched_and_leaves_no_deadline_b
     events: list[str] = []
 
     async def streaming(scope: Scope, receive: Receive, send: Send) -> None:
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body", False):
-                break
+        body = await read_body(receive)
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": body, "more_body": True})
         events.append((await receive())["type"])  # the client leaves after 0.3 s
@@ -218,20 +225,14 @@ async def test_time_the_app_spends_elsewhere_is_not_held_against_the_client() ->
     bodies: list[bytes] = []
 
     async def thinking(scope: Scope, receive: Receive, send: Send) -> None:
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body", False):
-                break
-            await asyncio.sleep(0.3)
+        body = await read_body(receive, pause=0.3)
         bodies.append(body)
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b""})
 
     app = paced(thinking, read_timeout=0.1, min_rate=500)
     async with within(3):
-        sent, _ = await call_paced(app, post(), [b"a", b"b", b"c"], gap=0.01)
+        sent, _ = await call_chunks(app, post(), [b"a", b"b", b"c"], gap=0.01)
     assert responses(sent) == [200]
     assert bodies == [b"abc"]
 
@@ -255,7 +256,7 @@ async def test_a_body_read_in_another_task_is_cut_there() -> None:
 
     app = paced(split, read_timeout=0.1)
     async with within(3):
-        sent, _ = await call_paced(app, post(), [b"a"], gap=0, stall=True)
+        sent, _ = await call_chunks(app, post(), [b"a"], gap=0, stall=True)
     assert_body_timeout(sent)
     assert events == ["http.request", "http.disconnect"]
 
@@ -264,7 +265,7 @@ async def test_the_request_timeout_still_answers_504_when_it_comes_first() -> No
     events: list[str] = []
     app = paced(reading_app([], events), read_timeout=5, request_timeout=0.1)
     async with within(3):
-        sent, _ = await call_paced(app, post(100), [], gap=0, stall=True)
+        sent, _ = await call_chunks(app, post(100), [], gap=0, stall=True)
     assert responses(sent) == [504]
     assert events == []  # the app was cancelled in its read, not told of a disconnect
 
