@@ -84,7 +84,7 @@ def test_custom_input_reaches_the_flow(
         img = c.post("/describe-image", json=custom("/describe-image", image_server)).json()
         default_tr = c.post("/translate", json={}).json()
     assert "Whiskers" in joke["joke"]
-    assert joke["username"] is None  # a body cannot name the caller; only an API key does
+    assert joke["username"] == "ada"  # echoed: without API keys nobody is authenticated
     assert tr["original_text"] == "Good morning, friends."
     assert tr["target_language"] == "German"
     assert img["image_url"] == image_server.url("/cat.png")

@@ -155,13 +155,14 @@ async def test_probes_are_exempt_and_spend_nothing(path: str) -> None:
     assert (await call(stack, from_ip("10.0.0.1"))).status == 429
 
 
-async def test_storage_outage_failing_open_admits_without_headers() -> None:
+async def test_storage_outage_failing_open_still_limits_in_the_process() -> None:
     app = Counting()
     mw = RateLimitMiddleware(app, down_limiter(fail_open=True))
-    sent = await call(mw, from_ip("10.0.0.1"))
-    assert sent.status == 200
-    assert not any(h in sent.headers for h in RATE_HEADERS)
-    assert app.calls == 1
+    sent = [await call(mw, from_ip("10.0.0.1")) for _ in range(3)]
+    assert [s.status for s in sent] == [200, 200, 429]  # 2/minute, counted here
+    assert sent[0].headers[b"ratelimit-limit"] == b"2"
+    assert sent[1].headers[b"ratelimit-remaining"] == b"0"
+    assert app.calls == 2
     await mw.limiter.aclose()
 
 
