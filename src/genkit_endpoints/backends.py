@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import importlib.util
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -283,8 +284,10 @@ class OutageGate:
         """A call to the backend failed: check it in the background (once at a time)."""
         self.failures += 1
         if not self.checking:
+            # An empty context: the check outlives the request that happened to fail, and
+            # its log lines are not that request's.
             self._task = asyncio.get_running_loop().create_task(
-                self._watch(), name=f"{self.name}-outage-probe"
+                self._watch(), name=f"{self.name}-outage-probe", context=contextvars.Context()
             )
 
     async def _ok(self) -> bool:
