@@ -148,9 +148,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         require_server(settings.server)  # a missing extra: one line, before the slow build
         require_framework(settings.framework)
-        # Built once here for their checks: a Redis URL without the redis extra is one line
+        # Each config checks its backend: a Redis URL without the redis extra is one line
         # now, not a traceback in every worker.
-        settings.rate_limit_config(), settings.cache_config(), settings.breaker_config()
+        settings.rate_limit_config()
+        settings.cache_config()
+        settings.breaker_config()
         if needs_factory(settings.server, cfg):
             # Worker processes build their own service; this process only supervises, so
             # it checks the model settings and leaves the building to the workers.

@@ -24,14 +24,14 @@ that was never imported cannot have raised, and checking must not cost its impor
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import json
 import socket
 import ssl
 import sys
-from collections.abc import Iterator, Mapping
-from typing import Any
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Any, Literal
 
 import structlog
 from genkit import GenkitError, Interrupt, ModelResponse
@@ -275,16 +275,33 @@ def _raised(exc: Exception) -> EndpointError | None:
     return InternalError()
 
 
-@contextlib.contextmanager
-def typed_failures() -> Iterator[None]:
-    """Provider failures raised by generate as typed errors; bugs propagate unchanged."""
-    try:
-        yield
-    except Exception as exc:
+class _TypedFailures:
+    """The context manager behind ``typed_failures``: stateless, so one serves every use.
+
+    A plain class, not ``contextlib.contextmanager``: a stream enters it once per chunk,
+    and a generator per chunk is work for nothing.
+    """
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> Literal[False]:
+        if not isinstance(exc, Exception):
+            return False  # no failure, or cancellation: nothing to type
         err = _raised(exc)
         if err is None or err is exc:
-            raise
+            return False  # a bug, or already typed: propagates unchanged
         raise err from None
+
+
+_TYPED_FAILURES = _TypedFailures()
+
+
+def typed_failures() -> _TypedFailures:
+    """Provider failures raised by generate as typed errors; bugs propagate unchanged."""
+    return _TYPED_FAILURES
 
 
 def raise_for_response(response: ModelResponse) -> None:
