@@ -162,10 +162,12 @@ def test_a_hostile_request_id_is_never_echoed(
         assert is_generated_id(echoed) or echoed == as_parsed, got.raw[:300]
     else:
         assert got.statuses == [400], got.raw[:300]
+    # Compare whole values, not fragments: the generated id is random hex and may
+    # contain short strings such as "caf" by chance.
+    assert value not in got.raw
+    assert got.raw.isascii()
     assert b"injected" not in got.raw.lower()
     assert b"<script>" not in got.raw
-    assert b"aaaaaaaaaa" not in got.raw
-    assert b"caf" not in got.raw
 
 
 def test_a_well_formed_request_id_of_128_characters_is_echoed(app: ServerProcess) -> None:
