@@ -3,7 +3,7 @@
 No Genkit, no middleware, no logging: a ``/health`` that returns a dict and a
 ``/tell-joke`` that validates its body with Pydantic and formats a fixed string. It is
 served by uvicorn, granian or hypercorn (``--server``) with the same option values as
-our runners in ``genkit_endpoints.servers`` (same event loop, HTTP settings, keep-alive,
+our runners in ``genkit_endpoints.serving.runners`` (same event loop, HTTP settings, keep-alive,
 no access log, lifespan on, one worker), so the ratio ours/bare on one server measures
 what the kit and the flow add, not server tuning. Server-side wrappers that are part of
 our runners (hypercorn's in-flight task tracking) are deliberately not copied: they

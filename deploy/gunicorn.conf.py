@@ -18,7 +18,7 @@ SIGTERM drains for SHUTDOWN_GRACE seconds (uvicorn's own deadline, so the lifesp
 shutdown still runs) before gunicorn's kill a little later; the drain hook runs at the
 first signal because each worker's uvicorn installs its handlers before the lifespan
 chains in front of them; one log format (gunicorn's own lines go through the root
-logger that ``genkit_endpoints.logging`` configures).
+logger that ``genkit_endpoints.serving.logging`` configures).
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ from typing import Any
 from gunicorn.glogging import Logger
 from uvicorn_worker import UvicornWorker
 
-from genkit_endpoints.servers._http1 import HeadLimits
-from genkit_endpoints.servers._uvicorn_http import HardenedHttpToolsProtocol
+from genkit_endpoints.serving.runners._http1 import HeadLimits
+from genkit_endpoints.serving.runners._uvicorn_http import HardenedHttpToolsProtocol
 
 _grace = float(os.environ.get("SHUTDOWN_GRACE", "25"))
 _level = os.environ.get("LOG_LEVEL", "info").lower()
@@ -95,7 +95,7 @@ logger_class = RootLogger
 
 def on_starting(server: Any) -> None:
     """Configure logging in the master; each worker's app factory does it again."""
-    from genkit_endpoints.logging import configure_logging, default_format  # noqa: PLC0415
+    from genkit_endpoints.serving.logging import configure_logging, default_format  # noqa: PLC0415
 
     debug = os.environ.get("DEBUG", "").lower() in {"1", "true", "yes", "on"}
     fmt = os.environ.get("LOG_FORMAT", "").lower() or default_format(debug)

@@ -13,13 +13,13 @@ from genkit import Genkit
 
 from endpoints_hello.flows import build_routes
 from endpoints_hello.settings import Settings
-from genkit_endpoints.asgi.types import ASGIApp
-from genkit_endpoints.breaker import Breaker
-from genkit_endpoints.generation import ModelClient
-from genkit_endpoints.logging import access_logger, default_format
-from genkit_endpoints.media import ImageFetcher
-from genkit_endpoints.providers import choose_model
-from genkit_endpoints.service import Service, ServiceConfig, build_service
+from genkit_endpoints.http.types import ASGIApp
+from genkit_endpoints.model.client import ModelClient
+from genkit_endpoints.model.providers import choose_model
+from genkit_endpoints.policies.breaker import Breaker
+from genkit_endpoints.security.images import ImageFetcher
+from genkit_endpoints.serving.logging import access_logger, default_format
+from genkit_endpoints.serving.service import Service, ServiceConfig, build_service
 
 PROMPTS_DIR = Path(__file__).resolve().parent / "prompts"
 GRPC_SERVICE = "endpoints_hello.generated.genkit_sample_pb2:GenkitService"

@@ -32,12 +32,12 @@ from endpoints_hello.schemas import (
     TranslateInput,
     TranslationResult,
 )
-from genkit_endpoints.cache import fingerprint
-from genkit_endpoints.context import current_principal
-from genkit_endpoints.generation import ModelClient
+from genkit_endpoints.core.context import current_principal
+from genkit_endpoints.core.routes import FlowRoute, RouteTable
 from genkit_endpoints.grpc.encoding import json_field
-from genkit_endpoints.media import ImageFetcher
-from genkit_endpoints.routes import FlowRoute, RouteTable
+from genkit_endpoints.model.client import ModelClient
+from genkit_endpoints.policies.cache import fingerprint
+from genkit_endpoints.security.images import ImageFetcher
 
 PIRATE_SYSTEM_PROMPT = (
     "You are Captain Redbeard, an 18th-century pirate captain. Answer every question "

@@ -16,10 +16,10 @@ from typing import NoReturn
 from pydantic import ValidationError
 
 from endpoints_hello.settings import Settings, load_settings
-from genkit_endpoints.asgi.types import ASGIApp
-from genkit_endpoints.config import ProviderConfigError
-from genkit_endpoints.log_masking import api_key_secrets, secret_values
-from genkit_endpoints.logging import configure_logging, default_format
+from genkit_endpoints.http.types import ASGIApp
+from genkit_endpoints.model.config import ProviderConfigError
+from genkit_endpoints.security.masking import api_key_secrets, secret_values
+from genkit_endpoints.serving.logging import configure_logging, default_format
 
 PROG = "endpoints-hello"
 EXIT_USAGE = 2
@@ -134,10 +134,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     _configure_logging(settings)
 
     # Imported here: Genkit and the providers are heavy, and --help should stay instant.
-    from genkit_endpoints.adapters import MissingExtraError, require_framework  # noqa: PLC0415
-    from genkit_endpoints.backends import RedisExtraMissing  # noqa: PLC0415
-    from genkit_endpoints.providers import choose_model  # noqa: PLC0415
-    from genkit_endpoints.servers import (  # noqa: PLC0415
+    from genkit_endpoints.http.adapters import MissingExtraError, require_framework  # noqa: PLC0415
+    from genkit_endpoints.model.providers import choose_model  # noqa: PLC0415
+    from genkit_endpoints.policies.backends import RedisExtraMissing  # noqa: PLC0415
+    from genkit_endpoints.serving.runners import (  # noqa: PLC0415
         ServerExtraMissing,
         needs_factory,
         require_server,

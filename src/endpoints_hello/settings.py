@@ -15,20 +15,16 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from genkit_endpoints.asgi.policy import HttpPolicy
-from genkit_endpoints.auth import ApiKeyring
-from genkit_endpoints.backends import RedisOptions, parse_backend
-from genkit_endpoints.breaker import BreakerConfig
-from genkit_endpoints.cache import CacheConfig
-from genkit_endpoints.config import (
-    GrpcConfig,
-    ModelCallPolicyConfig,
-    OfflineModelConfig,
-    ProviderConfig,
-    ServerConfig,
-)
-from genkit_endpoints.media import ImageFetchConfig
-from genkit_endpoints.ratelimit import RateLimitConfig, parse_rates
+from genkit_endpoints.grpc.config import GrpcConfig
+from genkit_endpoints.http.middleware.policy import HttpPolicy
+from genkit_endpoints.model.config import ModelCallPolicyConfig, OfflineModelConfig, ProviderConfig
+from genkit_endpoints.policies.backends import RedisOptions, parse_backend
+from genkit_endpoints.policies.breaker import BreakerConfig
+from genkit_endpoints.policies.cache import CacheConfig
+from genkit_endpoints.policies.ratelimit import RateLimitConfig, parse_rates
+from genkit_endpoints.security.images import ImageFetchConfig
+from genkit_endpoints.security.keys import ApiKeyring
+from genkit_endpoints.serving.config import ServerConfig
 
 # Comma-separated in the environment (``a,b,c``), not JSON: the reference sample's style.
 CommaList = Annotated[list[str], NoDecode]

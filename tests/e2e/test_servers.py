@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from genkit_endpoints.servers import ServerExtraMissing, require_server
+from genkit_endpoints.serving.runners import ServerExtraMissing, require_server
 from tests.e2e.test_routes import OFFLINE_DEFAULTS, UNARY, assert_valid
 from tests.e2e.test_sse import frames
 from tests.support.server import ServerProcess, run_server

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from genkit_endpoints.asgi.types import ASGIApp, Message
+from genkit_endpoints.http.types import ASGIApp, Message
 
 
 @dataclass

@@ -17,13 +17,14 @@ from genkit import Genkit
 
 from endpoints_hello import schemas
 from endpoints_hello.app import PROMPTS_DIR
-from genkit_endpoints.auth import ApiKeyring
-from genkit_endpoints.config import GrpcConfig, OfflineModelConfig
-from genkit_endpoints.context import current_principal
+from genkit_endpoints.core.context import current_principal
+from genkit_endpoints.core.health import Readiness
+from genkit_endpoints.core.routes import RouteTable
+from genkit_endpoints.grpc.config import GrpcConfig
 from genkit_endpoints.grpc.server import GrpcServer, create_grpc_server
-from genkit_endpoints.health import Readiness
-from genkit_endpoints.models.offline import OFFLINE_MODEL, OfflineModel
-from genkit_endpoints.routes import RouteTable
+from genkit_endpoints.model.config import OfflineModelConfig
+from genkit_endpoints.model.offline import OFFLINE_MODEL, OfflineModel
+from genkit_endpoints.security.keys import ApiKeyring
 from tests.unit.grpc_harness import SERVICE, app_table
 
 ANONYMOUS = "(anonymous)"

@@ -13,12 +13,12 @@ import structlog
 
 from endpoints_hello.main import parse_settings
 from endpoints_hello.settings import Settings
-from genkit_endpoints import auth
-from genkit_endpoints.asgi.auth import WWW_AUTHENTICATE, ApiKeyMiddleware
-from genkit_endpoints.asgi.request_id import RequestIdMiddleware
-from genkit_endpoints.asgi.types import Receive, Scope, Send
-from genkit_endpoints.auth import ApiKeyring, Principal, bearer_token, choose_key
-from genkit_endpoints.context import current_principal
+from genkit_endpoints.core.context import current_principal
+from genkit_endpoints.http.middleware.auth import WWW_AUTHENTICATE, ApiKeyMiddleware
+from genkit_endpoints.http.middleware.request_id import RequestIdMiddleware
+from genkit_endpoints.http.types import Receive, Scope, Send
+from genkit_endpoints.security import keys as auth
+from genkit_endpoints.security.keys import ApiKeyring, Principal, bearer_token, choose_key
 from tests.unit.asgi_helpers import Captured, call, http_scope
 
 ALICE_KEY = "alice-0123456789abcdef"

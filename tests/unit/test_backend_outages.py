@@ -28,12 +28,17 @@ from typing import Any, Literal
 import pytest
 import uvloop
 
-from genkit_endpoints.backends import OutageGate, RedisExtraMissing, RedisOptions, parse_backend
-from genkit_endpoints.breaker import Breaker, BreakerConfig, BreakerOpen
-from genkit_endpoints.cache import CacheConfig, Flight, FlowCache
-from genkit_endpoints.cache_redis import RedisStore
-from genkit_endpoints.errors import UpstreamError
-from genkit_endpoints.ratelimit import Decision, RateLimitConfig, RateLimiter
+from genkit_endpoints.core.errors import UpstreamError
+from genkit_endpoints.policies.backends import (
+    OutageGate,
+    RedisExtraMissing,
+    RedisOptions,
+    parse_backend,
+)
+from genkit_endpoints.policies.breaker import Breaker, BreakerConfig, BreakerOpen
+from genkit_endpoints.policies.cache import CacheConfig, Flight, FlowCache
+from genkit_endpoints.policies.cache_redis import RedisStore
+from genkit_endpoints.policies.ratelimit import Decision, RateLimitConfig, RateLimiter
 from tests.support.fault_proxy import FaultProxy, fault_proxy
 from tests.support.redis_server import RedisServer
 

@@ -13,15 +13,7 @@ import pytest
 from pydantic import BaseModel
 from structlog.testing import capture_logs
 
-from genkit_endpoints.backends import parse_backend
-from genkit_endpoints.breaker import (
-    Breaker,
-    BreakerConfig,
-    BreakerOpen,
-    BreakerState,
-    counts_as_failure,
-)
-from genkit_endpoints.errors import (
+from genkit_endpoints.core.errors import (
     ImageFetchError,
     InternalError,
     InvalidInput,
@@ -29,7 +21,15 @@ from genkit_endpoints.errors import (
     UpstreamError,
     UpstreamTimeout,
 )
-from genkit_endpoints.upstream import error_from_genkit
+from genkit_endpoints.model.upstream import error_from_genkit
+from genkit_endpoints.policies.backends import parse_backend
+from genkit_endpoints.policies.breaker import (
+    Breaker,
+    BreakerConfig,
+    BreakerOpen,
+    BreakerState,
+    counts_as_failure,
+)
 from tests.support.redis_server import RedisServer
 from tests.support.server import free_port
 
@@ -358,11 +358,11 @@ async def test_cached_answers_are_served_while_the_breaker_is_open() -> None:
 
     from endpoints_hello.app import PROMPTS_DIR
     from endpoints_hello.flows import build_routes
-    from genkit_endpoints import routes
-    from genkit_endpoints.cache import CacheConfig, FlowCache
-    from genkit_endpoints.config import ModelCallPolicyConfig
-    from genkit_endpoints.generation import ModelClient
-    from genkit_endpoints.models.offline import OFFLINE_MODEL, OfflineModel
+    from genkit_endpoints.core import routes
+    from genkit_endpoints.model.client import ModelClient
+    from genkit_endpoints.model.config import ModelCallPolicyConfig
+    from genkit_endpoints.model.offline import OFFLINE_MODEL, OfflineModel
+    from genkit_endpoints.policies.cache import CacheConfig, FlowCache
     from tests.support.image_server import offline_fetcher
 
     model = OfflineModel()
@@ -416,11 +416,11 @@ async def test_a_bug_in_one_flow_never_opens_the_breaker_for_the_others() -> Non
     threshold, open the breaker: every flow then answered 503, blaming the provider."""
     from genkit import Genkit
 
-    from genkit_endpoints import routes
-    from genkit_endpoints.config import ModelCallPolicyConfig
-    from genkit_endpoints.generation import ModelClient
-    from genkit_endpoints.models.offline import OFFLINE_MODEL, OfflineModel
-    from genkit_endpoints.routes import FlowRoute, RouteTable
+    from genkit_endpoints.core import routes
+    from genkit_endpoints.core.routes import FlowRoute, RouteTable
+    from genkit_endpoints.model.client import ModelClient
+    from genkit_endpoints.model.config import ModelCallPolicyConfig
+    from genkit_endpoints.model.offline import OFFLINE_MODEL, OfflineModel
 
     model = OfflineModel()
     ai = Genkit(plugins=[model], model=OFFLINE_MODEL)

@@ -18,14 +18,15 @@ from genkit import ActionRunContext, Genkit
 from pydantic import BaseModel
 from structlog.testing import capture_logs
 
-from genkit_endpoints import routes, sse
-from genkit_endpoints.auth import Principal
-from genkit_endpoints.backends import parse_backend
-from genkit_endpoints.cache import CacheConfig, FlowCache, MemoryStore
-from genkit_endpoints.context import principal_var
-from genkit_endpoints.errors import UpstreamError
-from genkit_endpoints.http import no_cache
-from genkit_endpoints.routes import FlowRoute
+from genkit_endpoints.core import routes
+from genkit_endpoints.core.context import principal_var
+from genkit_endpoints.core.errors import UpstreamError
+from genkit_endpoints.core.routes import FlowRoute
+from genkit_endpoints.http import sse
+from genkit_endpoints.http.handlers import no_cache
+from genkit_endpoints.policies.backends import parse_backend
+from genkit_endpoints.policies.cache import CacheConfig, FlowCache, MemoryStore
+from genkit_endpoints.security.keys import Principal
 from tests.support.redis_server import RedisServer
 from tests.support.server import free_port
 

@@ -26,10 +26,10 @@ from genkit_openai import OpenAI
 from google.genai import errors as genai_errors
 from pydantic import BaseModel
 
-from genkit_endpoints.breaker import Breaker, BreakerConfig, BreakerState
-from genkit_endpoints.config import ModelCallPolicyConfig
-from genkit_endpoints.errors import UpstreamError, UpstreamTimeout
-from genkit_endpoints.generation import ModelClient
+from genkit_endpoints.core.errors import UpstreamError, UpstreamTimeout
+from genkit_endpoints.model.client import ModelClient
+from genkit_endpoints.model.config import ModelCallPolicyConfig
+from genkit_endpoints.policies.breaker import Breaker, BreakerConfig, BreakerState
 from tests.fakes.provider import (
     FakeProvider,
     Fault,

@@ -12,12 +12,12 @@ import pytest
 from genkit import ActionRunContext, Genkit
 from pydantic import BaseModel
 
-from genkit_endpoints.adapters.fastapi import create_fastapi_app
-from genkit_endpoints.asgi.stack import HttpPolicy, build_stack
-from genkit_endpoints.asgi.types import ASGIApp
-from genkit_endpoints.errors import UpstreamTimeout
-from genkit_endpoints.health import Readiness
-from genkit_endpoints.routes import FlowRoute, RouteTable
+from genkit_endpoints.core.errors import UpstreamTimeout
+from genkit_endpoints.core.health import Readiness
+from genkit_endpoints.core.routes import FlowRoute, RouteTable
+from genkit_endpoints.http.adapters.fastapi import create_fastapi_app
+from genkit_endpoints.http.middleware.stack import HttpPolicy, build_stack
+from genkit_endpoints.http.types import ASGIApp
 from tests.unit.asgi_helpers import call, http_scope
 
 

@@ -19,11 +19,11 @@ from hypothesis import strategies as st
 from endpoints_hello import schemas
 from endpoints_hello.app import PROMPTS_DIR
 from endpoints_hello.flows import build_routes
-from genkit_endpoints import routes
-from genkit_endpoints.config import ModelCallPolicyConfig
-from genkit_endpoints.generation import ModelClient
-from genkit_endpoints.models.offline import OFFLINE_MODEL, OfflineModel
-from genkit_endpoints.routes import RouteTable
+from genkit_endpoints.core import routes
+from genkit_endpoints.core.routes import RouteTable
+from genkit_endpoints.model.client import ModelClient
+from genkit_endpoints.model.config import ModelCallPolicyConfig
+from genkit_endpoints.model.offline import OFFLINE_MODEL, OfflineModel
 from tests.support.image_server import offline_fetcher
 
 text = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=1)

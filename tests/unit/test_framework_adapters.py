@@ -24,15 +24,19 @@ from pydantic import BaseModel, model_validator
 
 from endpoints_hello.app import PROMPTS_DIR
 from endpoints_hello.flows import build_routes
-from genkit_endpoints.adapters import FRAMEWORKS, MissingExtraError, create_framework_app
-from genkit_endpoints.asgi.stack import HttpPolicy, build_stack
-from genkit_endpoints.asgi.types import ASGIApp
-from genkit_endpoints.config import ModelCallPolicyConfig
-from genkit_endpoints.generation import ModelClient
-from genkit_endpoints.health import Readiness
-from genkit_endpoints.models.offline import OFFLINE_MODEL, OfflineModel
-from genkit_endpoints.routes import FlowRoute, RouteTable
-from genkit_endpoints.sse import SSE_HEADERS
+from genkit_endpoints.core.health import Readiness
+from genkit_endpoints.core.routes import FlowRoute, RouteTable
+from genkit_endpoints.http.adapters import (
+    FRAMEWORKS,
+    MissingExtraError,
+    create_framework_app,
+)
+from genkit_endpoints.http.middleware.stack import HttpPolicy, build_stack
+from genkit_endpoints.http.sse import SSE_HEADERS
+from genkit_endpoints.http.types import ASGIApp
+from genkit_endpoints.model.client import ModelClient
+from genkit_endpoints.model.config import ModelCallPolicyConfig
+from genkit_endpoints.model.offline import OFFLINE_MODEL, OfflineModel
 from tests.support.image_server import offline_fetcher
 from tests.unit.asgi_helpers import Captured, call, call_chunks, http_scope, lifespan, within
 
@@ -431,6 +435,6 @@ def test_unknown_framework_is_a_value_error() -> None:
 def test_missing_framework_names_its_extra(framework: str, monkeypatch: pytest.MonkeyPatch) -> None:
     # A None entry makes `import <framework>` fail as if the package were not installed.
     monkeypatch.setitem(sys.modules, framework, None)
-    monkeypatch.delitem(sys.modules, f"genkit_endpoints.adapters.{framework}", raising=False)
+    monkeypatch.delitem(sys.modules, f"genkit_endpoints.http.adapters.{framework}", raising=False)
     with pytest.raises(MissingExtraError, match=rf"pip install 'genkit-endpoints\[{framework}\]'"):
         create_framework_app(framework, RouteTable([]), Readiness())

@@ -31,15 +31,15 @@ from genkit import (
 )
 from pydantic import BaseModel, Field
 
-from genkit_endpoints.breaker import Breaker, BreakerConfig, BreakerOpen, BreakerState
-from genkit_endpoints.config import ModelCallPolicyConfig
-from genkit_endpoints.errors import (
+from genkit_endpoints.core.errors import (
     InternalError,
     InvalidModelOutput,
     UpstreamError,
     UpstreamTimeout,
 )
-from genkit_endpoints.generation import ModelClient
+from genkit_endpoints.model.client import ModelClient
+from genkit_endpoints.model.config import ModelCallPolicyConfig
+from genkit_endpoints.policies.breaker import Breaker, BreakerConfig, BreakerOpen, BreakerState
 
 Step = Callable[[ActionRunContext], Awaitable[str]]
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import pytest
 from structlog.testing import capture_logs
 
-from genkit_endpoints.config import ServerConfig
-from genkit_endpoints.servers.granian import slow_head_exposed, warn_slow_heads
+from genkit_endpoints.serving.config import ServerConfig
+from genkit_endpoints.serving.runners.granian import slow_head_exposed, warn_slow_heads
 
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "::", "10.1.2.3", "fd00::1", "api.example.com"])

@@ -12,11 +12,12 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from endpoints_hello.generated import genkit_sample_pb2 as pb
 from endpoints_hello.generated import genkit_sample_pb2_grpc as pb_grpc
-from genkit_endpoints import auth
-from genkit_endpoints.auth import ApiKeyring
-from genkit_endpoints.config import GrpcConfig, OfflineModelConfig
-from genkit_endpoints.context import current_principal
+from genkit_endpoints.core.context import current_principal
 from genkit_endpoints.grpc.auth import AuthInterceptor
+from genkit_endpoints.grpc.config import GrpcConfig
+from genkit_endpoints.model.config import OfflineModelConfig
+from genkit_endpoints.security import keys as auth
+from genkit_endpoints.security.keys import ApiKeyring
 from tests.unit.grpc_harness import LEAKS, finish
 from tests.unit.grpc_secure import ANONYMOUS, Secured, secured
 

@@ -21,13 +21,14 @@ from google.protobuf import message_factory
 from endpoints_hello.app import PROMPTS_DIR
 from endpoints_hello.flows import build_routes
 from endpoints_hello.generated import genkit_sample_pb2 as pb
-from genkit_endpoints.config import GrpcConfig, ModelCallPolicyConfig
-from genkit_endpoints.generation import ModelClient
+from genkit_endpoints.core.health import Readiness
+from genkit_endpoints.core.routes import RouteTable
+from genkit_endpoints.grpc.config import GrpcConfig
 from genkit_endpoints.grpc.server import create_grpc_server
 from genkit_endpoints.grpc.servicer import build_method_handlers
-from genkit_endpoints.health import Readiness
-from genkit_endpoints.models.offline import OFFLINE_MODEL, OfflineModel
-from genkit_endpoints.routes import RouteTable
+from genkit_endpoints.model.client import ModelClient
+from genkit_endpoints.model.config import ModelCallPolicyConfig
+from genkit_endpoints.model.offline import OFFLINE_MODEL, OfflineModel
 from tests.support.image_server import offline_fetcher
 
 pytestmark = pytest.mark.timeout(60)

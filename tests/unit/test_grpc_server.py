@@ -16,9 +16,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from endpoints_hello.generated import genkit_sample_pb2 as pb
-from genkit_endpoints.config import GrpcConfig, OfflineModelConfig
+from genkit_endpoints.core.health import Readiness
+from genkit_endpoints.grpc.config import GrpcConfig
 from genkit_endpoints.grpc.server import create_grpc_server
-from genkit_endpoints.health import Readiness
+from genkit_endpoints.model.config import OfflineModelConfig
 from tests.unit.grpc_harness import (
     NOT_SERVING,
     SERVICE,

@@ -20,12 +20,12 @@ from google.protobuf import json_format
 
 from endpoints_hello import schemas
 from endpoints_hello.generated import genkit_sample_pb2 as pb
-from genkit_endpoints.breaker import Breaker, BreakerConfig, BreakerState
-from genkit_endpoints.cache import CacheConfig, FlowCache
-from genkit_endpoints.config import ModelCallPolicyConfig
-from genkit_endpoints.errors import RateLimited, ServiceUnavailable
-from genkit_endpoints.generation import ModelClient
-from genkit_endpoints.routes import RouteTable
+from genkit_endpoints.core.errors import RateLimited, ServiceUnavailable
+from genkit_endpoints.core.routes import RouteTable
+from genkit_endpoints.model.client import ModelClient
+from genkit_endpoints.model.config import ModelCallPolicyConfig
+from genkit_endpoints.policies.breaker import Breaker, BreakerConfig, BreakerState
+from genkit_endpoints.policies.cache import CacheConfig, FlowCache
 from tests.unit.grpc_harness import (
     LEAKS,
     finish,

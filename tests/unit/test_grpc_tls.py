@@ -25,9 +25,9 @@ from pydantic import ValidationError
 from endpoints_hello.generated import genkit_sample_pb2 as pb
 from endpoints_hello.generated import genkit_sample_pb2_grpc as pb_grpc
 from endpoints_hello.settings import Settings
-from genkit_endpoints.auth import ApiKeyring
-from genkit_endpoints.config import GrpcConfig
+from genkit_endpoints.grpc.config import GrpcConfig
 from genkit_endpoints.grpc.tls import TlsConfigError, load_server_tls
+from genkit_endpoints.security.keys import ApiKeyring
 from tests.unit.grpc_secure import ANONYMOUS, secured
 
 pytestmark = pytest.mark.timeout(30)

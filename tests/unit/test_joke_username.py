@@ -14,7 +14,7 @@ import json
 import pytest
 
 from endpoints_hello.generated import genkit_sample_pb2 as pb
-from genkit_endpoints.adapters import FRAMEWORKS
+from genkit_endpoints.http.adapters import FRAMEWORKS
 from tests.unit.asgi_helpers import call, http_scope
 from tests.unit.grpc_harness import serving as grpc_serving
 from tests.unit.test_framework_adapters import JSON, sample_table, serving

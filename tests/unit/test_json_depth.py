@@ -20,13 +20,13 @@ from genkit import Genkit
 from pydantic import BaseModel
 
 from endpoints_hello.generated import genkit_sample_pb2 as pb
-from genkit_endpoints import http
-from genkit_endpoints.adapters import FRAMEWORKS, create_framework_app
-from genkit_endpoints.asgi.stack import build_stack
-from genkit_endpoints.asgi.types import ASGIApp
-from genkit_endpoints.health import Readiness
-from genkit_endpoints.json_depth import DEFAULT_JSON_MAX_DEPTH, json_too_deep
-from genkit_endpoints.routes import FlowRoute, RouteTable
+from genkit_endpoints.core.health import Readiness
+from genkit_endpoints.core.json_depth import DEFAULT_JSON_MAX_DEPTH, json_too_deep
+from genkit_endpoints.core.routes import FlowRoute, RouteTable
+from genkit_endpoints.http import handlers as http
+from genkit_endpoints.http.adapters import FRAMEWORKS, create_framework_app
+from genkit_endpoints.http.middleware.stack import build_stack
+from genkit_endpoints.http.types import ASGIApp
 from tests.unit.asgi_helpers import Captured, call, http_scope, lifespan
 from tests.unit.grpc_harness import LEAKS, serving
 

@@ -18,8 +18,8 @@ import structlog
 from pydantic import SecretStr
 
 from endpoints_hello.main import setup_from_env
-from genkit_endpoints.context import request_id_var
-from genkit_endpoints.log_masking import (
+from genkit_endpoints.core.context import request_id_var
+from genkit_endpoints.security.masking import (
     CYCLE,
     MASK,
     TOO_DEEP,
@@ -28,7 +28,7 @@ from genkit_endpoints.log_masking import (
     is_secret_key,
     secret_values,
 )
-from genkit_endpoints.logging import configure_logging
+from genkit_endpoints.serving.logging import configure_logging
 
 GOOGLE = "AIzaSyA1b2C3d4E5f6G7h8I9j0KlMnOpQrStUvW"  # AIza + 35
 OPENAI = "sk-proj-Ab12Cd34Ef56Gh78Ij90Kl12Mn34"

@@ -8,8 +8,8 @@ import logging
 import pytest
 import structlog
 
-from genkit_endpoints.context import request_id_var
-from genkit_endpoints.logging import configure_logging, default_format
+from genkit_endpoints.core.context import request_id_var
+from genkit_endpoints.serving.logging import configure_logging, default_format
 
 pytestmark = pytest.mark.usefixtures("restore_logging")
 

@@ -30,13 +30,18 @@ from genkit import Genkit
 from endpoints_hello.app import PROMPTS_DIR
 from endpoints_hello.flows import build_routes
 from endpoints_hello.schemas import ImageInput
-from genkit_endpoints import routes
-from genkit_endpoints.addresses import is_public
-from genkit_endpoints.config import ModelCallPolicyConfig
-from genkit_endpoints.errors import ImageFetchError
-from genkit_endpoints.generation import ModelClient
-from genkit_endpoints.media import FetchedImage, ImageFetchConfig, ImageFetcher, sniff_image_type
-from genkit_endpoints.models.offline import OFFLINE_MODEL, OfflineModel
+from genkit_endpoints.core import routes
+from genkit_endpoints.core.errors import ImageFetchError
+from genkit_endpoints.model.client import ModelClient
+from genkit_endpoints.model.config import ModelCallPolicyConfig
+from genkit_endpoints.model.offline import OFFLINE_MODEL, OfflineModel
+from genkit_endpoints.security.addresses import is_public
+from genkit_endpoints.security.images import (
+    FetchedImage,
+    ImageFetchConfig,
+    ImageFetcher,
+    sniff_image_type,
+)
 from tests.support.image_server import (
     ALLOWED_NETWORK,
     HTML,

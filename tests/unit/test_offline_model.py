@@ -13,7 +13,7 @@ from genkit import Genkit, GenkitError, Part
 from genkit.plugin_api import ActionKind
 from pydantic import BaseModel, ConfigDict, Field
 
-from genkit_endpoints.models.offline import OFFLINE_MODEL, OfflineModel, OfflineModelConfig
+from genkit_endpoints.model.offline import OFFLINE_MODEL, OfflineModel, OfflineModelConfig
 
 PNG = (  # a 1x1 transparent PNG
     "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA"

@@ -46,12 +46,12 @@ from schemathesis.specs.openapi.schemas import OpenApiSchema
 
 from endpoints_hello.app import PROMPTS_DIR
 from endpoints_hello.flows import build_routes
-from genkit_endpoints.asgi.policy import HttpPolicy
-from genkit_endpoints.auth import ApiKeyring
-from genkit_endpoints.config import ModelCallPolicyConfig, ProviderConfig
-from genkit_endpoints.generation import ModelClient
-from genkit_endpoints.providers import choose_model
-from genkit_endpoints.service import Service, ServiceConfig, build_service
+from genkit_endpoints.http.middleware.policy import HttpPolicy
+from genkit_endpoints.model.client import ModelClient
+from genkit_endpoints.model.config import ModelCallPolicyConfig, ProviderConfig
+from genkit_endpoints.model.providers import choose_model
+from genkit_endpoints.security.keys import ApiKeyring
+from genkit_endpoints.serving.service import Service, ServiceConfig, build_service
 from tests.support.image_server import offline_fetcher
 
 CONFORMANCE = [

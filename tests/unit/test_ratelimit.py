@@ -19,8 +19,8 @@ import structlog
 from pydantic import ValidationError
 
 from endpoints_hello.settings import Settings
-from genkit_endpoints.backends import parse_backend
-from genkit_endpoints.ratelimit import (
+from genkit_endpoints.policies.backends import parse_backend
+from genkit_endpoints.policies.ratelimit import (
     Decision,
     RateLimitConfig,
     RateLimiter,

@@ -16,17 +16,17 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from endpoints_hello.app import PROMPTS_DIR
 from endpoints_hello.generated import genkit_sample_pb2 as pb
 from endpoints_hello.generated import genkit_sample_pb2_grpc as pb_grpc
-from genkit_endpoints.asgi.ratelimit import RateLimitMiddleware
-from genkit_endpoints.asgi.stack import HttpPolicy, build_stack
-from genkit_endpoints.asgi.types import Receive, Scope, Send
-from genkit_endpoints.auth import ApiKeyring
-from genkit_endpoints.backends import parse_backend
-from genkit_endpoints.config import GrpcConfig
+from genkit_endpoints.core.health import Readiness
+from genkit_endpoints.grpc.config import GrpcConfig
 from genkit_endpoints.grpc.ratelimit import peer_ip
 from genkit_endpoints.grpc.server import create_grpc_server
-from genkit_endpoints.health import Readiness
-from genkit_endpoints.models.offline import OFFLINE_MODEL, OfflineModel
-from genkit_endpoints.ratelimit import RateLimitConfig, RateLimiter
+from genkit_endpoints.http.middleware.ratelimit import RateLimitMiddleware
+from genkit_endpoints.http.middleware.stack import HttpPolicy, build_stack
+from genkit_endpoints.http.types import Receive, Scope, Send
+from genkit_endpoints.model.offline import OFFLINE_MODEL, OfflineModel
+from genkit_endpoints.policies.backends import parse_backend
+from genkit_endpoints.policies.ratelimit import RateLimitConfig, RateLimiter
+from genkit_endpoints.security.keys import ApiKeyring
 from tests.support.server import free_port
 from tests.unit.asgi_helpers import Captured, call, http_scope
 from tests.unit.grpc_harness import SERVICE, app_table

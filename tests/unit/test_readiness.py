@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from genkit_endpoints.health import Readiness
+from genkit_endpoints.core.health import Readiness
 
 
 def test_ready_when_every_component_is_ok_and_not_draining() -> None:

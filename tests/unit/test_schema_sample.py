@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import AnyUrl, BaseModel, ConfigDict, Field, TypeAdapter
 
-from genkit_endpoints.models.schema_sample import ROOT_HINT, sample
+from genkit_endpoints.model.schema_sample import ROOT_HINT, sample
 
 
 class Color(StrEnum):

@@ -1,6 +1,6 @@
 """gRPC authentication: a verified client certificate or an API key in metadata.
 
-The same rules as REST (``genkit_endpoints.auth``): the key travels in ``x-api-key`` or
+The same rules as REST (``genkit_endpoints.security.keys``): the key travels in ``x-api-key`` or
 ``authorization: Bearer``, one key in one header, compared in constant time; a failure
 ends the call with UNAUTHENTICATED and a sentence that reveals nothing about the keys.
 
@@ -23,9 +23,8 @@ from typing import Any
 
 import grpc
 
-from genkit_endpoints.auth import INVALID_KEY, ApiKeyring, Principal, choose_key
-from genkit_endpoints.context import principal_var
-from genkit_endpoints.errors import Unauthenticated
+from genkit_endpoints.core.context import principal_var
+from genkit_endpoints.core.errors import Unauthenticated
 from genkit_endpoints.grpc.interceptors import (
     Around,
     Behaviour,
@@ -34,6 +33,7 @@ from genkit_endpoints.grpc.interceptors import (
     run_behaviour,
 )
 from genkit_endpoints.grpc.servicer import abort_with_error
+from genkit_endpoints.security.keys import INVALID_KEY, ApiKeyring, Principal, choose_key
 
 __all__ = ["AuthInterceptor", "principal_from_certificate"]
 

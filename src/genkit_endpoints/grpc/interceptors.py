@@ -22,8 +22,8 @@ from typing import Any
 import grpc
 import structlog
 
-from genkit_endpoints.asgi.request_id import _VALID as _VALID_REQUEST_ID
-from genkit_endpoints.context import request_id_var
+from genkit_endpoints.core.context import request_id_var
+from genkit_endpoints.http.middleware.request_id import _VALID as _VALID_REQUEST_ID
 
 __all__ = [
     "EXEMPT_SERVICES",

@@ -18,8 +18,8 @@ from typing import Any
 
 import grpc
 
-from genkit_endpoints.context import current_principal
-from genkit_endpoints.errors import EndpointError, RateLimited
+from genkit_endpoints.core.context import current_principal
+from genkit_endpoints.core.errors import EndpointError, RateLimited
 from genkit_endpoints.grpc.interceptors import (
     Around,
     Behaviour,
@@ -27,7 +27,7 @@ from genkit_endpoints.grpc.interceptors import (
     run_behaviour,
 )
 from genkit_endpoints.grpc.servicer import abort_with_error
-from genkit_endpoints.ratelimit import RateLimiter
+from genkit_endpoints.policies.ratelimit import RateLimiter
 
 __all__ = ["RateLimitInterceptor", "peer_ip"]
 

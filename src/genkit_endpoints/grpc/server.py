@@ -27,15 +27,15 @@ from google.protobuf.descriptor import ServiceDescriptor
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from genkit_endpoints.auth import ApiKeyring
-from genkit_endpoints.config import GrpcConfig
+from genkit_endpoints.core.health import Readiness
+from genkit_endpoints.core.routes import RouteTable
 from genkit_endpoints.grpc.auth import AuthInterceptor
+from genkit_endpoints.grpc.config import GrpcConfig
 from genkit_endpoints.grpc.interceptors import LoggingInterceptor, RequestIdInterceptor
 from genkit_endpoints.grpc.servicer import InflightCalls, build_method_handlers
 from genkit_endpoints.grpc.tls import load_server_tls
-from genkit_endpoints.health import Readiness
-from genkit_endpoints.ratelimit import RateLimiter
-from genkit_endpoints.routes import RouteTable
+from genkit_endpoints.policies.ratelimit import RateLimiter
+from genkit_endpoints.security.keys import ApiKeyring
 
 __all__ = ["GrpcServer", "create_grpc_server"]
 

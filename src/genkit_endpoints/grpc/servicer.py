@@ -23,8 +23,8 @@ from google.protobuf import json_format, message_factory
 from google.protobuf.descriptor import Descriptor, FieldDescriptor, ServiceDescriptor
 from google.protobuf.message import DecodeError, Message
 
-from genkit_endpoints import routes
-from genkit_endpoints.errors import (
+from genkit_endpoints.core import routes
+from genkit_endpoints.core.errors import (
     EndpointError,
     InternalError,
     InvalidInput,
@@ -32,11 +32,11 @@ from genkit_endpoints.errors import (
     ServiceUnavailable,
     UpstreamTimeout,
 )
-from genkit_endpoints.http import no_cache
-from genkit_endpoints.routes import FlowRoute, RouteTable
+from genkit_endpoints.core.routes import FlowRoute, RouteTable
+from genkit_endpoints.http.handlers import no_cache
 
 if TYPE_CHECKING:
-    from genkit_endpoints.cache import FlowCache
+    from genkit_endpoints.policies.cache import FlowCache
 
 __all__ = ["InflightCalls", "abort_with_error", "build_method_handlers", "grpc_details"]
 

@@ -1,3 +1,3 @@
-"""Unit tests of the kit's pure-ASGI middleware (`genkit_endpoints.asgi`), one module per
+"""Unit tests of the kit's pure-ASGI middleware (`genkit_endpoints.http.middleware`), one module per
 layer. No framework: the apps speak ASGI messages directly, so every assertion is about
 what the middleware itself does with the bytes."""

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from genkit_endpoints.asgi.types import ASGIApp, Receive, Scope, Send
-from genkit_endpoints.context import current_request_id
+from genkit_endpoints.core.context import current_request_id
+from genkit_endpoints.http.types import ASGIApp, Receive, Scope, Send
 from tests.unit.asgi_helpers import Captured
 
 # Security headers every response carries (values as the `secure` library spells them).

@@ -12,12 +12,15 @@ from typing import Any
 import pytest
 import structlog
 
-from genkit_endpoints.asgi.access_log import AccessLogMiddleware, route_templates
-from genkit_endpoints.asgi.policy import HttpPolicy
-from genkit_endpoints.asgi.stack import build_stack
-from genkit_endpoints.asgi.types import Receive, Scope, Send
-from genkit_endpoints.auth import ApiKeyring
-from genkit_endpoints.logging import configure_logging
+from genkit_endpoints.http.middleware.access_log import (
+    AccessLogMiddleware,
+    route_templates,
+)
+from genkit_endpoints.http.middleware.policy import HttpPolicy
+from genkit_endpoints.http.middleware.stack import build_stack
+from genkit_endpoints.http.types import Receive, Scope, Send
+from genkit_endpoints.security.keys import ApiKeyring
+from genkit_endpoints.serving.logging import configure_logging
 from tests.unit.asgi._support import json_app
 from tests.unit.asgi_helpers import call, call_gone, http_scope
 

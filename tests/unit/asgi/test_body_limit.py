@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from genkit_endpoints.asgi.body_limit import BodyLimitMiddleware
-from genkit_endpoints.asgi.policy import HttpPolicy
-from genkit_endpoints.asgi.stack import build_stack
-from genkit_endpoints.asgi.types import Message, Receive, Scope, Send
+from genkit_endpoints.http.middleware.body_limit import BodyLimitMiddleware
+from genkit_endpoints.http.middleware.policy import HttpPolicy
+from genkit_endpoints.http.middleware.stack import build_stack
+from genkit_endpoints.http.types import Message, Receive, Scope, Send
 from tests.unit.asgi._support import assert_secured, reading_app
 from tests.unit.asgi_helpers import Captured, call_chunks, http_scope, within
 

@@ -7,10 +7,10 @@ import json
 
 import pytest
 
-from genkit_endpoints.asgi.concurrency import ConcurrencyLimitMiddleware
-from genkit_endpoints.asgi.errors import ErrorEnvelopeMiddleware
-from genkit_endpoints.asgi.policy import HttpPolicy
-from genkit_endpoints.asgi.types import ASGIApp, Receive, Scope, Send
+from genkit_endpoints.http.middleware.concurrency import ConcurrencyLimitMiddleware
+from genkit_endpoints.http.middleware.errors import ErrorEnvelopeMiddleware
+from genkit_endpoints.http.middleware.policy import HttpPolicy
+from genkit_endpoints.http.types import ASGIApp, Receive, Scope, Send
 from tests.unit.asgi._support import json_app
 from tests.unit.asgi_helpers import Captured, call, http_scope
 

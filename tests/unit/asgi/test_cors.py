@@ -6,10 +6,10 @@ from typing import Any
 
 import pytest
 
-from genkit_endpoints.asgi.cors import CorsMiddleware
-from genkit_endpoints.asgi.policy import HttpPolicy
-from genkit_endpoints.asgi.stack import build_stack
-from genkit_endpoints.asgi.types import ASGIApp, Receive, Scope, Send
+from genkit_endpoints.http.middleware.cors import CorsMiddleware
+from genkit_endpoints.http.middleware.policy import HttpPolicy
+from genkit_endpoints.http.middleware.stack import build_stack
+from genkit_endpoints.http.types import ASGIApp, Receive, Scope, Send
 from tests.unit.asgi._support import assert_secured, client_echo_app, header_values, json_app
 from tests.unit.asgi_helpers import call, http_scope
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 
-from genkit_endpoints.asgi.errors import ErrorEnvelopeMiddleware
-from genkit_endpoints.asgi.stack import HttpPolicy, build_stack
-from genkit_endpoints.asgi.types import Receive, Scope, Send
-from genkit_endpoints.errors import RateLimited
+from genkit_endpoints.core.errors import RateLimited
+from genkit_endpoints.http.middleware.errors import ErrorEnvelopeMiddleware
+from genkit_endpoints.http.middleware.stack import HttpPolicy, build_stack
+from genkit_endpoints.http.types import Receive, Scope, Send
 from tests.unit.asgi_helpers import call, http_scope
 
 

@@ -6,9 +6,13 @@ from typing import Any
 
 import pytest
 
-from genkit_endpoints.asgi.policy import HttpPolicy
-from genkit_endpoints.asgi.proxy import ProxyHeadersMiddleware, TrustedProxies, parse_networks
-from genkit_endpoints.asgi.stack import build_stack
+from genkit_endpoints.http.middleware.policy import HttpPolicy
+from genkit_endpoints.http.middleware.proxy import (
+    ProxyHeadersMiddleware,
+    TrustedProxies,
+    parse_networks,
+)
+from genkit_endpoints.http.middleware.stack import build_stack
 from tests.unit.asgi._support import client_echo_app, json_app
 from tests.unit.asgi_helpers import call, http_scope
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from genkit_endpoints.asgi.request_id import RequestIdMiddleware
-from genkit_endpoints.context import current_request_id
+from genkit_endpoints.core.context import current_request_id
+from genkit_endpoints.http.middleware.request_id import RequestIdMiddleware
 from tests.unit.asgi._support import json_app, ok_app
 from tests.unit.asgi_helpers import call, http_scope
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from genkit_endpoints.asgi.stack import HttpPolicy, build_stack
-from genkit_endpoints.asgi.types import Message, Receive, Scope, Send
+from genkit_endpoints.http.middleware.stack import HttpPolicy, build_stack
+from genkit_endpoints.http.types import Message, Receive, Scope, Send
 
 
 async def test_non_http_scopes_pass_through_untouched() -> None:

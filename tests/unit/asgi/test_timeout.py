@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from genkit_endpoints.asgi.request_id import RequestIdMiddleware
-from genkit_endpoints.asgi.timeout import TimeoutMiddleware
-from genkit_endpoints.asgi.types import Receive, Scope, Send
+from genkit_endpoints.http.middleware.request_id import RequestIdMiddleware
+from genkit_endpoints.http.middleware.timeout import TimeoutMiddleware
+from genkit_endpoints.http.types import Receive, Scope, Send
 from tests.unit.asgi._support import ok_app
 from tests.unit.asgi_helpers import call, http_scope
 

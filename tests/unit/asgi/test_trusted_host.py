@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from genkit_endpoints.asgi.request_id import RequestIdMiddleware
-from genkit_endpoints.asgi.trusted_host import TrustedHostMiddleware
+from genkit_endpoints.http.middleware.request_id import RequestIdMiddleware
+from genkit_endpoints.http.middleware.trusted_host import TrustedHostMiddleware
 from tests.unit.asgi._support import json_app
 from tests.unit.asgi_helpers import call, http_scope
 

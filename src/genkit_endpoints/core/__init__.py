@@ -1,0 +1,2 @@
+"""What every transport shares: the route table, running a flow, errors, request context
+and readiness. Imports nothing else of the kit."""

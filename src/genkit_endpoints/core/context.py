@@ -1,0 +1,32 @@
+"""Per-request context shared by middleware, handlers and logs: the request id.
+
+A module of its own so that anything (log processors, error rendering, gRPC
+interceptors) can read it without importing a transport.
+"""
+
+from __future__ import annotations
+
+from contextvars import ContextVar
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from genkit_endpoints.security.keys import Principal
+
+request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
+# Set by the REST auth middleware and the gRPC auth interceptor.
+principal_var: ContextVar[Principal | None] = ContextVar("principal", default=None)
+
+
+def current_request_id() -> str | None:
+    """The id of the request being served, or None outside a request."""
+    return request_id_var.get()
+
+
+def current_principal() -> Principal | None:
+    """Who is calling (API key name or client certificate subject), or None without auth."""
+    return principal_var.get()
+
+
+# The ASGI scope key under which the API-key layer leaves the principal's *name* for the
+# layers outside it (the access log), which run after its ContextVar was reset.
+PRINCIPAL_SCOPE_KEY = "genkit_endpoints.principal"

@@ -1,0 +1,380 @@
+"""The flow route table: every flow declared once, driving every transport.
+
+A ``FlowRoute`` names a Genkit flow, its REST path, its input and output schemas, whether
+it streams and whether it may be cached. Framework adapters and the gRPC servicer are
+generated from a ``RouteTable``; nothing here knows about HTTP or gRPC. The two runners,
+``invoke`` and ``stream``, are the only places a transport starts a flow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import orjson
+import structlog
+from genkit import Action, GenkitError
+from pydantic import BaseModel
+
+from genkit_endpoints.core.errors import EndpointError, InternalError, InvalidInput
+from genkit_endpoints.core.errors import field_errors_from_pydantic as _field_errors
+from genkit_endpoints.core.json_depth import (
+    DEFAULT_JSON_MAX_DEPTH,
+    check_json_depth,
+    validate_max_depth,
+)
+
+if TYPE_CHECKING:
+    from genkit_endpoints.policies.cache import FlowCache
+
+_PATH = re.compile(r"^/[a-z0-9][a-z0-9/_-]*$")
+_log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class FlowRoute:
+    """One flow exposed on the network.
+
+    ``stream_key`` makes it a streaming route: chunks are sent as they come and the final
+    frame carries the flow's output under that key (``{"done": true, "joke": ...}``).
+
+    ``grpc_encode`` maps what the route produces to the fields of its gRPC response
+    message, when the JSON shape and the proto differ: for a unary route it receives the
+    JSON-ready output (e.g. ``{"review": json.dumps(output)}`` for a proto that carries
+    the output as one JSON string); for a streaming route it receives each chunk. Unset,
+    a unary output dict is parsed into the message by JSON name or field name, and a
+    chunk goes into the response message's only string field.
+
+    ``version`` is the flow's fingerprint for the cache: whatever decides its answer
+    besides the input — prompt text or template, model name, model configuration
+    (``genkit_endpoints.policies.cache.fingerprint``). A changed version never hits old entries.
+    Only ``cacheable`` routes are cached.
+    """
+
+    flow: Action[Any, Any, Any, Any]
+    path: str
+    input_model: type[BaseModel]
+    output_model: type[BaseModel] | None = None
+    stream_key: str | None = None
+    cacheable: bool = False
+    grpc_method: str | None = None
+    summary: str = ""
+    grpc_encode: Callable[[Any], Mapping[str, Any]] | None = None
+    version: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.flow.name
+
+    @property
+    def streaming(self) -> bool:
+        return self.stream_key is not None
+
+    def __post_init__(self) -> None:
+        if not _PATH.match(self.path):
+            raise ValueError(f"route path {self.path!r} must look like /lower-case-words")
+        if self.stream_key is None and self.output_model is None:
+            raise ValueError(f"route {self.path}: a unary route needs an output_model")
+
+
+class ActiveStreams:
+    """Streams in progress, so a drain that runs out of time can end them cleanly.
+
+    Servers cut whatever is still running when the shutdown grace ends; ending the
+    streams a moment before lets each send its final error frame instead.
+    """
+
+    def __init__(self) -> None:
+        self._queues: set[asyncio.Queue[Any]] = set()
+
+    def __len__(self) -> int:
+        return len(self._queues)
+
+    def add(self, queue: asyncio.Queue[Any]) -> None:
+        self._queues.add(queue)
+
+    def discard(self, queue: asyncio.Queue[Any]) -> None:
+        self._queues.discard(queue)
+
+    def end_all(self, error: EndpointError) -> int:
+        """Make every open stream fail with ``error`` at its next step; returns how many."""
+        for queue in self._queues:
+            queue.put_nowait(_Abort(error))
+        return len(self._queues)
+
+
+@dataclass(frozen=True, slots=True)
+class _Abort:
+    error: EndpointError
+
+
+@dataclass(frozen=True)
+class RouteTable:
+    """All routes of an app, indexed by path and by flow name, and their open streams.
+
+    ``json_max_depth`` bounds the nesting of every JSON input; ``cache`` (None: off)
+    serves the ``cacheable`` routes.
+    """
+
+    routes: tuple[FlowRoute, ...]
+    by_path: Mapping[str, FlowRoute] = field(init=False)
+    by_name: Mapping[str, FlowRoute] = field(init=False)
+    active: ActiveStreams = field(init=False)
+    json_max_depth: int = field(init=False)
+    cache: FlowCache | None = field(init=False)
+
+    def __init__(
+        self, routes: Iterable[FlowRoute], *, json_max_depth: int = DEFAULT_JSON_MAX_DEPTH
+    ) -> None:
+        routes = tuple(routes)
+        by_path: dict[str, FlowRoute] = {}
+        by_name: dict[str, FlowRoute] = {}
+        for route in routes:
+            if route.path in by_path:
+                raise ValueError(f"duplicate route path {route.path}")
+            if route.name in by_name:
+                raise ValueError(f"duplicate flow name {route.name}")
+            by_path[route.path] = route
+            by_name[route.name] = route
+        object.__setattr__(self, "routes", routes)
+        object.__setattr__(self, "by_path", by_path)
+        object.__setattr__(self, "by_name", by_name)
+        object.__setattr__(self, "active", ActiveStreams())
+        object.__setattr__(self, "cache", None)
+        self.set_json_max_depth(json_max_depth)
+
+    def set_json_max_depth(self, depth: int) -> None:
+        """Set the nesting limit from the app's settings, before the table serves.
+
+        A setter, because tables are built where the flows are declared and the limit
+        comes from settings the flows need not know.
+        """
+        object.__setattr__(self, "json_max_depth", validate_max_depth(depth))
+
+    def set_cache(self, cache: FlowCache | None) -> None:
+        """Attach the flow cache built from the service's config (None: no caching)."""
+        object.__setattr__(self, "cache", cache)
+
+    def __iter__(self) -> Iterator[FlowRoute]:
+        return iter(self.routes)
+
+
+def parse_input(
+    route: FlowRoute,
+    raw: bytes | Mapping[str, Any] | None,
+    *,
+    max_depth: int = DEFAULT_JSON_MAX_DEPTH,
+) -> BaseModel:
+    """Validate a JSON document (bytes) or decoded object against the route's input model.
+
+    An empty body is ``{}``: every input field has a default. A document nested deeper
+    than ``max_depth`` is refused before it is parsed; a decoded object is as deep as its
+    decoder let it be (the callable envelope checks its bytes, protobuf has its own
+    recursion limit).
+    """
+    model = route.input_model
+    if isinstance(raw, bytes):
+        check_json_depth(raw, max_depth)
+    try:
+        if raw is None or raw == b"":
+            return model.model_validate({})
+        if isinstance(raw, bytes):
+            return model.model_validate_json(raw)
+        return model.model_validate(raw)
+    except ValueError as exc:  # pydantic.ValidationError is a ValueError
+        errors = getattr(exc, "errors", None)
+        fields = _field_errors(errors(include_url=False, include_input=False)) if errors else []
+        raise InvalidInput(errors=fields) from None
+
+
+def to_jsonable(route: FlowRoute, output: Any) -> Any:
+    """The flow output as plain JSON data, validated against the declared output model."""
+    if route.output_model is not None:
+        if not isinstance(output, route.output_model):
+            output = route.output_model.model_validate(output)
+        return output.model_dump(mode="json", by_alias=True)
+    if isinstance(output, BaseModel):
+        return output.model_dump(mode="json", by_alias=True)
+    return output
+
+
+def _unwrap(exc: BaseException) -> BaseException:
+    """The error a flow raised, if Genkit wrapped it on the way out."""
+    seen = 0
+    while isinstance(exc, GenkitError) and seen < 5:
+        cause = exc.cause if isinstance(exc.cause, BaseException) else exc.__cause__
+        if cause is None:
+            break
+        exc, seen = cause, seen + 1
+    return exc
+
+
+def as_endpoint_error(exc: BaseException) -> EndpointError:
+    """Every failure of a flow run, as a client-facing error."""
+    inner = _unwrap(exc)
+    if isinstance(inner, EndpointError):
+        return inner
+    if isinstance(inner, GenkitError) and inner.status == "INVALID_ARGUMENT":
+        return InvalidInput()
+    return InternalError()
+
+
+def _flow_failure(route: FlowRoute, exc: EndpointError | GenkitError) -> EndpointError:
+    """A flow run's failure as the client's error.
+
+    An unexpected exception (a bug in the flow, or anything it let through) is logged
+    here with its traceback: every transport runs flows through here, and the client
+    only gets the generic 500. Errors of the hierarchy were raised on purpose, and a
+    500 among them was logged where it was raised.
+    """
+    err = as_endpoint_error(exc)
+    inner = _unwrap(exc)
+    if isinstance(err, InternalError) and not isinstance(inner, EndpointError):
+        _log.error("flow_failed", flow=route.name, exc_info=inner)
+    return err
+
+
+async def invoke(
+    route: FlowRoute,
+    payload: BaseModel,
+    cache: FlowCache | None = None,
+    *,
+    no_cache: bool = False,
+) -> Any:
+    """Run a flow to completion and return its JSON-ready output.
+
+    With a ``cache``, a ``cacheable`` route answers from it, and concurrent identical
+    misses share one run (its failure too, never stored). ``no_cache`` (the request's
+    ``Cache-Control: no-cache``) skips the read; the fresh answer is still stored.
+    """
+    if cache is None or not route.cacheable:
+        return await _invoke(route, payload)
+    got = await cache.begin(cache.key(route.name, route.version, payload), read=not no_cache)
+    if isinstance(got, bytes):
+        return orjson.loads(got)
+    try:
+        output = await _invoke(route, payload)
+    except Exception as exc:
+        await got.fail(as_endpoint_error(exc))
+        raise
+    except BaseException:
+        got.abandon()  # cancelled: the waiters try again themselves
+        raise
+    await got.complete(orjson.dumps(output))
+    return output
+
+
+async def _invoke(route: FlowRoute, payload: BaseModel) -> Any:
+    try:
+        result = await route.flow.run(payload)
+    except (EndpointError, GenkitError) as exc:
+        raise _flow_failure(route, exc) from exc
+    return to_jsonable(route, result.response)
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    value: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Final:
+    output: Any
+
+
+_END = object()
+
+
+def stream(
+    route: FlowRoute,
+    payload: BaseModel,
+    active: ActiveStreams | None = None,
+    cache: FlowCache | None = None,
+    *,
+    no_cache: bool = False,
+) -> AsyncIterator[Chunk | Final]:
+    """Run a flow, yielding its chunks as they are produced and then its output.
+
+    With a ``cache`` (``cacheable`` routes only), a completed stream — every chunk and
+    the output — is stored and replayed as the same events to later identical requests,
+    so every transport frames them identically. A failed, cut or cancelled stream is
+    never stored. Concurrent identical requests wait for the first one's complete stream
+    and then replay it (they receive nothing until it ends).
+    """
+    if cache is None or not route.cacheable:
+        return _stream(route, payload, active)
+    return _cached_stream(route, payload, active, cache, no_cache=no_cache)
+
+
+async def _cached_stream(
+    route: FlowRoute,
+    payload: BaseModel,
+    active: ActiveStreams | None,
+    cache: FlowCache,
+    *,
+    no_cache: bool,
+) -> AsyncIterator[Chunk | Final]:
+    key = cache.key(route.name, route.version, payload, mode="stream")
+    got = await cache.begin(key, read=not no_cache)
+    if isinstance(got, bytes):
+        record = orjson.loads(got)
+        for value in record["chunks"]:
+            yield Chunk(value)
+        yield Final(record["output"])
+        return
+    chunks: list[Any] = []
+    settled = False
+    events = _stream(route, payload, active)
+    try:
+        async for event in events:
+            if isinstance(event, Chunk):
+                chunks.append(event.value)
+            else:
+                await got.complete(orjson.dumps({"chunks": chunks, "output": event.output}))
+                settled = True
+            yield event
+    except Exception as exc:
+        if not settled:
+            settled = True
+            await got.fail(as_endpoint_error(exc))
+        raise
+    finally:
+        if not settled:
+            got.abandon()  # cancelled or closed early: nothing stored, waiters retry
+        await events.aclose()  # cancels the flow task when the consumer left early
+
+
+async def _stream(
+    route: FlowRoute, payload: BaseModel, active: ActiveStreams | None = None
+) -> AsyncGenerator[Chunk | Final, None]:
+    """Run a flow, yielding its chunks as they are produced and then its output.
+
+    The flow runs in a task owned here: when the consumer goes away (client disconnect,
+    gRPC cancellation) the generator is closed and the flow — with its model call — is
+    cancelled.
+    """
+    queue: asyncio.Queue[Any] = asyncio.Queue()
+    task = asyncio.ensure_future(route.flow.run(payload, on_chunk=queue.put_nowait))
+    task.add_done_callback(lambda _: queue.put_nowait(_END))
+    if active is not None:
+        active.add(queue)
+    try:
+        while (item := await queue.get()) is not _END:
+            if isinstance(item, _Abort):
+                raise item.error
+            yield Chunk(item)
+        try:
+            result = task.result()
+        except (EndpointError, GenkitError) as exc:
+            raise _flow_failure(route, exc) from exc
+        yield Final(to_jsonable(route, result.response))
+    finally:
+        if active is not None:
+            active.discard(queue)
+        if not task.done():
+            task.cancel()
+        elif not task.cancelled():
+            task.exception()  # retrieved: the consumer left, nobody else will report it

@@ -1,0 +1,1 @@
+"""REST + SSE: handlers, the ASGI middleware stack and the framework adapters."""

@@ -1,0 +1,127 @@
+"""FastAPI adapter: wiring from the route table to FastAPI routes, nothing more.
+
+Request parsing, validation and error bodies live in ``genkit_endpoints.http.handlers`` so every
+framework answers the same bytes. FastAPI's own body handling is not used, so neither
+is its OpenAPI generator: the document (served only in DEBUG) comes from
+``genkit_endpoints.http.openapi``, built from the same route table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from fastapi import FastAPI, Request
+from fastapi.responses import Response, StreamingResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from genkit_endpoints.core.errors import (
+    BadRequest,
+    EndpointError,
+    InternalError,
+    MethodNotAllowed,
+    NotFound,
+)
+from genkit_endpoints.core.health import Readiness
+from genkit_endpoints.core.routes import FlowRoute, RouteTable
+from genkit_endpoints.http import handlers as http
+from genkit_endpoints.http.adapters import Lifespan
+from genkit_endpoints.http.handlers import HttpReply
+from genkit_endpoints.http.openapi import openapi_document
+
+
+def to_response(reply: HttpReply) -> Response:
+    headers = dict(reply.headers)
+    if reply.stream is not None:
+        return StreamingResponse(reply.stream, status_code=reply.status, headers=headers)
+    return Response(reply.body, status_code=reply.status, headers=headers)
+
+
+def _flow_handler(route: FlowRoute, table: RouteTable) -> Callable[[Request], Awaitable[Response]]:
+    async def handle(request: Request) -> Response:
+        reply = await http.flow_endpoint(
+            table,
+            route,
+            path=request.url.path,
+            body=await request.body(),
+            content_type=request.headers.get("content-type"),
+            cache_control=request.headers.get("cache-control"),
+        )
+        return to_response(reply)
+
+    handle.__name__ = route.name
+    return handle
+
+
+def _problem_from_http_exception(exc: StarletteHTTPException) -> EndpointError:
+    if exc.status_code == 404:
+        return NotFound()
+    if exc.status_code == 405:
+        allow = (exc.headers or {}).get("Allow", "")
+        return MethodNotAllowed([m.strip() for m in allow.split(",") if m.strip()])
+    if exc.status_code == 400:
+        return BadRequest()
+    return InternalError()
+
+
+def create_fastapi_app(
+    table: RouteTable,
+    readiness: Readiness,
+    *,
+    debug: bool = False,
+    title: str = "Genkit endpoints",
+    lifespan: Lifespan | None = None,
+) -> FastAPI:
+    """A FastAPI app: every route of ``table``, health, readiness and the callable protocol."""
+
+    async def on_http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)  # noqa: S101 - registered for that type
+        err = _problem_from_http_exception(exc)
+        return to_response(http.problem_reply(err, instance=request.url.path))
+
+    async def on_unexpected(request: Request, exc: Exception) -> Response:
+        # Starlette re-raises after sending this; the outer error envelope logs it.
+        return to_response(http.problem_reply(InternalError(), instance=request.url.path))
+
+    app = FastAPI(
+        title=title,
+        debug=False,  # never render tracebacks, also in DEBUG
+        docs_url="/docs" if debug else None,
+        redoc_url=None,
+        openapi_url="/openapi.json" if debug else None,
+        lifespan=lifespan,
+        redirect_slashes=False,
+        exception_handlers={StarletteHTTPException: on_http_error, Exception: on_unexpected},
+    )
+
+    async def health() -> Response:
+        return to_response(http.health())
+
+    async def ready() -> Response:
+        return to_response(http.ready(readiness))
+
+    # Probes first: the router tries routes in order, and probes are the hottest path.
+    app.add_api_route("/health", health, methods=["GET"])
+    app.add_api_route("/ready", ready, methods=["GET"])
+
+    for route in table:
+        app.add_api_route(route.path, _flow_handler(route, table), methods=["POST"])
+
+    async def call_flow(flow_name: str, request: Request) -> Response:
+        reply = await http.callable_endpoint(
+            table,
+            flow_name,
+            path=request.url.path,
+            body=await request.body(),
+            content_type=request.headers.get("content-type"),
+            accept=request.headers.get("accept"),
+            query_string=request.scope.get("query_string", b""),
+            cache_control=request.headers.get("cache-control"),
+        )
+        return to_response(reply)
+
+    app.add_api_route("/flows/{flow_name}", call_flow, methods=["POST"])
+    if debug:
+        document = openapi_document(table, title=title, version=app.version)
+        # FastAPI's documented hook: its own generator cannot see what the handlers send.
+        app.openapi = lambda: document  # type: ignore[method-assign]
+    return app

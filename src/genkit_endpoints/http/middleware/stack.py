@@ -1,0 +1,104 @@
+"""The middleware order, in one place.
+
+Outermost first::
+
+    proxy headers → request id → access log → security headers → error envelope → CORS
+    → trusted host → concurrency limit → body limit → API key → rate limit → request
+    timeout → gzip → framework
+
+Why this order:
+
+* The client's address and scheme are settled first, so every later layer (and the
+  log) sees the real client and HSTS sees https from a trusted proxy.
+* The request id exists before anything can answer; the access log sits outside every
+  layer that can answer, so it logs the status actually sent.
+* Security headers wrap the error envelope and every rejecting layer, so 400/401/403/
+  408/413/503/504 and the envelope's 500 all carry them.
+* CORS answers preflights before host, auth and limits: a browser's preflight carries
+  no API key. Trusted host before the concurrency slot; the cheap rejections (body size,
+  key) before any work; the timeout innermost among the answering layers, disarmed
+  once a response starts, so streams are governed by their own deadlines.
+* The rate limit sits inside auth: it keys by the principal the API-key layer sets
+  (else the client IP the proxy layer settled), and an unauthenticated flood is
+  refused by auth without spending anyone's quota or a trip to the limit store.
+* gzip is closest to the framework: it sees only route responses, never SSE.
+
+Layers with nothing configured are not installed at all (no proxies, no keys, no CORS
+origins) — they cost nothing per request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from genkit_endpoints.http.middleware.access_log import (
+    AccessLogMiddleware,
+    route_templates,
+)
+from genkit_endpoints.http.middleware.body_limit import BodyLimitMiddleware
+from genkit_endpoints.http.middleware.concurrency import ConcurrencyLimitMiddleware
+from genkit_endpoints.http.middleware.cors import CorsMiddleware
+from genkit_endpoints.http.middleware.errors import ErrorEnvelopeMiddleware
+from genkit_endpoints.http.middleware.gzip import GzipMiddleware
+from genkit_endpoints.http.middleware.policy import HttpPolicy
+from genkit_endpoints.http.middleware.proxy import (
+    ProxyHeadersMiddleware,
+    TrustedProxies,
+    parse_networks,
+)
+from genkit_endpoints.http.middleware.request_id import RequestIdMiddleware
+from genkit_endpoints.http.middleware.security_headers import SecurityHeadersMiddleware
+from genkit_endpoints.http.middleware.timeout import TimeoutMiddleware
+from genkit_endpoints.http.middleware.trusted_host import TrustedHostMiddleware
+from genkit_endpoints.http.types import ASGIApp
+
+if TYPE_CHECKING:
+    from genkit_endpoints.policies.ratelimit import RateLimiter
+    from genkit_endpoints.security.keys import ApiKeyring
+
+
+def build_stack(
+    app: ASGIApp,
+    policy: HttpPolicy | None = None,
+    *,
+    route_template: Callable[[str], str] | None = None,
+    api_keys: ApiKeyring | None = None,
+    access_logger: Any | None = None,
+    rate_limiter: RateLimiter | None = None,
+) -> ASGIApp:
+    """Wrap a framework app in the kit's middleware, in the documented order.
+
+    ``route_template`` maps a path to its route template for the access log (default:
+    every path is logged as unmatched). ``rate_limiter``: None, no rate limiting.
+    """
+    policy = policy or HttpPolicy()
+    route_template = route_template or route_templates(())
+    inner: ASGIApp = GzipMiddleware(app, policy.gzip_min_size) if policy.gzip_min_size else app
+    inner = TimeoutMiddleware(inner, policy.request_timeout)
+    if rate_limiter is not None:
+        from genkit_endpoints.http.middleware.ratelimit import RateLimitMiddleware  # noqa: PLC0415
+
+        inner = RateLimitMiddleware(inner, rate_limiter, exempt_paths=policy.exempt_paths)
+    if api_keys is not None:
+        from genkit_endpoints.http.middleware.auth import ApiKeyMiddleware  # noqa: PLC0415 - only with keys
+
+        inner = ApiKeyMiddleware(inner, api_keys, exempt_paths=policy.exempt_paths)
+    inner = BodyLimitMiddleware(
+        inner, policy.max_body_size, policy.body_read_timeout, policy.body_min_rate
+    )
+    inner = ConcurrencyLimitMiddleware(
+        inner, policy.max_concurrent_requests, exempt_paths=policy.exempt_paths
+    )
+    inner = TrustedHostMiddleware(inner, policy.trusted_hosts)
+    if policy.cors_allowed_origins:
+        inner = CorsMiddleware(inner, policy.cors_allowed_origins, debug=policy.debug)
+    inner = ErrorEnvelopeMiddleware(inner)
+    inner = SecurityHeadersMiddleware(inner, debug=policy.debug, hsts_max_age=policy.hsts_max_age)
+    inner = AccessLogMiddleware(inner, route_template, access_logger)
+    inner = RequestIdMiddleware(inner)
+    if policy.trusted_proxies:
+        inner = ProxyHeadersMiddleware(
+            inner, TrustedProxies(parse_networks(policy.trusted_proxies))
+        )
+    return inner

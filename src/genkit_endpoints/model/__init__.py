@@ -1,0 +1,1 @@
+"""Calling models: the call policy around Genkit, provider choice and the offline model."""

@@ -1,0 +1,165 @@
+"""Model provider selection: Gemini, OpenAI-compatible or the offline model.
+
+The provider plugins are imported only when selected: ``genkit_google_genai`` alone
+costs about a second and 70 MiB. An explicitly requested provider that cannot be set up
+is a configuration error — the offline model is never used silently in its place.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+from collections.abc import MutableMapping
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from genkit import Genkit
+from genkit.plugin_api import Plugin
+
+from genkit_endpoints.core.health import Readiness
+from genkit_endpoints.model.config import ProviderConfig, ProviderConfigError
+from genkit_endpoints.model.offline import OFFLINE_MODEL, OfflineModel
+
+GEMINI = "googleai"
+OPENAI = "openai"
+OFFLINE = "offline"
+DEFAULT_GEMINI_MODEL = "googleai/gemini-2.5-flash"
+DEFAULT_OPENAI_MODEL = "openai/gpt-4o-mini"
+_EXTRA = {GEMINI: "gemini", OPENAI: "openai"}
+_SDK_TIMEOUT_MARGIN_MS = 1_000
+MODEL_COMPONENT = "model"  # its name in the readiness report
+_log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """The default model name and the plugins that serve it."""
+
+    model: str
+    provider: str
+    plugins: tuple[Plugin, ...]
+
+    @property
+    def offline(self) -> bool:
+        return self.provider == OFFLINE
+
+
+def _import(module: str, provider: str) -> Any:
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        extra = _EXTRA[provider]
+        raise ProviderConfigError(
+            f"the {provider} provider needs the '{extra}' extra: "
+            f"pip install 'genkit-endpoints[{extra}]'"
+        ) from None
+
+
+def _gemini(cfg: ProviderConfig, model: str) -> ModelChoice:
+    if not cfg.gemini_api_key:
+        raise ProviderConfigError(f"MODEL={model} needs GEMINI_API_KEY")
+    mod = _import("genkit_google_genai", GEMINI)
+    # No SDK retries (ModelCallPolicy retries within one deadline), and the SDK timeout
+    # a little past LLM_TIMEOUT so our deadline — one for the whole call, retries
+    # included, and naming the phase it timed out in — is the one that fires.
+    http_options: dict[str, Any] = {"timeout": int(cfg.timeout_ms + _SDK_TIMEOUT_MARGIN_MS)}
+    plugin = mod.GoogleAI(
+        api_key=cfg.gemini_api_key, base_url=cfg.gemini_base_url, http_options=http_options
+    )
+    return ModelChoice(model, GEMINI, (plugin,))
+
+
+def _openai(cfg: ProviderConfig, model: str) -> ModelChoice:
+    if not cfg.openai_api_key:
+        raise ProviderConfigError(f"MODEL={model} needs OPENAI_API_KEY")
+    mod = _import("genkit_openai", OPENAI)
+    params: dict[str, Any] = {
+        "api_key": cfg.openai_api_key,
+        "timeout": (cfg.timeout_ms + _SDK_TIMEOUT_MARGIN_MS) / 1000,
+        "max_retries": 0,  # the SDK default (2 retries, 600 s) would escape our deadline
+    }
+    if cfg.openai_base_url:
+        params["base_url"] = cfg.openai_base_url
+    return ModelChoice(model, OPENAI, (mod.OpenAI(**params),))
+
+
+def choose_model(cfg: ProviderConfig) -> ModelChoice:
+    """Resolve MODEL (or the default order: Gemini key, OpenAI key, offline)."""
+    model = cfg.model
+    if not model:
+        if cfg.gemini_api_key:
+            model = DEFAULT_GEMINI_MODEL
+        elif cfg.openai_api_key:
+            model = DEFAULT_OPENAI_MODEL
+        else:
+            model = OFFLINE_MODEL
+    provider, _, name = model.partition("/")
+    if not name:
+        raise ProviderConfigError(f"MODEL={model!r} must look like 'provider/name'")
+    if provider == GEMINI:
+        return _gemini(cfg, model)
+    if provider == OPENAI:
+        return _openai(cfg, model)
+    if provider == OFFLINE:
+        if model != OFFLINE_MODEL:
+            raise ProviderConfigError(f"the offline provider has one model: {OFFLINE_MODEL}")
+        return ModelChoice(model, OFFLINE, (OfflineModel(cfg.offline),))
+    raise ProviderConfigError(
+        f"MODEL={model!r}: unknown provider {provider!r} "
+        f"(use googleai/…, openai/… or {OFFLINE_MODEL})"
+    )
+
+
+async def warm_up(ai: Genkit) -> bool:
+    """Initialise every plugin now; True on success.
+
+    The Gemini plugin lists models in its ``init``, and Genkit keeps the init task per
+    event loop — a failed first listing would be re-raised on every later call for the
+    life of the process. On failure the failed task is dropped so the next call (or the
+    next warm-up attempt) runs the listing again.
+    """
+    try:
+        await ai.registry.initialize_all_plugins()
+    except Exception as exc:
+        _log.warning("model_provider_warm_up_failed", error=type(exc).__name__)
+        _forget_failed_inits(ai)
+        return False
+    return True
+
+
+def _forget_failed_inits(ai: Genkit) -> None:
+    # Genkit 0.12 private state (Registry._plugin_init_tasks: loop -> name -> Task);
+    # guarded so a future Genkit without it degrades to "no retry", not a crash.
+    per_loop = getattr(ai.registry, "_plugin_init_tasks", None)
+    if not isinstance(per_loop, MutableMapping):  # a WeakKeyDictionary in 0.12
+        return
+    tasks = per_loop.get(asyncio.get_running_loop(), {})
+    for name, task in list(tasks.items()):
+        if task.done() and (task.cancelled() or task.exception() is not None):
+            del tasks[name]
+
+
+class WarmUp:
+    """Warms the plugins up at start-up, retrying with backoff until it works.
+
+    It owns the readiness component ``model``: "failing" from construction until the
+    provider answered once, then "ok" — the service reports not-ready meanwhile instead
+    of failing the first user requests.
+    """
+
+    def __init__(
+        self, ai: Genkit, readiness: Readiness, first_delay: float = 0.5, max_delay: float = 30.0
+    ) -> None:
+        self.ai = ai
+        self.readiness = readiness
+        self.first_delay = first_delay
+        self.max_delay = max_delay
+        readiness.set_status(MODEL_COMPONENT, "failing")
+
+    async def run(self) -> None:
+        delay = self.first_delay
+        while not await warm_up(self.ai):
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self.max_delay)
+        self.readiness.set_status(MODEL_COMPONENT, "ok")

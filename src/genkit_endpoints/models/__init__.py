@@ -1,1 +1,0 @@
-"""Genkit model plugins that run without a provider (the offline model and its helpers)."""

@@ -1,0 +1,1 @@
+"""Rate limits, the response cache and the circuit breaker, in memory or on Redis."""

@@ -1,0 +1,1 @@
+"""API keys, address rules, the guarded image fetcher and secret masking in logs."""

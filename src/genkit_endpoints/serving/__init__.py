@@ -1,0 +1,1 @@
+"""Assembling and running the service: lifecycle, logging and the server runners."""

@@ -1,0 +1,150 @@
+"""Logging setup: structlog for our events, stdlib records routed through it.
+
+JSON lines in production (tracebacks included as text), a coloured console in DEBUG.
+``LOG_LEVEL`` applies to our loggers, to Genkit's structlog events and to library
+loggers (uvicorn, httpx, …) alike. Every line inside a request carries ``request_id``.
+Every line, tracebacks included, passes ``log_masking.SecretMasker`` last, so secrets
+(by key name, by shape, or registered by the app) never reach the output.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import sys
+from collections.abc import Iterable
+from typing import Any, Literal
+
+import orjson
+import structlog
+from structlog.types import EventDict, ExceptionRenderer, Processor, WrappedLogger
+
+from genkit_endpoints.core.context import current_request_id
+from genkit_endpoints.security.masking import SecretMasker
+
+LogFormat = Literal["json", "console"]
+LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
+def _add_request_id(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
+    rid = current_request_id()
+    if rid is not None:
+        event.setdefault("request_id", rid)
+    return event
+
+
+def _drop_color_message(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
+    # uvicorn duplicates its message with ANSI colours in an `extra` field.
+    event.pop("color_message", None)
+    return event
+
+
+def _json_dumps(obj: Any, **_: Any) -> str:
+    return orjson.dumps(obj, default=str).decode()
+
+
+def default_format(debug: bool, stream: Any = None) -> LogFormat:
+    """Console for people (DEBUG or a terminal), JSON for machines."""
+    stream = stream if stream is not None else sys.stderr
+    return "console" if debug or stream.isatty() else "json"
+
+
+def _masked_tracebacks(masker: SecretMasker) -> ExceptionRenderer:
+    # The console renders exc_info itself, after every processor, so its traceback text is
+    # masked here. Plain, not Rich: Rich shows local variables (keys among them) and
+    # interleaves colour codes that would hide a secret's shape.
+    plain = structlog.dev.plain_traceback
+
+    def render(sio: Any, exc_info: Any) -> None:
+        buffer = io.StringIO()
+        plain(buffer, exc_info)
+        sio.write(masker.mask_text(buffer.getvalue()))
+
+    return render
+
+
+def configure_logging(
+    level: str = "info", fmt: LogFormat = "json", *, secrets: Iterable[str] = ()
+) -> None:
+    """Configure structlog and the stdlib root logger. Call once, from ``main``.
+
+    ``secrets`` are values masked wherever they occur in a line (the app's API keys and
+    provider keys): they have no shape the masker could recognise.
+    """
+    if level not in LEVELS:
+        raise ValueError(f"log level must be one of {', '.join(LEVELS)}")
+    numeric = logging.getLevelName(level.upper())
+    shared: list[Processor] = [
+        structlog.contextvars.merge_contextvars,
+        _add_request_id,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    masker = SecretMasker(secrets)
+    renderer: Processor
+    if fmt == "json":
+        shared.append(structlog.processors.format_exc_info)
+        renderer = structlog.processors.JSONRenderer(serializer=_json_dumps)
+    else:
+        renderer = structlog.dev.ConsoleRenderer(
+            colors=sys.stderr.isatty(), exception_formatter=_masked_tracebacks(masker)
+        )
+    shared.append(masker)  # last: it sees every field, the formatted traceback included
+
+    structlog.configure(
+        processors=[
+            *shared,
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        # A level-filtering wrapper: Genkit leaves an app-chosen level alone.
+        wrapper_class=structlog.make_filtering_bound_logger(numeric),
+        cache_logger_on_first_use=True,
+    )
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[structlog.stdlib.ExtraAdder(), _drop_color_message, *shared],
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(numeric)
+    # Servers install their own handlers; route them through ours instead. uvicorn's
+    # access logger is left as the server set it (off: the kit logs requests itself).
+    for name in ("uvicorn", "uvicorn.error", "genkit"):
+        lib = logging.getLogger(name)
+        lib.handlers[:] = []
+        lib.propagate = True
+        lib.setLevel(numeric)
+
+
+def access_logger(fmt: LogFormat, name: str = "genkit_endpoints.access") -> Any:
+    """The logger for the per-request access line: fast where it matters.
+
+    In JSON mode it writes orjson bytes straight to stderr through a short processor chain
+    (request id, level, logger, timestamp), much cheaper per line than the stdlib bridge,
+    and it runs on every request. Its fields are chosen by the kit (route template, never
+    the raw path; no headers), so the masker has nothing to find there. On the console it
+    is the ordinary logger. Call after ``configure_logging``; the level is the root
+    logger's, checked by the caller.
+    """
+    if fmt != "json":
+        return structlog.get_logger(name)
+
+    def add_logger_name(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
+        event["logger"] = name
+        return event
+
+    return structlog.wrap_logger(
+        structlog.BytesLogger(sys.stderr.buffer),
+        processors=[
+            _add_request_id,
+            structlog.processors.add_log_level,
+            add_logger_name,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.JSONRenderer(serializer=orjson.dumps),
+        ],
+        cache_logger_on_first_use=True,
+    )
