@@ -1,4 +1,4 @@
-"""Per-request context shared by middleware, handlers and logs: the request id.
+"""Per-request context shared by middleware, handlers and logs: request id and principal.
 
 A module of its own so that anything (log processors, error rendering, gRPC
 interceptors) can read it without importing a transport.
@@ -7,10 +7,21 @@ interceptors) can read it without importing a transport.
 from __future__ import annotations
 
 from contextvars import ContextVar
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import Literal
 
-if TYPE_CHECKING:
-    from genkit_endpoints.security.keys import Principal
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: a key's name (``api_key``) or a client certificate's subject (``mtls``).
+
+    Defined here rather than next to the key checks so that everything that only reads
+    the caller (cache keys, flows, logs) does not depend on the security layer.
+    """
+
+    name: str
+    method: Literal["api_key", "mtls"]
+
 
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 # Set by the REST auth middleware and the gRPC auth interceptor.

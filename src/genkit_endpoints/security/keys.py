@@ -14,8 +14,8 @@ import hashlib
 import hmac
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Literal
+
+from genkit_endpoints.core.context import Principal
 
 __all__ = [
     "INVALID_KEY",
@@ -44,14 +44,6 @@ MISSING_KEY = "An API key is required: send it in the X-API-Key header or as Aut
 INVALID_KEY = "The API key is not valid."
 ONE_KEY_ONLY = "Send one API key, in one header: X-API-Key or Authorization: Bearer."
 KEY_IN_URL = "API keys go in the X-API-Key or Authorization header, never in the URL."
-
-
-@dataclass(frozen=True)
-class Principal:
-    """Who is calling: a key's name (``api_key``) or a client certificate's subject (``mtls``)."""
-
-    name: str
-    method: Literal["api_key", "mtls"]
 
 
 class ApiKeyring:
