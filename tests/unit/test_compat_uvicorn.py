@@ -89,6 +89,9 @@ def _uvicorn_server(cfg: ServerConfig) -> Iterator[tuple[int, DrainingServer]]:
         sock.close()
 
 
+HEAD = b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n"
+
+
 def _exchange(port: int, request: bytes) -> bytes:
     with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
         conn.sendall(request)
