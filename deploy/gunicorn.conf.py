@@ -30,8 +30,8 @@ from typing import Any
 from gunicorn.glogging import Logger
 from uvicorn_worker import UvicornWorker
 
-from genkit_endpoints.serving.runners._http1 import HeadLimits
-from genkit_endpoints.serving.runners._uvicorn_http import HardenedHttpToolsProtocol
+from genkit_endpoints.compat.http1 import HeadLimits
+from genkit_endpoints.compat.uvicorn import HardenedHttpToolsProtocol, require_uvicorn
 
 _grace = float(os.environ.get("SHUTDOWN_GRACE", "25"))
 _level = os.environ.get("LOG_LEVEL", "info").lower()
@@ -94,7 +94,12 @@ logger_class = RootLogger
 
 
 def on_starting(server: Any) -> None:
-    """Configure logging in the master; each worker's app factory does it again."""
+    """Configure logging in the master; each worker's app factory does it again.
+
+    First, check uvicorn against the range the hardened protocol was checked with: a
+    refusal here stops gunicorn before any worker starts.
+    """
+    require_uvicorn()
     from genkit_endpoints.serving.logging import configure_logging, default_format  # noqa: PLC0415
 
     debug = os.environ.get("DEBUG", "").lower() in {"1", "true", "yes", "on"}

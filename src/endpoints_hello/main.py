@@ -16,6 +16,7 @@ from typing import NoReturn
 from pydantic import ValidationError
 
 from endpoints_hello.settings import Settings, load_settings
+from genkit_endpoints.compat import UnsupportedDependency
 from genkit_endpoints.http.types import ASGIApp
 from genkit_endpoints.model.config import ProviderConfigError
 from genkit_endpoints.security.masking import api_key_secrets, secret_values
@@ -163,7 +164,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             from endpoints_hello.app import create_service  # noqa: PLC0415
 
             app = create_service(settings).asgi
-    except (ProviderConfigError, MissingExtraError, ServerExtraMissing, RedisExtraMissing) as exc:
+    except (
+        ProviderConfigError,
+        MissingExtraError,
+        ServerExtraMissing,
+        RedisExtraMissing,
+        UnsupportedDependency,
+    ) as exc:
         fail(str(exc))
     run(app if app is not None else WORKER_FACTORY, settings.server, cfg, factory=WORKER_FACTORY)
     return 0

@@ -37,6 +37,12 @@ __all__ = [
 
 METADATA_KEY = "x-request-id"
 _KINDS = ("unary_unary", "unary_stream", "stream_unary", "stream_stream")
+_FACTORIES: dict[str, Callable[..., grpc.RpcMethodHandler]] = {
+    "unary_unary": grpc.unary_unary_rpc_method_handler,
+    "unary_stream": grpc.unary_stream_rpc_method_handler,
+    "stream_unary": grpc.stream_unary_rpc_method_handler,
+    "stream_stream": grpc.stream_stream_rpc_method_handler,
+}
 
 Behaviour = Callable[[Any, grpc.aio.ServicerContext], Any]
 Around = Callable[[Behaviour, Any, grpc.aio.ServicerContext], Awaitable[Any]]
@@ -79,7 +85,13 @@ def wrap_handler(handler: grpc.RpcMethodHandler, around: Around) -> grpc.RpcMeth
     async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> Any:
         return await around(behaviour, request, context)
 
-    return handler._replace(**{kind: wrapped})
+    # Rebuilt with grpc's public factory for its kind, not copied with ``_replace``: that
+    # handlers are named tuples is grpc's private detail.
+    return _FACTORIES[kind](
+        wrapped,
+        request_deserializer=handler.request_deserializer,
+        response_serializer=handler.response_serializer,
+    )
 
 
 # Infrastructure services no policy applies to: probes and tooling must always answer.

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import importlib
-from collections.abc import MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +16,7 @@ import structlog
 from genkit import Genkit
 from genkit.plugin_api import Plugin
 
+from genkit_endpoints.compat.genkit import forget_failed_plugin_inits, require_genkit
 from genkit_endpoints.core.health import Readiness
 from genkit_endpoints.model.config import ProviderConfig, ProviderConfigError
 from genkit_endpoints.model.offline import OFFLINE_MODEL, OfflineModel
@@ -85,7 +85,13 @@ def _openai(cfg: ProviderConfig, model: str) -> ModelChoice:
 
 
 def choose_model(cfg: ProviderConfig) -> ModelChoice:
-    """Resolve MODEL (or the default order: Gemini key, OpenAI key, offline)."""
+    """Resolve MODEL (or the default order: Gemini key, OpenAI key, offline).
+
+    Raises ``UnsupportedDependency`` for a Genkit outside the range ``compat.genkit`` was
+    checked against: choosing the model is the start-up step every process runs, also a
+    supervisor that leaves building the service to its workers.
+    """
+    require_genkit()
     model = cfg.model
     if not model:
         if cfg.gemini_api_key:
@@ -116,28 +122,16 @@ async def warm_up(ai: Genkit) -> bool:
 
     The Gemini plugin lists models in its ``init``, and Genkit keeps the init task per
     event loop — a failed first listing would be re-raised on every later call for the
-    life of the process. On failure the failed task is dropped so the next call (or the
-    next warm-up attempt) runs the listing again.
+    life of the process. On failure the failed task is dropped (``compat.genkit``) so the
+    next call (or the next warm-up attempt) runs the listing again.
     """
     try:
         await ai.registry.initialize_all_plugins()
     except Exception as exc:
         _log.warning("model_provider_warm_up_failed", error=type(exc).__name__)
-        _forget_failed_inits(ai)
+        forget_failed_plugin_inits(ai)
         return False
     return True
-
-
-def _forget_failed_inits(ai: Genkit) -> None:
-    # Genkit 0.12 private state (Registry._plugin_init_tasks: loop -> name -> Task);
-    # guarded so a future Genkit without it degrades to "no retry", not a crash.
-    per_loop = getattr(ai.registry, "_plugin_init_tasks", None)
-    if not isinstance(per_loop, MutableMapping):  # a WeakKeyDictionary in 0.12
-        return
-    tasks = per_loop.get(asyncio.get_running_loop(), {})
-    for name, task in list(tasks.items()):
-        if task.done() and (task.cancelled() or task.exception() is not None):
-            del tasks[name]
 
 
 class WarmUp:
@@ -155,6 +149,7 @@ class WarmUp:
         self.readiness = readiness
         self.first_delay = first_delay
         self.max_delay = max_delay
+        require_genkit()  # the warm-up's retry reaches into Genkit's registry
         readiness.set_status(MODEL_COMPONENT, "failing")
 
     async def run(self) -> None:

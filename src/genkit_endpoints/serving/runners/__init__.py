@@ -7,10 +7,12 @@ accepting, gives in-flight work ``shutdown_grace`` seconds, then returns (exit c
 Servers' own defaults are not safe as shipped, so every limit is set explicitly.
 Every runner serves HTTP/1.1 only (no h2c) and bounds a request head in bytes, fields and
 time (``ServerConfig``) before the app sees it, refusing ambiguous framing (request
-smuggling): uvicorn through ``_uvicorn_http`` (httptools, not h11 — it says why),
-hypercorn through ``_hypercorn_h11``, granian through hyper's own parser and settings,
+smuggling): uvicorn through ``compat.uvicorn`` (httptools, not h11 — it says why),
+hypercorn through ``compat.hypercorn``, granian through hyper's own parser and settings,
 with the limits granian cannot meet stated in ``granian``. ``tests/adversarial`` holds
-each of them to it.
+each of them to it. Whatever a runner uses of a server's internals lives in
+``genkit_endpoints.compat``; ``require_server`` and each runner check the installed
+server against the range those hooks were checked with, before any worker starts.
 Readiness and gRPC health flip at the first signal through ``genkit_endpoints.serving.lifecycle``,
 which the app's lifespan chains in front of the signal handlers of the serving process.
 """

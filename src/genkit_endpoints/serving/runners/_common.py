@@ -10,6 +10,7 @@ import importlib
 import importlib.util
 import math
 
+from genkit_endpoints.compat import require_supported
 from genkit_endpoints.http.types import ASGIApp
 
 # server name -> (module to import, extra that installs it; None: a base dependency)
@@ -32,12 +33,18 @@ class ServerExtraMissing(RuntimeError):
 
 
 def require_server(server: str) -> None:
-    """Raise ``ServerExtraMissing`` (or ``ValueError`` for an unknown name) before any work."""
+    """Raise ``ServerExtraMissing`` (or ``ValueError`` for an unknown name) before any work.
+
+    Also ``UnsupportedDependency`` when the installed server is outside the range the
+    kit's hooks into it were checked against (``genkit_endpoints.compat``): read from
+    package metadata, without importing the server.
+    """
     if server not in EXTRAS:
         raise ValueError(f"unknown server {server!r}; choose one of {', '.join(EXTRAS)}")
     module, extra = EXTRAS[server]
     if extra is not None and importlib.util.find_spec(module) is None:
         raise ServerExtraMissing(server, extra)
+    require_supported(module)
 
 
 def whole_seconds(value: float) -> int:

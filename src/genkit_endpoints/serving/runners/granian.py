@@ -29,20 +29,22 @@ warning at start-up (``granian_slow_head_bound``): such a granian belongs behind
 or load balancer that buffers request heads. A worker drains
 without a deadline, so the supervisor kills a worker still busy after ``shutdown_grace``
 (its lifespan shutdown then does not run; the exit code is still 0).
+
+The granian classes and names used here beyond its documented API live in
+``compat.granian``, with the version range they were checked against.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import multiprocessing
-from typing import Any
 
 import structlog
 from granian.constants import HTTPModes, Interfaces
 from granian.http import HTTP1Settings
 from granian.log import LogLevels
-from granian.server.mp import MPServer
 
+from genkit_endpoints.compat.granian import ROUTE_TO_ROOT, MPServer, require_granian
 from genkit_endpoints.http.types import ASGIApp
 from genkit_endpoints.serving.config import ServerConfig
 from genkit_endpoints.serving.runners._common import import_target, load_factory, whole_seconds
@@ -50,20 +52,6 @@ from genkit_endpoints.serving.runners._common import import_target, load_factory
 _HYPER_MIN_BUFFER = 8192  # hyper panics on a smaller max_buf_size
 
 _log = structlog.get_logger(__name__)
-
-# Replaces granian's logging dict (console handlers on stdout with their own format): its
-# loggers keep no handler and propagate to the root logger, which
-# ``genkit_endpoints.serving.logging`` configures — in workers too, once the factory ran.
-_ROUTE_TO_ROOT: dict[str, Any] = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {},
-    "handlers": {},
-    "loggers": {
-        "_granian": {"handlers": [], "propagate": True},
-        "granian.access": {"handlers": [], "propagate": True},
-    },
-}
 
 
 def granian_server(target: str, cfg: ServerConfig) -> MPServer:
@@ -82,7 +70,7 @@ def granian_server(target: str, cfg: ServerConfig) -> MPServer:
         ),
         log_enabled=True,
         log_level=LogLevels(cfg.log_level),
-        log_dictconfig=_ROUTE_TO_ROOT,
+        log_dictconfig=ROUTE_TO_ROOT,
         log_access=False,  # the app writes its own access log
         # granian's default (None) waits forever for a worker that does not finish.
         workers_kill_timeout=whole_seconds(cfg.shutdown_grace),
@@ -130,6 +118,7 @@ def run_granian(app: ASGIApp | str, cfg: ServerConfig, *, factory: str | None = 
     The supervisor forwards the signal to every worker as SIGTERM; a worker's asyncio loop
     handles it, after the app's ``Lifecycle``, chained in front from the lifespan.
     """
+    require_granian()  # in the supervisor, before any worker exists
     target = import_target(app, factory, "granian", "serves from worker processes")
     warn_slow_heads(cfg)
     # The runner owns the process from here on; granian reads the start method per spawn.

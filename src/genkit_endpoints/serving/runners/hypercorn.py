@@ -7,9 +7,10 @@ the signal at all (they poll a shared event). So the runner installs plain
 ``Lifecycle`` chains in front of them from the lifespan — and runs several workers
 under ``_supervisor``, which forwards the signal to each of them.
 
-Every serving process speaks HTTP/1.1 only, through ``_hypercorn_h11.HardenedH11Protocol``
+Every serving process speaks HTTP/1.1 only, through ``compat.hypercorn.HardenedH11Protocol``
 (request-head limits and rules, a head read deadline; its docstring says what stock
-hypercorn leaves open).
+hypercorn leaves open). The installed hypercorn is checked against the range that hook
+was checked with when the runner starts, before any worker.
 """
 
 from __future__ import annotations
@@ -25,11 +26,11 @@ from typing import Any
 from hypercorn.asyncio import serve
 from hypercorn.config import Config
 
+from genkit_endpoints.compat.http1 import HeadLimits
+from genkit_endpoints.compat.hypercorn import install_hardened_protocol, require_hypercorn
 from genkit_endpoints.http.types import ASGIApp, Receive, Scope, Send
 from genkit_endpoints.serving.config import ServerConfig
 from genkit_endpoints.serving.runners._common import import_target, load_factory
-from genkit_endpoints.serving.runners._http1 import HeadLimits
-from genkit_endpoints.serving.runners._hypercorn_h11 import install_hardened_protocol
 from genkit_endpoints.serving.runners._supervisor import STOP_SIGNALS, supervise
 
 _log = logging.getLogger("hypercorn.error")
@@ -176,6 +177,7 @@ def _worker(config: Config, sock: socket.socket, factory: str) -> None:
 
 def run_hypercorn(app: ASGIApp | str, cfg: ServerConfig, *, factory: str | None = None) -> None:
     """Serve until SIGTERM/SIGINT, drain for up to ``cfg.shutdown_grace``, return (exit 0)."""
+    require_hypercorn()  # here, once: workers would each fail with their own traceback
     config = hypercorn_config(cfg)
     if cfg.workers == 1:
         stop = _Stop()

@@ -5,50 +5,29 @@ starts, in the process that serves, so the app's ``Lifecycle`` chains in front o
 unaided — in workers too, which the supervisor stops with SIGTERM.
 
 HTTP/1.1 is parsed by httptools (llhttp), never h11, through
-``_uvicorn_http.HardenedHttpToolsProtocol``, which adds the request-head limits and the
-head read deadline uvicorn lacks; its docstring says why httptools.
+``compat.uvicorn.HardenedHttpToolsProtocol``, which adds the request-head limits and the
+head read deadline uvicorn lacks; its docstring says why httptools. That module holds
+every use of uvicorn internals; ``uvicorn_config`` checks the installed uvicorn against
+the range they were checked with before anything else.
 """
 
 from __future__ import annotations
 
 import socket
-from types import FrameType
 from typing import Any
 
 import uvicorn
-from uvicorn.supervisors import Multiprocess
 
+from genkit_endpoints.compat.http1 import HeadLimits
+from genkit_endpoints.compat.uvicorn import (
+    DrainingMultiprocess,
+    DrainingServer,
+    HardenedHttpToolsProtocol,
+    require_uvicorn,
+)
 from genkit_endpoints.http.types import ASGIApp
 from genkit_endpoints.serving.config import ServerConfig
 from genkit_endpoints.serving.runners._common import import_target, whole_seconds
-from genkit_endpoints.serving.runners._http1 import HeadLimits
-from genkit_endpoints.serving.runners._uvicorn_http import HardenedHttpToolsProtocol
-
-
-class _DrainingServer(uvicorn.Server):
-    """uvicorn, exiting 0 after a clean drain.
-
-    uvicorn >= 0.29 re-raises the signal after the drain, so the process would die
-    "killed by SIGTERM"; a finished drain is a success.
-    """
-
-    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        super().handle_exit(sig, frame)
-        self._captured_signals.clear()
-
-
-class _DrainingMultiprocess(Multiprocess):
-    """uvicorn's supervisor, refusing new connections as soon as the drain starts.
-
-    The supervisor keeps its own copy of the listening socket (to respawn workers), so
-    after the workers closed theirs the kernel would still complete handshakes into a
-    backlog nobody accepts from: clients hang instead of being refused.
-    """
-
-    def terminate_all(self) -> None:
-        for sock in self.sockets:
-            sock.close()
-        super().terminate_all()
 
 
 class _Config(uvicorn.Config):
@@ -60,7 +39,12 @@ class _Config(uvicorn.Config):
 
 
 def uvicorn_config(app: ASGIApp | str, cfg: ServerConfig) -> uvicorn.Config:
-    """uvicorn settings from ``cfg``; a string ``app`` is a "module:factory" import string."""
+    """uvicorn settings from ``cfg``; a string ``app`` is a "module:factory" import string.
+
+    Raises ``UnsupportedDependency`` when the installed uvicorn is outside the range the
+    hooks in ``compat.uvicorn`` were checked against.
+    """
+    require_uvicorn()
     return _Config(
         app,
         head_limits=HeadLimits.of(cfg),
@@ -85,9 +69,9 @@ def uvicorn_config(app: ASGIApp | str, cfg: ServerConfig) -> uvicorn.Config:
 def run_uvicorn(app: ASGIApp | str, cfg: ServerConfig, *, factory: str | None = None) -> None:
     """Serve until SIGTERM/SIGINT, drain for up to ``cfg.shutdown_grace``, return (exit 0)."""
     if cfg.workers == 1:
-        _DrainingServer(uvicorn_config(app, cfg)).run()
+        DrainingServer(uvicorn_config(app, cfg)).run()
         return
     # Each worker is a fresh interpreter (spawn) and builds its own app from the factory.
     config = uvicorn_config(import_target(app, factory, "uvicorn", "workers build the app"), cfg)
     sock: socket.socket = config.bind_socket()
-    _DrainingMultiprocess(config, sockets=[sock]).run()
+    DrainingMultiprocess(config, sockets=[sock]).run()

@@ -22,8 +22,19 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Protocol
 
-from genkit_endpoints.serving.config import ServerConfig
+
+class HeadSettings(Protocol):
+    """Where the limits come from (``ServerConfig``); a Protocol keeps this layer free of
+    the serving package."""
+
+    @property
+    def max_header_bytes(self) -> int: ...
+    @property
+    def max_header_count(self) -> int: ...
+    @property
+    def header_read_timeout(self) -> float: ...
 
 
 @dataclass(frozen=True)
@@ -35,7 +46,7 @@ class HeadLimits:
     read_timeout: float = 10.0
 
     @classmethod
-    def of(cls, cfg: ServerConfig) -> HeadLimits:
+    def of(cls, cfg: HeadSettings) -> HeadLimits:
         return cls(cfg.max_header_bytes, cfg.max_header_count, cfg.header_read_timeout)
 
 

@@ -17,9 +17,11 @@ expose; the REST API is served over HTTP/1.1 everywhere, gRPC has its own server
 
 hypercorn has no setting for its protocol class, so ``install_hardened_protocol``
 replaces the name its connection wrapper instantiates (``hypercorn.protocol.H11Protocol``)
-in the serving process, after checking that the methods overridden here still exist (a
-changed hypercorn fails at start-up, not silently). Limits come from
-``config.head_limits``.
+in the serving process, after checking the installed hypercorn against the range in
+``genkit_endpoints.compat.SUPPORTED`` and that the methods overridden here (private ones
+among them) still exist: a changed hypercorn fails at start-up, not silently. A runner
+with worker processes calls ``require_hypercorn`` in the supervisor too, so the refusal
+is one line there rather than one per worker. Limits come from ``config.head_limits``.
 """
 
 from __future__ import annotations
@@ -42,7 +44,10 @@ from hypercorn.typing import (
     Scope,
 )
 
-from genkit_endpoints.serving.runners._http1 import HeadLimits, head_status
+from genkit_endpoints.compat import require_supported
+from genkit_endpoints.compat.http1 import HeadLimits, head_status
+
+__all__ = ["HardenedH11Protocol", "install_hardened_protocol", "require_hypercorn"]
 
 _OVERRIDDEN = (
     "initiate",
@@ -52,6 +57,11 @@ _OVERRIDDEN = (
     "_send_error_response",
     "_send_h11_event",
 )
+
+
+def require_hypercorn() -> str:
+    """The installed hypercorn version; ``UnsupportedDependency`` outside the checked range."""
+    return require_supported("hypercorn")
 
 
 class HardenedH11Protocol(H11Protocol):
@@ -159,6 +169,7 @@ def install_hardened_protocol() -> None:
     current = getattr(hypercorn.protocol, "H11Protocol", None)
     if current is HardenedH11Protocol:
         return
+    require_hypercorn()
     missing = [name for name in _OVERRIDDEN if not hasattr(H11Protocol, name)]
     if current is not H11Protocol or missing:
         raise RuntimeError(

@@ -1,4 +1,17 @@
-"""uvicorn's httptools protocol with request-head limits and a head read deadline.
+"""uvicorn internals the kit builds on: its httptools protocol and its drain.
+
+Three subclasses of classes uvicorn does not document for extension, checked against
+the range in ``genkit_endpoints.compat.SUPPORTED`` by ``require_uvicorn`` (call it where
+they are first used; the uvicorn runner does, in the process that supervises):
+
+* ``HardenedHttpToolsProtocol`` overrides protocol callbacks and reads the protocol's
+  state (``cycle``, ``url``, ``headers``, ``parser``, ``server_state``) to add
+  request-head limits and a head read deadline;
+* ``DrainingServer`` empties ``Server._captured_signals`` so a finished drain exits 0;
+* ``DrainingMultiprocess`` overrides ``Multiprocess.terminate_all`` to close the
+  supervisor's copy of the listening socket first.
+
+The protocol, in detail.
 
 Why httptools and not h11 (uvicorn 0.54, httptools 0.9, h11 0.16, measured by
 ``tests/adversarial``): llhttp refuses every framing ambiguity of the corpus with 400 and
@@ -11,7 +24,7 @@ forever on an overflowing chunk size. What llhttp lacks is limits — it buffers
 any size with any number of headers, and accepts a missing or repeated Host — and h11's
 ``h11_max_incomplete_event_size`` is no real limit either: it applies only while a head is
 incomplete, so 20 KiB or 10 000 headers arriving in one read pass. This subclass adds the
-limits (431), the rules of ``_http1.head_status``, and what uvicorn lacks with either
+limits (431), the rules of ``compat.http1.head_status``, and what uvicorn lacks with either
 parser: a deadline for a request head. Stock uvicorn arms no timer on a new connection
 and cancels its keep-alive timer at the first byte of a request, so a client sending a
 byte now and then (slowloris) holds a connection forever.
@@ -19,7 +32,7 @@ byte now and then (slowloris) holds a connection forever.
 The deadline (``HeadLimits.read_timeout``) runs from a new connection, or from a read
 after a response that leaves a head incomplete, until that head is complete: one
 ``loop.call_later`` handle, no task, and none at all for the usual head that arrives in
-one read (measured: +1.5 µs per request on a bare ASGI app, 19 → 21 µs of server CPU).
+one read.
 When it fires the connection is closed without an answer (a partial head is not a
 request to answer). Body bytes still arriving after the response (an early 413) start it
 too, so draining an unread body is bounded; a body the app is reading is bounded by the
@@ -30,11 +43,27 @@ from __future__ import annotations
 
 import asyncio
 from http import HTTPStatus
+from types import FrameType
 from typing import Any
 
+import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.supervisors import Multiprocess
 
-from genkit_endpoints.serving.runners._http1 import HeadLimits, head_status
+from genkit_endpoints.compat import require_supported
+from genkit_endpoints.compat.http1 import HeadLimits, head_status
+
+__all__ = [
+    "DrainingMultiprocess",
+    "DrainingServer",
+    "HardenedHttpToolsProtocol",
+    "require_uvicorn",
+]
+
+
+def require_uvicorn() -> str:
+    """The installed uvicorn version; ``UnsupportedDependency`` outside the checked range."""
+    return require_supported("uvicorn")
 
 
 class _Refused(Exception):
@@ -145,3 +174,30 @@ class HardenedHttpToolsProtocol(HttpToolsProtocol):
         ]
         self.transport.write(b"".join(head) + body)
         self.transport.close()
+
+
+class DrainingServer(uvicorn.Server):
+    """uvicorn, exiting 0 after a clean drain.
+
+    uvicorn >= 0.29 re-raises the signal after the drain, so the process would die
+    "killed by SIGTERM"; a finished drain is a success. The signals to re-raise are kept
+    in a private list, emptied here.
+    """
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        super().handle_exit(sig, frame)
+        self._captured_signals.clear()
+
+
+class DrainingMultiprocess(Multiprocess):
+    """uvicorn's supervisor, refusing new connections as soon as the drain starts.
+
+    The supervisor keeps its own copy of the listening socket (to respawn workers), so
+    after the workers closed theirs the kernel would still complete handshakes into a
+    backlog nobody accepts from: clients hang instead of being refused.
+    """
+
+    def terminate_all(self) -> None:
+        for sock in self.sockets:
+            sock.close()
+        super().terminate_all()

@@ -1,0 +1,38 @@
+"""Genkit internals the model warm-up builds on.
+
+Genkit keeps one plugin-initialisation task per plugin and event loop, and re-raises a
+failed one on every later call for the life of the process: a provider that was down
+when the service started would stay "down" after it came back. There is no public way
+to retry, so ``forget_failed_plugin_inits`` drops the failed tasks from the registry's
+private ``_plugin_init_tasks`` (loop -> plugin name -> task), and the next call runs the
+initialisation again. Guarded: a Genkit without that state degrades to "no retry", not a
+crash. ``require_genkit`` checks the installed Genkit against the range in
+``genkit_endpoints.compat.SUPPORTED``; the warm-up calls it when it is built.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import MutableMapping
+
+from genkit import Genkit
+
+from genkit_endpoints.compat import require_supported
+
+__all__ = ["forget_failed_plugin_inits", "require_genkit"]
+
+
+def require_genkit() -> str:
+    """The installed Genkit version; ``UnsupportedDependency`` outside the checked range."""
+    return require_supported("genkit")
+
+
+def forget_failed_plugin_inits(ai: Genkit) -> None:
+    """Drop this event loop's failed or cancelled plugin initialisations, so they run again."""
+    per_loop = getattr(ai.registry, "_plugin_init_tasks", None)
+    if not isinstance(per_loop, MutableMapping):  # a WeakKeyDictionary in 0.12
+        return
+    tasks = per_loop.get(asyncio.get_running_loop(), {})
+    for name, task in list(tasks.items()):
+        if task.done() and (task.cancelled() or task.exception() is not None):
+            del tasks[name]

@@ -1,0 +1,83 @@
+"""Canary for the Genkit internals in ``genkit_endpoints.compat.genkit``.
+
+Genkit remembers a failed plugin initialisation per event loop and re-raises it on
+every later call; the warm-up drops it from the registry's private state so a provider
+that was down at start-up is retried. These tests fail when a Genkit release moves that
+state (the retry would silently stop working) or starts retrying by itself (the hook
+would be dead code). Run them before widening the Genkit range.
+"""
+
+from __future__ import annotations
+
+from collections.abc import MutableMapping
+
+import pytest
+from genkit import Genkit
+from genkit.plugin_api import Action, ActionKind, ActionMetadata, Plugin
+
+from genkit_endpoints import compat
+from genkit_endpoints.compat import UnsupportedDependency
+from genkit_endpoints.compat.genkit import require_genkit
+from genkit_endpoints.core.health import Readiness
+from genkit_endpoints.model.config import ProviderConfig
+from genkit_endpoints.model.providers import WarmUp, choose_model, warm_up
+
+
+class ProviderDownOnce(Plugin):
+    """A provider plugin whose first start-up fails, as when the provider is unreachable."""
+
+    name = "down-once"
+
+    def __init__(self) -> None:
+        self.inits = 0
+
+    async def init(self) -> list[Action]:
+        self.inits += 1
+        if self.inits == 1:
+            raise ConnectionError("provider unreachable")
+        return []
+
+    async def resolve(self, action_type: ActionKind, name: str) -> Action | None:
+        return None
+
+    async def list_actions(self) -> list[ActionMetadata]:
+        return []
+
+
+async def test_genkit_keeps_re_raising_a_failed_plugin_start_up_by_itself() -> None:
+    """Without the hook the second attempt never reaches the plugin: what it works around."""
+    plugin = ProviderDownOnce()
+    ai = Genkit(plugins=[plugin])
+    for _ in range(2):
+        with pytest.raises(ConnectionError):
+            await ai.registry.initialize_all_plugins()
+    assert plugin.inits == 1
+
+
+async def test_the_warm_up_retries_a_plugin_whose_start_up_failed() -> None:
+    plugin = ProviderDownOnce()
+    ai = Genkit(plugins=[plugin])
+    assert isinstance(getattr(ai.registry, "_plugin_init_tasks", None), MutableMapping)
+    assert await warm_up(ai) is False
+    assert await warm_up(ai) is True
+    assert plugin.inits == 2
+
+
+@pytest.mark.parametrize("version", ["0.11.2", "0.13.0", "1.0.0"])
+def test_an_out_of_range_genkit_is_one_clear_line_at_start_up(
+    monkeypatch: pytest.MonkeyPatch, version: str
+) -> None:
+    """Choosing the model (every process does, first) and building the warm-up refuse it."""
+    monkeypatch.setattr(compat, "installed_version", lambda dist: version)
+    with pytest.raises(UnsupportedDependency) as chosen:
+        choose_model(ProviderConfig())
+    with pytest.raises(UnsupportedDependency) as built:
+        WarmUp(Genkit(), Readiness())
+    message = str(chosen.value)
+    assert message == str(built.value)
+    assert message.startswith(f"genkit {version} is not supported (needs >=0.12,<0.13): ")
+    assert "\n" not in message
+
+
+def test_the_locked_genkit_is_in_range() -> None:
+    assert require_genkit() == "0.12.0"
