@@ -119,7 +119,9 @@ class _Abort:
     error: EndpointError
 
 
-@dataclass(frozen=True, slots=True, eq=False)
+# Frozen without slots: a slotted frozen dataclass answers an assignment to a name it does
+# not have with a confusing TypeError instead of FrozenInstanceError.
+@dataclass(frozen=True, eq=False)
 class RouteTable:
     """All routes of an app, indexed by path and by flow name; immutable.
 
@@ -184,7 +186,7 @@ class RouteTable:
         return iter(self.routes)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class RunContext:
     """What the running service adds to the routes, handed to every transport.
 
