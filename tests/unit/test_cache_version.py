@@ -21,8 +21,12 @@ import pytest
 from genkit import Genkit
 from pydantic import BaseModel
 
+from endpoints_hello.app import PROMPTS_DIR
+from endpoints_hello.flows import build_routes
 from genkit_endpoints.core.routes import FlowRoute, RouteTable, RunContext
+from genkit_endpoints.model.client import ModelClient
 from genkit_endpoints.model.config import ModelCallPolicyConfig
+from genkit_endpoints.model.offline import OFFLINE_MODEL, OfflineModel
 from genkit_endpoints.policies.cache import CacheConfig, FlowCache
 
 # The app's module. "echo" answers from its prompt file and counts its runs; "shout" is
@@ -259,11 +263,6 @@ def test_a_table_assembled_by_hand_must_agree_with_its_lookups(app: App) -> None
 
 
 def test_the_samples_cacheable_flows_each_have_their_own_version() -> None:
-    from endpoints_hello.app import PROMPTS_DIR  # noqa: PLC0415 - the sample, only here
-    from endpoints_hello.flows import build_routes  # noqa: PLC0415
-    from genkit_endpoints.model.client import ModelClient  # noqa: PLC0415
-    from genkit_endpoints.model.offline import OFFLINE_MODEL, OfflineModel  # noqa: PLC0415
-
     ai = Genkit(plugins=[OfflineModel()], model=OFFLINE_MODEL, prompt_dir=PROMPTS_DIR)
     table = build_routes(ai, ModelClient(ai, ModelCallPolicyConfig()))
     versions = {r.name: r.version for r in table if r.cacheable}
