@@ -36,7 +36,6 @@ from genkit_endpoints.core.context import current_principal
 from genkit_endpoints.core.routes import FlowRoute, RouteTable
 from genkit_endpoints.grpc.encoding import json_field
 from genkit_endpoints.model.client import ModelClient
-from genkit_endpoints.policies.cache import fingerprint
 from genkit_endpoints.security.images import ImageFetcher
 
 PIRATE_SYSTEM_PROMPT = (
@@ -181,15 +180,10 @@ def build_routes(ai: Genkit, llm: ModelClient, images: ImageFetcher | None = Non
             variables["language"] = data.language
         return await llm.prompt("code_review", variables, CodeReview)
 
-    # Cache fingerprints: the inline prompts are this file's text, then the default model
-    # and the model-call policy; review-code adds its Dotprompt file.
-    here = Path(__file__).resolve().parent
+    # Cache versions: the table computes one per cacheable flow from its own source, the
+    # prompt files it names, the default model and the model-call policy.
     model = ai.registry.lookup_value("defaultModel", "defaultModel")
-    v = fingerprint(
-        here.joinpath("flows.py").read_text("utf-8"), str(model), llm.policy.model_dump_json()
-    )
-    v_review = fingerprint(v, here.joinpath("prompts", "code_review.prompt").read_text("utf-8"))
-    return RouteTable(
+    return RouteTable.build(
         [
             FlowRoute(tell_joke, "/tell-joke", JokeInput, JokeResponse, grpc_method="TellJoke"),
             FlowRoute(tell_joke_stream, "/tell-joke/stream", JokeInput, stream_key="joke",
@@ -197,16 +191,19 @@ def build_routes(ai: Genkit, llm: ModelClient, images: ImageFetcher | None = Non
             FlowRoute(tell_story, "/tell-story/stream", StoryInput, stream_key="story",
                       grpc_method="TellStory"),
             FlowRoute(translate_text, "/translate", TranslateInput, TranslationResult,
-                      cacheable=True, grpc_method="TranslateText", version=v),
+                      cacheable=True, grpc_method="TranslateText"),
             FlowRoute(describe_image, "/describe-image", ImageInput, ImageDescription,
-                      cacheable=True, grpc_method="DescribeImage", version=v),
+                      cacheable=True, grpc_method="DescribeImage"),
             FlowRoute(generate_character, "/generate-character", CharacterInput, RpgCharacter,
-                      cacheable=True, grpc_method="GenerateCharacter", version=v),
+                      cacheable=True, grpc_method="GenerateCharacter"),
             FlowRoute(pirate_chat, "/chat", ChatInput, ChatResponse, grpc_method="PirateChat"),
             FlowRoute(generate_code, "/generate-code", CodeInput, CodeOutput, cacheable=True,
-                      grpc_method="GenerateCode", version=v),
+                      grpc_method="GenerateCode"),
             FlowRoute(review_code, "/review-code", CodeReviewInput, CodeReview, cacheable=True,
                       grpc_method="ReviewCode", grpc_encode=json_field("review"),
-                      version=v_review),
-        ]
+                      prompts=("code_review",)),
+        ],
+        model=str(model),
+        model_config=llm.policy,
+        prompt_dir=Path(__file__).resolve().parent / "prompts",  # Genkit's prompt_dir (app.py)
     )  # fmt: skip

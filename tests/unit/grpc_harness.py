@@ -19,7 +19,7 @@ from endpoints_hello.generated import genkit_sample_pb2 as pb
 from endpoints_hello.generated import genkit_sample_pb2_grpc as pb_grpc
 from genkit_endpoints.core import routes
 from genkit_endpoints.core.health import Readiness
-from genkit_endpoints.core.routes import RouteTable
+from genkit_endpoints.core.routes import RouteTable, RunContext
 from genkit_endpoints.grpc.config import GrpcConfig
 from genkit_endpoints.grpc.server import GrpcServer, create_grpc_server
 from genkit_endpoints.model.client import ModelClient
@@ -53,6 +53,7 @@ async def serving(
     offline: OfflineModelConfig | None = None,
     readiness: Readiness | None = None,
     patch: Callable[[Genkit, RouteTable], RouteTable] | None = None,
+    run: RunContext | None = None,
     **cfg: Any,
 ) -> AsyncIterator[Harness]:
     model = OfflineModel(offline)
@@ -62,7 +63,7 @@ async def serving(
         table = patch(ai, table)
     config = GrpcConfig(**{"host": "127.0.0.1", "port": 0, **cfg})
     server = create_grpc_server(
-        table, service=SERVICE, readiness=readiness or Readiness(), cfg=config
+        table, service=SERVICE, readiness=readiness or Readiness(), cfg=config, run=run
     )
     await server.start()
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")

@@ -40,7 +40,7 @@ def with_principal_echo(ai: Genkit, table: RouteTable) -> RouteTable:
         method = principal.method if principal is not None else "-"
         return schemas.JokeResponse(joke=method, username=name)
 
-    return RouteTable(
+    return RouteTable.build(
         dataclasses.replace(r, flow=echo_principal) if r.grpc_method == "TellJoke" else r
         for r in table
     )

@@ -369,10 +369,10 @@ async def test_cached_answers_are_served_while_the_breaker_is_open() -> None:
     ai = Genkit(plugins=[model], model=OFFLINE_MODEL, prompt_dir=PROMPTS_DIR)
     breaker = Breaker(BreakerConfig(failure_threshold=1, recovery_timeout=60))
     table = build_routes(ai, ModelClient(ai, ModelCallPolicyConfig(), breaker), offline_fetcher())
-    table.set_cache(FlowCache(CacheConfig()))
+    cache = FlowCache(CacheConfig())
     route = table.by_name["translate_text"]
     cached = routes.parse_input(route, {"text": "Good night.", "target_language": "Italian"})
-    first = await routes.invoke(route, cached, table.cache)
+    first = await routes.invoke(route, cached, cache)
 
     with pytest.raises(UpstreamError):
         async with breaker.call():
@@ -380,10 +380,10 @@ async def test_cached_answers_are_served_while_the_breaker_is_open() -> None:
     assert breaker.state is BreakerState.OPEN
 
     calls = model.completed_calls
-    assert await routes.invoke(route, cached, table.cache) == first
+    assert await routes.invoke(route, cached, cache) == first
     fresh = routes.parse_input(route, {"text": "Good morning.", "target_language": "Italian"})
     with pytest.raises(BreakerOpen):
-        await routes.invoke(route, fresh, table.cache)
+        await routes.invoke(route, fresh, cache)
     assert model.completed_calls == calls  # neither request reached the model
 
 
@@ -437,7 +437,7 @@ async def test_a_bug_in_one_flow_never_opens_the_breaker_for_the_others() -> Non
         response = await llm.generate(prompt=f"About {data.topic}")
         return Said(text=response.text)
 
-    table = RouteTable(
+    table = RouteTable.build(
         [FlowRoute(broken, "/broken", Topic, Said), FlowRoute(working, "/working", Topic, Said)]
     )
     with capture_logs() as logs:

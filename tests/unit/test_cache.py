@@ -21,9 +21,9 @@ from structlog.testing import capture_logs
 from genkit_endpoints.core import routes
 from genkit_endpoints.core.context import principal_var
 from genkit_endpoints.core.errors import UpstreamError
+from genkit_endpoints.core.response_cache import no_cache
 from genkit_endpoints.core.routes import FlowRoute
 from genkit_endpoints.http import sse
-from genkit_endpoints.http.handlers import no_cache
 from genkit_endpoints.policies.backends import parse_backend
 from genkit_endpoints.policies.cache import CacheConfig, FlowCache, MemoryStore
 from genkit_endpoints.security.keys import Principal

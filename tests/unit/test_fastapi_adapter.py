@@ -49,7 +49,7 @@ def build() -> tuple[ASGIApp, Readiness]:
     async def echo(data: In) -> Out:
         return Out(echo=data.word)
 
-    table = RouteTable(
+    table = RouteTable.build(
         [
             FlowRoute(crash, "/crash", In, Out),
             FlowRoute(slow_upstream, "/slow", In, Out),
@@ -141,7 +141,7 @@ def test_route_table_rejects_duplicates_and_bad_paths() -> None:
         return Out(echo="1")
 
     with pytest.raises(ValueError, match="duplicate"):
-        RouteTable([FlowRoute(one, "/a", In, Out), FlowRoute(one, "/b", In, Out)])
+        RouteTable.build([FlowRoute(one, "/a", In, Out), FlowRoute(one, "/b", In, Out)])
     with pytest.raises(ValueError, match="path"):
         FlowRoute(one, "no-slash", In, Out)
     with pytest.raises(ValueError, match="output_model"):

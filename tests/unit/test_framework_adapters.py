@@ -317,7 +317,7 @@ def failing_table(probe: Probe) -> RouteTable:
             raise
         return Out(echo="late")
 
-    return RouteTable(
+    return RouteTable.build(
         [
             FlowRoute(crash, "/crash", In, Out),
             FlowRoute(explosive, "/explosive", Explosive, Out),
@@ -428,7 +428,7 @@ async def test_malformed_host_header_is_a_400_problem_on_every_framework(
 
 def test_unknown_framework_is_a_value_error() -> None:
     with pytest.raises(ValueError, match="unknown framework 'django'"):
-        create_framework_app("django", RouteTable([]), Readiness())
+        create_framework_app("django", RouteTable.build([]), Readiness())
 
 
 @pytest.mark.parametrize("framework", ["litestar", "quart"])
@@ -437,4 +437,4 @@ def test_missing_framework_names_its_extra(framework: str, monkeypatch: pytest.M
     monkeypatch.setitem(sys.modules, framework, None)
     monkeypatch.delitem(sys.modules, f"genkit_endpoints.http.adapters.{framework}", raising=False)
     with pytest.raises(MissingExtraError, match=rf"pip install 'genkit-endpoints\[{framework}\]'"):
-        create_framework_app(framework, RouteTable([]), Readiness())
+        create_framework_app(framework, RouteTable.build([]), Readiness())

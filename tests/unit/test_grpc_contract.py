@@ -139,13 +139,13 @@ def test_every_rpc_has_a_handler_of_the_right_kind() -> None:
 
 def test_an_rpc_without_a_route_is_a_build_error() -> None:
     table = app_table()
-    without_story = RouteTable(r for r in table if r.grpc_method != "TellStory")
+    without_story = RouteTable.build(r for r in table if r.grpc_method != "TellStory")
     with pytest.raises(ValueError, match="TellStory has no route"):
         build_method_handlers(without_story, SERVICE)
 
 
 def test_a_route_naming_an_unknown_rpc_is_a_build_error() -> None:
-    table = RouteTable(
+    table = RouteTable.build(
         dataclasses.replace(r, grpc_method="TellJokes") if r.grpc_method == "TellJoke" else r
         for r in app_table()
     )
@@ -155,7 +155,7 @@ def test_a_route_naming_an_unknown_rpc_is_a_build_error() -> None:
 
 def test_streaming_mismatch_is_a_build_error() -> None:
     routes = {r.grpc_method: r for r in app_table()}
-    swapped = RouteTable(
+    swapped = RouteTable.build(
         [
             dataclasses.replace(routes["TellStory"], grpc_method="TellJoke"),
             dataclasses.replace(routes["TellJoke"], grpc_method="TellStory"),

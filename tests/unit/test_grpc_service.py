@@ -21,7 +21,7 @@ from google.protobuf import json_format
 from endpoints_hello import schemas
 from endpoints_hello.generated import genkit_sample_pb2 as pb
 from genkit_endpoints.core.errors import RateLimited, ServiceUnavailable
-from genkit_endpoints.core.routes import RouteTable
+from genkit_endpoints.core.routes import RouteTable, RunContext
 from genkit_endpoints.model.client import ModelClient
 from genkit_endpoints.model.config import ModelCallPolicyConfig
 from genkit_endpoints.policies.breaker import Breaker, BreakerConfig, BreakerState
@@ -163,7 +163,7 @@ def _failing(exc: Exception) -> Callable[[Genkit, RouteTable], RouteTable]:
         async def always_fails(data: schemas.JokeInput) -> schemas.JokeResponse:
             raise exc
 
-        return RouteTable(
+        return RouteTable.build(
             dataclasses.replace(r, flow=always_fails) if r.grpc_method == "TellJoke" else r
             for r in table
         )
@@ -221,7 +221,7 @@ def _one_broken_flow(breaker: Breaker) -> Callable[[Genkit, RouteTable], RouteTa
             return schemas.ChatResponse(answer=response.text)
 
         flows = {"TellJoke": broken_joke, "PirateChat": guarded_chat}
-        return RouteTable(
+        return RouteTable.build(
             dataclasses.replace(r, flow=flows.get(r.grpc_method or "", r.flow)) for r in table
         )
 
@@ -247,15 +247,10 @@ async def test_a_bug_in_one_flow_is_internal_and_never_opens_the_breaker() -> No
     assert all(isinstance(e["exc_info"], TypeError) for e in failures)
 
 
-def _cached(ai: Genkit, table: RouteTable) -> RouteTable:
-    table.set_cache(FlowCache(CacheConfig()))
-    return table
-
-
 async def test_grpc_serves_cacheable_rpcs_from_the_flow_cache() -> None:
     """Identical TranslateText calls reach the model once; ``cache-control: no-cache``
     metadata skips the read, on gRPC as on REST and the callable protocol."""
-    async with serving(patch=_cached) as h:
+    async with serving(run=RunContext(cache=FlowCache(CacheConfig()))) as h:
         request = pb.TranslateRequest(text="Bonjour, tout le monde.", target_language="German")
         first = await h.stub.TranslateText(request, timeout=10)
         calls = h.model.completed_calls

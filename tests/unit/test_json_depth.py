@@ -22,7 +22,7 @@ from pydantic import BaseModel
 from endpoints_hello.generated import genkit_sample_pb2 as pb
 from genkit_endpoints.core.health import Readiness
 from genkit_endpoints.core.json_depth import DEFAULT_JSON_MAX_DEPTH, json_too_deep
-from genkit_endpoints.core.routes import FlowRoute, RouteTable
+from genkit_endpoints.core.routes import FlowRoute, RouteTable, RunContext
 from genkit_endpoints.http import handlers as http
 from genkit_endpoints.http.adapters import FRAMEWORKS, create_framework_app
 from genkit_endpoints.http.middleware.stack import build_stack
@@ -105,13 +105,10 @@ def test_depth_agrees_with_the_decoded_document_on_random_json() -> None:
 
 
 @pytest.mark.parametrize("depth", [0, -1, True, 2.5])
-def test_a_table_refuses_a_limit_that_is_not_a_positive_integer(depth: Any) -> None:
+def test_a_run_context_refuses_a_limit_that_is_not_a_positive_integer(depth: Any) -> None:
     with pytest.raises(ValueError, match="json_max_depth"):
-        RouteTable([], json_max_depth=depth)
-    table = RouteTable([])
-    with pytest.raises(ValueError, match="json_max_depth"):
-        table.set_json_max_depth(depth)
-    assert table.json_max_depth == DEFAULT_JSON_MAX_DEPTH
+        RunContext(json_max_depth=depth)
+    assert RunContext().json_max_depth == DEFAULT_JSON_MAX_DEPTH
 
 
 # Through every framework, REST and callable.
@@ -128,19 +125,21 @@ class TreeOut(BaseModel):
     depth: int
 
 
-def tree_table(**kwargs: Any) -> RouteTable:
+def tree_table() -> RouteTable:
     ai = Genkit()
 
     @ai.flow()
     async def measure(data: TreeIn) -> TreeOut:
         return TreeOut(depth=depth_of(data.tree))
 
-    return RouteTable([FlowRoute(measure, "/measure", TreeIn, TreeOut)], **kwargs)
+    return RouteTable.build([FlowRoute(measure, "/measure", TreeIn, TreeOut)])
 
 
 @asynccontextmanager
-async def app_for(framework: str, table: RouteTable) -> AsyncIterator[ASGIApp]:
-    app = build_stack(create_framework_app(framework, table, Readiness()))
+async def app_for(
+    framework: str, table: RouteTable, run: RunContext | None = None
+) -> AsyncIterator[ASGIApp]:
+    app = build_stack(create_framework_app(framework, table, Readiness(), run=run))
     async with lifespan(app):
         yield app
 
@@ -212,8 +211,8 @@ async def test_bodies_at_the_limit_reach_the_flow_on_every_framework(framework: 
     assert (envelope.status, json.loads(envelope.body)) == (200, {"result": {"depth": 30}})
 
 
-async def test_the_callable_protocol_follows_the_table_limit() -> None:
-    async with app_for("fastapi", tree_table(json_max_depth=4)) as app:
+async def test_the_callable_protocol_follows_the_run_context_limit() -> None:
+    async with app_for("fastapi", tree_table(), RunContext(json_max_depth=4)) as app:
         ok = await post(app, "/flows/measure", body("data", body("tree", arrays(2))))
         deep = await post(app, "/flows/measure", body("data", body("tree", arrays(3))))
     assert (ok.status, json.loads(ok.body)) == (200, {"result": {"depth": 2}})
@@ -222,9 +221,10 @@ async def test_the_callable_protocol_follows_the_table_limit() -> None:
 
 async def test_the_flow_endpoint_follows_the_limit_it_is_given() -> None:
     async def reply(payload: bytes, limit: int) -> http.HttpReply:
-        table = tree_table(json_max_depth=limit)
+        table = tree_table()
         return await http.flow_endpoint(
-            table, table.by_path["/measure"], path="/measure", body=payload,
+            RunContext(json_max_depth=limit), table.by_path["/measure"], path="/measure",
+            body=payload,
             content_type="application/json",
         )  # fmt: skip
 

@@ -6,6 +6,7 @@ interceptors) can read it without importing a transport.
 
 from __future__ import annotations
 
+import re
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Literal
@@ -26,6 +27,19 @@ class Principal:
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 # Set by the REST auth middleware and the gRPC auth interceptor.
 principal_var: ContextVar[Principal | None] = ContextVar("principal", default=None)
+
+
+# fullmatch, not `^…$`: `$` also matches before a trailing "\n", which would be echoed.
+_VALID_REQUEST_ID = re.compile(rb"[A-Za-z0-9._-]{1,128}")
+
+
+def valid_request_id(raw: bytes) -> bool:
+    """Whether a client's request id may be adopted: 1 to 128 of ``[A-Za-z0-9._-]``.
+
+    Anything else (CR/LF, huge values) would end up in our headers, trailers and logs.
+    One rule for REST and gRPC, so an id is accepted or refused the same on both.
+    """
+    return _VALID_REQUEST_ID.fullmatch(raw) is not None
 
 
 def current_request_id() -> str | None:

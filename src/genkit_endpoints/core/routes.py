@@ -4,6 +4,10 @@ A ``FlowRoute`` names a Genkit flow, its REST path, its input and output schemas
 it streams and whether it may be cached. Framework adapters and the gRPC servicer are
 generated from a ``RouteTable``; nothing here knows about HTTP or gRPC. The two runners,
 ``invoke`` and ``stream``, are the only places a transport starts a flow.
+
+The table is the app's declaration and never changes once built. What the service adds
+when it runs (the response cache, the open streams, the JSON depth limit from settings)
+is a ``RunContext`` the service builds and hands to every transport beside the table.
 """
 
 from __future__ import annotations
@@ -11,8 +15,10 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
 
 import orjson
 import structlog
@@ -26,9 +32,8 @@ from genkit_endpoints.core.json_depth import (
     check_json_depth,
     validate_max_depth,
 )
-
-if TYPE_CHECKING:
-    from genkit_endpoints.policies.cache import FlowCache
+from genkit_endpoints.core.response_cache import ResponseCache
+from genkit_endpoints.core.versions import ModelBasis, compute
 
 _PATH = re.compile(r"^/[a-z0-9][a-z0-9/_-]*$")
 _log = structlog.get_logger(__name__)
@@ -49,9 +54,11 @@ class FlowRoute:
     chunk goes into the response message's only string field.
 
     ``version`` is the flow's fingerprint for the cache: whatever decides its answer
-    besides the input — prompt text or template, model name, model configuration
-    (``genkit_endpoints.policies.cache.fingerprint``). A changed version never hits old entries.
-    Only ``cacheable`` routes are cached.
+    besides the input. Left empty on a ``cacheable`` route, the table computes it from
+    the flow function's source, the Dotprompt files named in ``prompts`` (``"name"``
+    for ``<prompt_dir>/name.prompt``), the model and the model-call settings
+    (``core.versions``); set, it is used as given. A changed version never hits old
+    entries. Only ``cacheable`` routes are cached.
     """
 
     flow: Action[Any, Any, Any, Any]
@@ -64,6 +71,7 @@ class FlowRoute:
     summary: str = ""
     grpc_encode: Callable[[Any], Mapping[str, Any]] | None = None
     version: str = ""
+    prompts: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:
@@ -111,25 +119,40 @@ class _Abort:
     error: EndpointError
 
 
-@dataclass(frozen=True)
+# Frozen without slots: a slotted frozen dataclass answers an assignment to a name it does
+# not have with a confusing TypeError instead of FrozenInstanceError.
+@dataclass(frozen=True, eq=False)
 class RouteTable:
-    """All routes of an app, indexed by path and by flow name, and their open streams.
+    """All routes of an app, indexed by path and by flow name; immutable.
 
-    ``json_max_depth`` bounds the nesting of every JSON input; ``cache`` (None: off)
-    serves the ``cacheable`` routes.
+    Build it with ``RouteTable.build``, which checks the routes and settles every
+    cacheable route's version once.
     """
 
     routes: tuple[FlowRoute, ...]
-    by_path: Mapping[str, FlowRoute] = field(init=False)
-    by_name: Mapping[str, FlowRoute] = field(init=False)
-    active: ActiveStreams = field(init=False)
-    json_max_depth: int = field(init=False)
-    cache: FlowCache | None = field(init=False)
+    by_path: Mapping[str, FlowRoute]
+    by_name: Mapping[str, FlowRoute]
 
-    def __init__(
-        self, routes: Iterable[FlowRoute], *, json_max_depth: int = DEFAULT_JSON_MAX_DEPTH
-    ) -> None:
-        routes = tuple(routes)
+    @classmethod
+    def build(
+        cls,
+        routes: Iterable[FlowRoute],
+        *,
+        model: str | None = None,
+        model_config: BaseModel | str = "",
+        prompt_dir: Path | str | None = None,
+    ) -> RouteTable:
+        """The table of ``routes``, their cache versions filled in.
+
+        ``model`` (the model the flows call) and ``model_config`` (the model-call
+        settings) enter every computed version, as do the prompt files each route names
+        under ``prompt_dir``. A cacheable route with an empty version whose version
+        cannot be computed (no model given, its source unreadable, a prompt file
+        missing) raises ``ValueError`` here rather than serving stale answers later.
+        """
+        basis = ModelBasis(model, model_config) if model else None
+        folder = Path(prompt_dir) if prompt_dir is not None else None
+        settled: list[FlowRoute] = []
         by_path: dict[str, FlowRoute] = {}
         by_name: dict[str, FlowRoute] = {}
         for route in routes:
@@ -137,29 +160,57 @@ class RouteTable:
                 raise ValueError(f"duplicate route path {route.path}")
             if route.name in by_name:
                 raise ValueError(f"duplicate flow name {route.name}")
+            if route.cacheable and not route.version:
+                version = compute(
+                    route.path, route.flow, route.prompts, model=basis, prompt_dir=folder
+                )
+                route = replace(route, version=version)  # noqa: PLW2901 - the settled route
+            settled.append(route)
             by_path[route.path] = route
             by_name[route.name] = route
-        object.__setattr__(self, "routes", routes)
-        object.__setattr__(self, "by_path", by_path)
-        object.__setattr__(self, "by_name", by_name)
-        object.__setattr__(self, "active", ActiveStreams())
-        object.__setattr__(self, "cache", None)
-        self.set_json_max_depth(json_max_depth)
+        return cls(tuple(settled), MappingProxyType(by_path), MappingProxyType(by_name))
 
-    def set_json_max_depth(self, depth: int) -> None:
-        """Set the nesting limit from the app's settings, before the table serves.
-
-        A setter, because tables are built where the flows are declared and the limit
-        comes from settings the flows need not know.
-        """
-        object.__setattr__(self, "json_max_depth", validate_max_depth(depth))
-
-    def set_cache(self, cache: FlowCache | None) -> None:
-        """Attach the flow cache built from the service's config (None: no caching)."""
-        object.__setattr__(self, "cache", cache)
+    def __post_init__(self) -> None:
+        # The plain constructor takes the three parts as given: they must agree.
+        paths = {r.path: r for r in self.routes}
+        names = {r.name: r for r in self.routes}
+        if len(paths) != len(self.routes) or dict(self.by_path) != paths:
+            raise ValueError("by_path must index exactly the routes; use RouteTable.build")
+        if len(names) != len(self.routes) or dict(self.by_name) != names:
+            raise ValueError("by_name must index exactly the routes; use RouteTable.build")
+        for route in self.routes:
+            if route.cacheable and not route.version:
+                raise ValueError(f"route {route.path} is cacheable without a version")
 
     def __iter__(self) -> Iterator[FlowRoute]:
         return iter(self.routes)
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What the running service adds to the routes, handed to every transport.
+
+    ``cache`` (None: off) serves the ``cacheable`` routes; ``json_max_depth`` bounds the
+    nesting of every JSON input; ``active`` holds the open REST streams so a drain can
+    end them with a final error frame.
+    """
+
+    cache: ResponseCache | None = None
+    json_max_depth: int = DEFAULT_JSON_MAX_DEPTH
+    active: ActiveStreams = field(default_factory=ActiveStreams)
+
+    def __post_init__(self) -> None:
+        validate_max_depth(self.json_max_depth)
+
+    async def invoke(self, route: FlowRoute, payload: BaseModel, *, no_cache: bool = False) -> Any:
+        """``invoke`` with this context's cache."""
+        return await invoke(route, payload, self.cache, no_cache=no_cache)
+
+    def stream(
+        self, route: FlowRoute, payload: BaseModel, *, no_cache: bool = False
+    ) -> AsyncIterator[Chunk | Final]:
+        """``stream`` with this context's cache, registered among the open streams."""
+        return stream(route, payload, self.active, self.cache, no_cache=no_cache)
 
 
 def parse_input(
@@ -240,7 +291,7 @@ def _flow_failure(route: FlowRoute, exc: EndpointError | GenkitError) -> Endpoin
 async def invoke(
     route: FlowRoute,
     payload: BaseModel,
-    cache: FlowCache | None = None,
+    cache: ResponseCache | None = None,
     *,
     no_cache: bool = False,
 ) -> Any:
@@ -292,7 +343,7 @@ def stream(
     route: FlowRoute,
     payload: BaseModel,
     active: ActiveStreams | None = None,
-    cache: FlowCache | None = None,
+    cache: ResponseCache | None = None,
     *,
     no_cache: bool = False,
 ) -> AsyncIterator[Chunk | Final]:
@@ -313,7 +364,7 @@ async def _cached_stream(
     route: FlowRoute,
     payload: BaseModel,
     active: ActiveStreams | None,
-    cache: FlowCache,
+    cache: ResponseCache,
     *,
     no_cache: bool,
 ) -> AsyncIterator[Chunk | Final]:

@@ -22,8 +22,7 @@ from typing import Any
 import grpc
 import structlog
 
-from genkit_endpoints.core.context import request_id_var
-from genkit_endpoints.http.middleware.request_id import _VALID as _VALID_REQUEST_ID
+from genkit_endpoints.core.context import request_id_var, valid_request_id
 
 __all__ = [
     "EXEMPT_SERVICES",
@@ -127,7 +126,7 @@ def client_request_id(metadata: Any) -> str | None:
     for key, value in metadata or ():
         if key == METADATA_KEY:
             raw = value.encode("utf-8", "replace") if isinstance(value, str) else value
-            return raw.decode("ascii") if _VALID_REQUEST_ID.fullmatch(raw) else None
+            return raw.decode("ascii") if valid_request_id(raw) else None
     return None
 
 

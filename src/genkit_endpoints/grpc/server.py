@@ -28,7 +28,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from genkit_endpoints.core.health import Readiness
-from genkit_endpoints.core.routes import RouteTable
+from genkit_endpoints.core.routes import RouteTable, RunContext
 from genkit_endpoints.grpc.auth import AuthInterceptor
 from genkit_endpoints.grpc.config import GrpcConfig
 from genkit_endpoints.grpc.interceptors import LoggingInterceptor, RequestIdInterceptor
@@ -195,6 +195,7 @@ def create_grpc_server(
     health_method: str | None = "Health",
     api_keys: ApiKeyring | None = None,
     rate_limiter: RateLimiter | None = None,
+    run: RunContext | None = None,
 ) -> GrpcServer:
     """Build (and bind, not start) the gRPC server for ``service`` from ``table``.
 
@@ -204,13 +205,16 @@ def create_grpc_server(
     logged with the request id and they see the principal. With ``api_keys`` or mutual
     TLS every call but the health and reflection ones must authenticate
     (``genkit_endpoints.grpc.auth``). ``rate_limiter`` limits every call but those,
-    inside auth so it keys by principal (``genkit_endpoints.grpc.ratelimit``). Raises
+    inside auth so it keys by principal (``genkit_endpoints.grpc.ratelimit``). ``run``
+    is the service's run context, for its response cache (None: uncached). Raises
     ``ValueError`` when an RPC has no route (see ``build_method_handlers``),
     ``TlsConfigError`` (a ``ValueError``) for a bad TLS file and ``RuntimeError`` when
     the address cannot be bound.
     """
     inflight = InflightCalls()
-    handlers = build_method_handlers(table, service, inflight=inflight, health_method=health_method)
+    handlers = build_method_handlers(
+        table, service, run=run, inflight=inflight, health_method=health_method
+    )
     tls = None
     if cfg.tls_cert is not None and cfg.tls_key is not None:  # GrpcConfig checked the pairing
         tls = load_server_tls(cfg.tls_cert, cfg.tls_key, cfg.tls_client_ca)

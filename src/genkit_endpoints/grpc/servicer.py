@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 import grpc
 import orjson
@@ -32,11 +32,8 @@ from genkit_endpoints.core.errors import (
     ServiceUnavailable,
     UpstreamTimeout,
 )
-from genkit_endpoints.core.routes import FlowRoute, RouteTable
-from genkit_endpoints.http.handlers import no_cache
-
-if TYPE_CHECKING:
-    from genkit_endpoints.policies.cache import FlowCache
+from genkit_endpoints.core.response_cache import ResponseCache, no_cache
+from genkit_endpoints.core.routes import FlowRoute, RouteTable, RunContext
 
 __all__ = ["InflightCalls", "abort_with_error", "build_method_handlers", "grpc_details"]
 
@@ -190,7 +187,7 @@ class _FlowMethod:
         response: type[Message],
         chunk_field: str | None,
         calls: InflightCalls,
-        cache: FlowCache | None = None,
+        cache: ResponseCache | None = None,
     ) -> None:
         self.route = route
         self.response = response
@@ -287,6 +284,7 @@ def build_method_handlers(
     table: RouteTable,
     service: ServiceDescriptor,
     *,
+    run: RunContext | None = None,
     inflight: InflightCalls | None = None,
     health_method: str | None = "Health",
 ) -> dict[str, grpc.RpcMethodHandler]:
@@ -295,8 +293,11 @@ def build_method_handlers(
     Raises ``ValueError`` at build time, not at the first call, when an RPC has no route
     (it would answer UNIMPLEMENTED), a route names an RPC the service lacks, or the
     streaming kinds disagree. ``health_method`` names a unary RPC answered with
-    ``{"status": "ok"}`` without touching a model.
+    ``{"status": "ok"}`` without touching a model. ``run`` supplies the response cache
+    (None: uncached); gRPC streams are not among its open REST streams, because the
+    server's drain cancels its own calls.
     """
+    cache = run.cache if run is not None else None
     calls = inflight if inflight is not None else InflightCalls()
     by_method = {r.grpc_method: r for r in table if r.grpc_method}
     unknown = sorted(set(by_method) - set(service.methods_by_name))
@@ -328,7 +329,7 @@ def build_method_handlers(
                 f"{name}: {method.output_type.full_name} has no single string field; "
                 "set grpc_encode on the route"
             )
-        flow_method = _FlowMethod(route, response, chunk_field, calls, table.cache)
+        flow_method = _FlowMethod(route, response, chunk_field, calls, cache)
         if route.streaming:
             handlers[name] = grpc.unary_stream_rpc_method_handler(flow_method.stream, **codec)
         else:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 
@@ -24,11 +24,9 @@ from genkit_endpoints.core.errors import (
 )
 from genkit_endpoints.core.health import Readiness
 from genkit_endpoints.core.json_depth import check_json_depth
-from genkit_endpoints.core.routes import FlowRoute, RouteTable
+from genkit_endpoints.core.response_cache import no_cache
+from genkit_endpoints.core.routes import FlowRoute, RouteTable, RunContext
 from genkit_endpoints.http import sse
-
-if TYPE_CHECKING:
-    pass
 
 JSON_CONTENT_TYPE = "application/json"
 
@@ -61,14 +59,6 @@ def is_json(content_type: str | None) -> bool:
     return mime == JSON_CONTENT_TYPE or (mime.startswith("application/") and mime.endswith("+json"))
 
 
-def no_cache(cache_control: str | None) -> bool:
-    """True when ``Cache-Control`` carries ``no-cache``: skip cached answers."""
-    if not cache_control:
-        return False
-    directives = (d.split("=", 1)[0].strip().lower() for d in cache_control.split(","))
-    return "no-cache" in directives
-
-
 def _require_json(content_type: str | None, body: bytes) -> None:
     # An empty body needs no type: every input has defaults, so `curl -X POST` works.
     if body and not is_json(content_type):
@@ -76,7 +66,7 @@ def _require_json(content_type: str | None, body: bytes) -> None:
 
 
 async def flow_endpoint(
-    table: RouteTable,
+    run: RunContext,
     route: FlowRoute,
     *,
     path: str,
@@ -86,23 +76,23 @@ async def flow_endpoint(
 ) -> HttpReply:
     """``POST /<route>``: JSON in, JSON (or SSE for streaming routes) out.
 
-    The table supplies what every route shares: its JSON depth limit, its cache (the
-    request's ``Cache-Control`` may skip the read) and its open streams (ended at
+    The run context supplies what every route shares: the JSON depth limit, the cache
+    (the request's ``Cache-Control`` may skip the read) and the open streams (ended at
     shutdown).
     """
-    cache, skip = table.cache, no_cache(cache_control)
+    skip = no_cache(cache_control)
     try:
         _require_json(content_type, body)
-        payload = routes.parse_input(route, body, max_depth=table.json_max_depth)
+        payload = routes.parse_input(route, body, max_depth=run.json_max_depth)
         if route.streaming:
             frames = sse.route_frames(
                 route,
-                routes.stream(route, payload, table.active, cache, no_cache=skip),
+                run.stream(route, payload, no_cache=skip),
                 instance=path,
                 request_id=current_request_id(),
             )
             return HttpReply(200, list(sse.SSE_HEADERS), stream=frames)
-        return json_reply(await routes.invoke(route, payload, cache, no_cache=skip))
+        return json_reply(await run.invoke(route, payload, no_cache=skip))
     except EndpointError as err:
         return problem_reply(err, instance=path)
 
@@ -115,6 +105,7 @@ def _wants_stream(accept: str | None, query_string: bytes) -> bool:
 
 async def callable_endpoint(
     table: RouteTable,
+    run: RunContext,
     name: str,
     *,
     path: str,
@@ -125,25 +116,25 @@ async def callable_endpoint(
     cache_control: str | None = None,
 ) -> HttpReply:
     """``POST /flows/{name}`` with ``{"data": input}`` → ``{"result": output}``."""
-    cache, skip = table.cache, no_cache(cache_control)
+    skip = no_cache(cache_control)
     try:
         route = table.by_name.get(name)
         if route is None:
             raise NotFound("There is no flow with that name.")  # input is not echoed back
         _require_json(content_type, body)
-        envelope = _callable_envelope(body, table.json_max_depth)
+        envelope = _callable_envelope(body, run.json_max_depth)
         payload = routes.parse_input(route, envelope)
         if _wants_stream(accept, query_string):
-            events = routes.stream(route, payload, table.active, cache, no_cache=skip)
+            events = run.stream(route, payload, no_cache=skip)
             frames = sse.callable_frames(events)
             return HttpReply(200, list(sse.SSE_HEADERS), stream=frames)
         if route.streaming:
             output = None
-            async for event in routes.stream(route, payload, table.active, cache, no_cache=skip):
+            async for event in run.stream(route, payload, no_cache=skip):
                 if isinstance(event, routes.Final):
                     output = event.output
             return json_reply({"result": output})
-        return json_reply({"result": await routes.invoke(route, payload, cache, no_cache=skip)})
+        return json_reply({"result": await run.invoke(route, payload, no_cache=skip)})
     except EndpointError as err:
         return problem_reply(err, instance=path)
 

@@ -22,7 +22,7 @@ from genkit import Genkit
 
 from genkit_endpoints.core.errors import ServiceUnavailable
 from genkit_endpoints.core.health import Readiness
-from genkit_endpoints.core.routes import RouteTable
+from genkit_endpoints.core.routes import RouteTable, RunContext
 from genkit_endpoints.grpc.config import GrpcConfig
 from genkit_endpoints.http.adapters import create_framework_app
 from genkit_endpoints.http.middleware.access_log import route_templates
@@ -79,6 +79,7 @@ class Service:
     asgi: ASGIApp
     ai: Genkit
     table: RouteTable
+    run: RunContext
     readiness: Readiness
     choice: ModelChoice
     lifecycle: Lifecycle
@@ -95,7 +96,8 @@ def build_service(
     lifecycle.on_drain(readiness.start_draining)
     # Built here, connected lazily: a Redis client opens its pool at the first command.
     cache = FlowCache(cfg.cache) if cfg.cache is not None else None
-    table.set_cache(cache)
+    # What the transports share at run time; the table itself stays as the app built it.
+    run = RunContext(cache=cache, json_max_depth=cfg.http.json_max_depth)
     limiter = RateLimiter(cfg.rate_limit) if cfg.rate_limit is not None else None
 
     @contextlib.asynccontextmanager
@@ -104,9 +106,9 @@ def build_service(
         if threading.current_thread() is threading.main_thread():
             lifecycle.install_signal_handlers()  # after the server installed its own
         # Streams still open when the grace runs out end with an error frame, not a cut.
-        lifecycle.before_deadline(cfg.shutdown_grace, lambda: table.active.end_all(ShuttingDown()))
+        lifecycle.before_deadline(cfg.shutdown_grace, lambda: run.active.end_all(ShuttingDown()))
         task = asyncio.create_task(warm.run())
-        grpc_server = await _start_grpc(table, readiness, cfg, limiter)
+        grpc_server = await _start_grpc(table, run, readiness, cfg, limiter)
         if grpc_server is not None:
             # At the first signal: health NOT_SERVING and no new RPCs, while calls finish.
             lifecycle.on_drain(lambda: grpc_server.request_drain(cfg.shutdown_grace))
@@ -135,9 +137,14 @@ def build_service(
             for resource in cfg.closing:
                 await resource.aclose()
 
-    table.set_json_max_depth(cfg.http.json_max_depth)
     framework_app = create_framework_app(
-        cfg.framework, table, readiness, debug=cfg.debug, title=cfg.title, lifespan=lifespan
+        cfg.framework,
+        table,
+        readiness,
+        run=run,
+        debug=cfg.debug,
+        title=cfg.title,
+        lifespan=lifespan,
     )
     template = route_templates(
         (*(r.path for r in table), *_KIT_PATHS), prefixes=(("/flows/", "/flows/{name}"),)
@@ -150,7 +157,7 @@ def build_service(
         access_logger=cfg.access_logger,
         rate_limiter=limiter,
     )
-    return Service(asgi, ai, table, readiness, choice, lifecycle)
+    return Service(asgi, ai, table, run, readiness, choice, lifecycle)
 
 
 def _log_model_choice(choice: ModelChoice) -> None:
@@ -165,7 +172,11 @@ def _log_model_choice(choice: ModelChoice) -> None:
 
 
 async def _start_grpc(
-    table: RouteTable, readiness: Readiness, cfg: ServiceConfig, limiter: RateLimiter | None
+    table: RouteTable,
+    run: RunContext,
+    readiness: Readiness,
+    cfg: ServiceConfig,
+    limiter: RateLimiter | None,
 ) -> GrpcServer | None:
     """The gRPC server on the serving event loop (grpc.aio binds to the current loop)."""
     if cfg.grpc is None or cfg.grpc_service is None:
@@ -181,6 +192,7 @@ async def _start_grpc(
         cfg=cfg.grpc,
         api_keys=cfg.api_keys,
         rate_limiter=limiter,
+        run=run,
     )
     await server.start()
     return server

@@ -10,7 +10,7 @@ from typing import Any, cast
 
 from genkit_endpoints.core.errors import NotFound
 from genkit_endpoints.core.health import Readiness
-from genkit_endpoints.core.routes import RouteTable
+from genkit_endpoints.core.routes import RouteTable, RunContext
 from genkit_endpoints.http.middleware.errors import request_path, send_problem
 from genkit_endpoints.http.types import ASGIApp, Receive, Scope, Send
 
@@ -58,13 +58,18 @@ def create_framework_app(
     table: RouteTable,
     readiness: Readiness,
     *,
+    run: RunContext | None = None,
     debug: bool = False,
     title: str = "Genkit endpoints",
     lifespan: Lifespan | None = None,
 ) -> ASGIApp:
-    """The app of ``framework`` (one of ``FRAMEWORKS``) for ``table``, imported only when chosen."""
+    """The app of ``framework`` (one of ``FRAMEWORKS``) for ``table``, imported only when chosen.
+
+    ``run`` is the service's run context (cache, open streams, JSON depth limit); without
+    one the app runs flows uncached with the default limit.
+    """
     factory = getattr(require_framework(framework), f"create_{framework}_app")
-    app = factory(table, readiness, debug=debug, title=title, lifespan=lifespan)
+    app = factory(table, readiness, run=run, debug=debug, title=title, lifespan=lifespan)
     return cast(ASGIApp, app)
 
 

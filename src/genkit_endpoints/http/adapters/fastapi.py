@@ -22,7 +22,7 @@ from genkit_endpoints.core.errors import (
     NotFound,
 )
 from genkit_endpoints.core.health import Readiness
-from genkit_endpoints.core.routes import FlowRoute, RouteTable
+from genkit_endpoints.core.routes import FlowRoute, RouteTable, RunContext
 from genkit_endpoints.http import handlers as http
 from genkit_endpoints.http.adapters import Lifespan
 from genkit_endpoints.http.handlers import HttpReply
@@ -36,10 +36,10 @@ def to_response(reply: HttpReply) -> Response:
     return Response(reply.body, status_code=reply.status, headers=headers)
 
 
-def _flow_handler(route: FlowRoute, table: RouteTable) -> Callable[[Request], Awaitable[Response]]:
+def _flow_handler(route: FlowRoute, run: RunContext) -> Callable[[Request], Awaitable[Response]]:
     async def handle(request: Request) -> Response:
         reply = await http.flow_endpoint(
-            table,
+            run,
             route,
             path=request.url.path,
             body=await request.body(),
@@ -67,11 +67,13 @@ def create_fastapi_app(
     table: RouteTable,
     readiness: Readiness,
     *,
+    run: RunContext | None = None,
     debug: bool = False,
     title: str = "Genkit endpoints",
     lifespan: Lifespan | None = None,
 ) -> FastAPI:
     """A FastAPI app: every route of ``table``, health, readiness and the callable protocol."""
+    context = run if run is not None else RunContext()  # default: uncached
 
     async def on_http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)  # noqa: S101 - registered for that type
@@ -104,11 +106,12 @@ def create_fastapi_app(
     app.add_api_route("/ready", ready, methods=["GET"])
 
     for route in table:
-        app.add_api_route(route.path, _flow_handler(route, table), methods=["POST"])
+        app.add_api_route(route.path, _flow_handler(route, context), methods=["POST"])
 
     async def call_flow(flow_name: str, request: Request) -> Response:
         reply = await http.callable_endpoint(
             table,
+            context,
             flow_name,
             path=request.url.path,
             body=await request.body(),

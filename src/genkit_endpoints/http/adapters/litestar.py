@@ -30,7 +30,7 @@ from genkit_endpoints.core.errors import (
     NotFound,
 )
 from genkit_endpoints.core.health import Readiness
-from genkit_endpoints.core.routes import FlowRoute, RouteTable
+from genkit_endpoints.core.routes import FlowRoute, RouteTable, RunContext
 from genkit_endpoints.http import handlers as http
 from genkit_endpoints.http.adapters import Lifespan, StrictPaths, request_path
 from genkit_endpoints.http.handlers import HttpReply
@@ -50,11 +50,11 @@ def to_response(reply: HttpReply) -> Response[Any]:
 
 
 def _flow_handler(
-    route: FlowRoute, table: RouteTable
+    route: FlowRoute, run: RunContext
 ) -> Callable[[AnyRequest], Awaitable[Response[Any]]]:
     async def handle(request: AnyRequest) -> Response[Any]:
         reply = await http.flow_endpoint(
-            table,
+            run,
             route,
             path=request_path(request.scope),
             body=await request.body(),
@@ -113,11 +113,13 @@ def create_litestar_app(
     table: RouteTable,
     readiness: Readiness,
     *,
+    run: RunContext | None = None,
     debug: bool = False,
     title: str = "Genkit endpoints",
     lifespan: Lifespan | None = None,
 ) -> ASGIApp:
     """A Litestar app: every route of ``table``, health, readiness and the callable protocol."""
+    context = run if run is not None else RunContext()  # default: uncached
 
     async def health() -> Response[Any]:
         return to_response(http.health())
@@ -130,6 +132,7 @@ def create_litestar_app(
     async def call_flow(request: AnyRequest) -> Response[Any]:
         reply = await http.callable_endpoint(
             table,
+            context,
             request.path_params["flow_name"],
             path=request_path(request.scope),
             body=await request.body(),
@@ -147,7 +150,7 @@ def create_litestar_app(
     for flow_route in table:
         summary = flow_route.summary or flow_route.name
         handler = post(flow_route.path, status_code=200, summary=summary)
-        handlers += _guarded(flow_route.path, "POST", handler(_flow_handler(flow_route, table)))
+        handlers += _guarded(flow_route.path, "POST", handler(_flow_handler(flow_route, context)))
     callable_path = "/flows/{flow_name:str}"
     handler = post(callable_path, status_code=200, summary="Genkit callable protocol")
     handlers += _guarded(callable_path, "POST", handler(call_flow))

@@ -31,7 +31,7 @@ from genkit_endpoints.core.errors import (
     NotFound,
 )
 from genkit_endpoints.core.health import Readiness
-from genkit_endpoints.core.routes import FlowRoute, RouteTable
+from genkit_endpoints.core.routes import FlowRoute, RouteTable, RunContext
 from genkit_endpoints.http import handlers as http
 from genkit_endpoints.http.adapters import Lifespan, StrictPaths, request_path
 from genkit_endpoints.http.handlers import HttpReply
@@ -121,10 +121,10 @@ async def _body() -> bytes:
     return await request.get_data(cache=False, as_text=False, parse_form_data=False)
 
 
-def _flow_view(route: FlowRoute, table: RouteTable) -> Callable[[], Awaitable[Response]]:
+def _flow_view(route: FlowRoute, run: RunContext) -> Callable[[], Awaitable[Response]]:
     async def handle() -> Response:
         reply = await http.flow_endpoint(
-            table,
+            run,
             route,
             path=request_path(request.scope),
             body=await _body(),
@@ -163,11 +163,13 @@ def create_quart_app(
     table: RouteTable,
     readiness: Readiness,
     *,
+    run: RunContext | None = None,
     debug: bool = False,  # same signature as the other adapters; Quart serves no docs,
     title: str = "Genkit endpoints",  # so neither is used
     lifespan: Lifespan | None = None,
 ) -> ASGIApp:
     """A Quart app: every route of ``table``, health, readiness and the callable protocol."""
+    context = run if run is not None else RunContext()  # default: uncached
     # No static or template folders: Quart would add a /static/<path> route for one.
     app = _App(__name__, static_folder=None, template_folder=None)
     app.config.update(_CONFIG)
@@ -184,6 +186,7 @@ def create_quart_app(
     async def call_flow(flow_name: str) -> Response:
         reply = await http.callable_endpoint(
             table,
+            context,
             flow_name,
             path=request_path(request.scope),
             body=await _body(),
@@ -202,7 +205,7 @@ def create_quart_app(
     add("/health", "health", health, "GET")
     add("/ready", "ready", ready, "GET")
     for route in table:
-        add(route.path, f"flow:{route.name}", _flow_view(route, table), "POST")
+        add(route.path, f"flow:{route.name}", _flow_view(route, context), "POST")
     add("/flows/<flow_name>", "callable", call_flow, "POST")
 
     app.register_error_handler(HTTPException, _on_http_error)

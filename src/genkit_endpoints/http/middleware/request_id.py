@@ -7,14 +7,11 @@ cannot inject CR/LF or huge values into our headers and logs.
 from __future__ import annotations
 
 import os
-import re
 
-from genkit_endpoints.core.context import request_id_var
+from genkit_endpoints.core.context import request_id_var, valid_request_id
 from genkit_endpoints.http.types import ASGIApp, Message, Receive, Scope, Send
 
 HEADER = b"x-request-id"
-# fullmatch, not `^…$`: `$` also matches before a trailing "\n", which would be echoed.
-_VALID = re.compile(rb"[A-Za-z0-9._-]{1,128}")
 
 
 class RequestIdMiddleware:
@@ -28,7 +25,7 @@ class RequestIdMiddleware:
         rid: str | None = None
         for name, value in scope["headers"]:
             if name == HEADER:
-                if _VALID.fullmatch(value):
+                if valid_request_id(value):
                     rid = value.decode("ascii")
                 break
         if rid is None:
