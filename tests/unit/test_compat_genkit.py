@@ -17,7 +17,7 @@ from genkit.plugin_api import Action, ActionKind, ActionMetadata, Plugin
 
 from genkit_endpoints import compat
 from genkit_endpoints.compat import UnsupportedDependency
-from genkit_endpoints.compat.genkit import require_genkit
+from genkit_endpoints.compat.genkit import flow_function, require_genkit
 from genkit_endpoints.core.health import Readiness
 from genkit_endpoints.model.config import ProviderConfig
 from genkit_endpoints.model.providers import WarmUp, choose_model, warm_up
@@ -81,3 +81,15 @@ def test_an_out_of_range_genkit_is_one_clear_line_at_start_up(
 
 def test_the_locked_genkit_is_in_range() -> None:
     assert require_genkit() == "0.12.0"
+
+
+def test_a_flow_s_function_is_the_decorated_function() -> None:
+    """Canary: cache versions hash the source of the function a flow wraps."""
+    ai = Genkit()
+
+    async def shout(text: str) -> str:
+        return text.upper()
+
+    flow = ai.flow()(shout)
+    assert flow_function(flow) is shout
+    assert flow_function(shout) is shout

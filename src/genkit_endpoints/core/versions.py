@@ -22,6 +22,8 @@ from typing import Any
 import orjson
 from pydantic import BaseModel
 
+from genkit_endpoints.compat.genkit import flow_function
+
 __all__ = ["ModelBasis", "VersionError", "compute", "digest", "flow_source", "prompt_text"]
 
 
@@ -56,12 +58,12 @@ class ModelBasis:
 def flow_source(flow: Any) -> str | None:
     """The source text of the function behind ``flow``, or None when it cannot be read.
 
-    A Genkit flow (``Action``) keeps the decorated function in ``_fn``; Genkit has no
-    public accessor for it. When that ever changes the lookup fails loudly: a cacheable
-    route without a readable source is refused when its table is built.
+    Genkit has no public accessor for a flow's function; ``compat.genkit`` reads it. When
+    that ever fails the lookup fails loudly: a cacheable route without a readable source
+    is refused when its table is built.
     """
-    fn = getattr(flow, "_fn", flow)
-    if not callable(fn):
+    fn = flow_function(flow)
+    if fn is None:
         return None
     try:
         return inspect.getsource(inspect.unwrap(fn))
