@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from endpoints_hello.main import parse_settings
-from endpoints_hello.settings import load_settings
+from endpoints_hello.app import APP
+from genkit_endpoints import load_settings
+from genkit_endpoints.serving.cli import parse_settings
 
 
 @pytest.fixture
@@ -21,9 +22,14 @@ def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def test_defaults_need_no_configuration(in_tmp: Path) -> None:
     s = load_settings()
-    assert (s.port, s.framework, s.server, s.debug) == (8080, "fastapi", "uvicorn", False)
-    assert s.keep_alive_timeout == 75
-    assert s.model is None
+    assert (s.server.port, s.server.framework, s.server.server, s.server.debug) == (
+        8080,
+        "fastapi",
+        "uvicorn",
+        False,
+    )
+    assert s.server.keep_alive_timeout == 75
+    assert s.providers.model is None
 
 
 def test_precedence_cli_over_env_over_env_file_over_dotenv(
@@ -31,13 +37,13 @@ def test_precedence_cli_over_env_over_env_file_over_dotenv(
 ) -> None:
     (in_tmp / ".env").write_text("PORT=1111\nLOG_LEVEL=error\nREQUEST_TIMEOUT=11\n")
     (in_tmp / ".staging.env").write_text("PORT=2222\nLOG_LEVEL=warning\n")
-    assert load_settings().port == 1111
+    assert load_settings().server.port == 1111
     s = load_settings("staging")
-    assert (s.port, s.log_level, s.request_timeout) == (2222, "warning", 11)
+    assert (s.server.port, s.logging.log_level, s.http.request_timeout) == (2222, "warning", 11)
     monkeypatch.setenv("PORT", "3333")
-    assert load_settings("staging").port == 3333
-    assert load_settings("staging", port=4444).port == 4444
-    assert parse_settings(["--env", "staging", "--port", "5555"]).port == 5555
+    assert load_settings("staging").server.port == 3333
+    assert load_settings("staging", port=4444).server.port == 4444
+    assert parse_settings(["--env", "staging", "--port", "5555"], APP).server.port == 5555
 
 
 @pytest.mark.parametrize(
@@ -67,12 +73,12 @@ def test_bad_values_are_rejected(
 
 def test_log_level_is_case_insensitive(in_tmp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LOG_LEVEL", "WARNING")
-    assert load_settings().log_level == "warning"
+    assert load_settings().logging.log_level == "warning"
 
 
 def test_blank_model_means_automatic(in_tmp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MODEL", "  ")
-    assert load_settings().model is None
+    assert load_settings().providers.model is None
 
 
 def test_secrets_are_not_in_the_settings_repr(
@@ -112,8 +118,8 @@ def test_grpc_and_worker_settings_reach_the_kit(
     grpc = s.grpc_config()
     assert (grpc.port, grpc.max_receive_bytes, grpc.debug) == (6000, 2048, True)
     assert s.server_config().workers == 3
-    assert parse_settings(["--no-grpc"]).grpc_enabled is False
-    assert parse_settings([]).grpc_enabled is True
+    assert parse_settings(["--no-grpc"], APP).grpc.grpc_enabled is False
+    assert parse_settings([], APP).grpc.grpc_enabled is True
 
 
 def test_settings_round_trip_through_the_environment_for_workers(
