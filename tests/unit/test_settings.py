@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from typing import Literal
 
 import pytest
 from pydantic import ValidationError
 
 from endpoints_hello.app import APP
-from genkit_endpoints import load_settings
+from genkit_endpoints import (
+    App,
+    HttpPolicy,
+    ImageFetchConfig,
+    RouteTable,
+    Settings,
+    SettingsGroup,
+    load_settings,
+)
 from genkit_endpoints.serving.cli import parse_settings
+from genkit_endpoints.serving.settings import one_line
 
 
 @pytest.fixture
@@ -129,3 +140,76 @@ def test_settings_round_trip_through_the_environment_for_workers(
     for key, value in original.to_environ().items():
         monkeypatch.setenv(key, value)
     assert load_settings() == original
+
+
+def test_every_variable_belongs_to_exactly_one_group() -> None:
+    names = Settings.variable_names()
+    assert len(names) == len(set(names))
+    # The names operators and the README use are still read, flat.
+    assert {"PORT", "REDIS_URL", "API_KEYS", "CB_MODE", "LLM_TIMEOUT", "GRPC_TLS_CERT"} <= set(
+        names
+    )
+
+
+def test_flat_keyword_overrides_reach_their_group(in_tmp: Path) -> None:
+    s = Settings(None, port=9001, redis_url="redis://127.0.0.1:6399/0", cb_mode="adaptive")
+    assert (s.server.port, s.breaker.cb_mode) == (9001, "adaptive")
+    assert s.rate_limit_config() is not None
+    with pytest.raises(TypeError, match="prot"):
+        Settings(None, prot=9001)  # a typo is an error, not a silently ignored name
+
+
+def test_errors_of_several_groups_are_reported_together(
+    in_tmp: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PORT", "0")
+    monkeypatch.setenv("CB_MODE", "sometimes")
+    with pytest.raises(ValidationError) as info:
+        load_settings()
+    assert {str(e["loc"][0]) for e in info.value.errors()} == {"port", "cb_mode"}
+    assert one_line(info.value).startswith("invalid setting PORT: ")
+    assert one_line(info.value).endswith("(and 1 more)")
+
+
+@pytest.mark.parametrize("var", ["RATE_LIMIT_NAMESPACE", "CACHE_NAMESPACE", "CB_NAMESPACE"])
+def test_every_namespace_follows_one_rule_with_one_default(
+    in_tmp: Path, monkeypatch: pytest.MonkeyPatch, var: str
+) -> None:
+    assert load_settings().to_environ()[var] == "genkit-endpoints"
+    monkeypatch.setenv(var, "billing:v2")
+    assert load_settings().to_environ()[var] == "billing:v2"
+    monkeypatch.setenv(var, "two words")
+    with pytest.raises(ValidationError, match=var.lower()):
+        load_settings()
+
+
+def test_one_cidr_parser_names_the_bad_entry_everywhere(in_tmp: Path) -> None:
+    message = "not an IP network (CIDR): 'nope'"
+    with pytest.raises(ValidationError, match=re.escape(message)):
+        Settings(None, trusted_proxies="10.0.0.0/8, nope")
+    with pytest.raises(ValueError, match=re.escape(message)):
+        HttpPolicy(trusted_proxies=("10.0.0.0/8", "nope"))
+    with pytest.raises(ValueError, match=re.escape(message)):
+        ImageFetchConfig(allowed_networks=("nope",))
+    # A blank entry (a trailing comma) is nothing, wherever the list comes from.
+    assert HttpPolicy(trusted_proxies=("10.0.0.0/8", " ")).trusted_proxies[0] == "10.0.0.0/8"
+
+
+class FlowSettings(SettingsGroup):
+    greeting_style: Literal["plain", "pirate"] = "plain"
+
+
+def test_an_app_group_is_read_validated_and_exported_with_the_kit_settings(
+    in_tmp: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (in_tmp / ".env").write_text("GREETING_STYLE=pirate\n")
+    app = App(name="styled", routes=lambda ctx: RouteTable([]), settings=FlowSettings)
+    s = app.load_settings()
+    assert s.group(FlowSettings).greeting_style == "pirate"
+    assert s.to_environ()["GREETING_STYLE"] == "pirate"
+    assert "GREETING_STYLE" in Settings.variable_names(FlowSettings)
+    monkeypatch.setenv("GREETING_STYLE", "shouty")
+    with pytest.raises(SystemExit):
+        parse_settings([], app)
+    with pytest.raises(TypeError, match="FlowSettings"):
+        load_settings().group(FlowSettings)
