@@ -75,3 +75,8 @@ def test_worker_processes_load_a_script_app_by_its_path(tmp_path: Path) -> None:
             answers = [client.post("/greet", json={"name": "Bo"}) for _ in range(4)]
     assert [r.status_code for r in answers] == [200] * 4
     assert "Traceback" not in server.log_text()
+
+
+def test_the_readme_shows_the_example_file_verbatim() -> None:
+    readme = (EXAMPLE.parents[1] / "README.md").read_text("utf-8")
+    assert f"```python\n{EXAMPLE.read_text('utf-8')}```" in readme
