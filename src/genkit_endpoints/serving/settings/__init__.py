@@ -1,11 +1,17 @@
 """The kit's settings: one group per concern, composed by ``Settings``, built once.
 
 Priority: CLI flags > environment > ``.<env>.env`` (``--env NAME``) > ``.env`` > defaults.
-Variable names are flat (PORT, LOG_LEVEL, REDIS_URL, …). Each group in ``groups`` is a
-``BaseSettings`` reading its own names (see there why no nesting delimiter); ``Settings``
-builds every group from the same env files and routes flat keyword overrides to the
-group that owns the name. Every value is validated at start-up, so a bad one is one
-clear line, not a stack trace on the first request.
+
+Why groups and no nesting delimiter: every group (``transport``, ``shared_state``,
+``models``) is a ``BaseSettings`` of its own whose field names *are* the environment
+variable names (``PORT``, ``REDIS_URL``, ``CB_MODE`` …), so the names operators already
+use stay flat — no ``SERVER__PORT``. ``Settings`` builds each group from the same env
+files (each group ignores the others' names) and routes flat keyword overrides to the
+group that owns the name; a name in two groups is refused. Each group turns itself into
+the kit's runtime config object; values that need another group (the bind address for
+gRPC, the Redis defaults of a feature) are passed in here. Every value is validated at
+start-up, and the errors of all groups are raised together, so a bad value is one clear
+line, not a stack trace on the first request.
 
 An app adds settings of its own as one more group (a ``SettingsGroup`` subclass named
 in its ``App``); they are read, validated and exported to workers with the kit's.
@@ -28,20 +34,24 @@ from genkit_endpoints.policies.ratelimit import RateLimitConfig
 from genkit_endpoints.security.images import ImageFetchConfig
 from genkit_endpoints.security.keys import ApiKeyring
 from genkit_endpoints.serving.config import ServerConfig
-from genkit_endpoints.serving.settings.groups import (
-    AuthSettings,
-    BreakerSettings,
-    CacheSettings,
-    GrpcSettings,
-    HttpSettings,
+from genkit_endpoints.serving.settings.base import SettingsGroup
+from genkit_endpoints.serving.settings.models import (
     ImageSettings,
-    LoggingSettings,
     ModelCallSettings,
     ProviderSettings,
+)
+from genkit_endpoints.serving.settings.shared_state import (
+    BreakerSettings,
+    CacheSettings,
     RateLimitSettings,
     RedisSettings,
+)
+from genkit_endpoints.serving.settings.transport import (
+    AuthSettings,
+    GrpcSettings,
+    HttpSettings,
+    LoggingSettings,
     ServerSettings,
-    SettingsGroup,
 )
 
 __all__ = ["Settings", "SettingsGroup", "load_settings", "one_line"]

@@ -1,8 +1,8 @@
-"""Field types the settings share, each with its one parser.
+"""The base of every settings group, and the field types groups share.
 
 A value that appears in several places (a CIDR list, a Redis URL, a key prefix) is
-declared here once, so its spelling, default and error message cannot drift apart
-between the settings that use it.
+declared here once with its one parser, so its spelling, default and error message
+cannot drift apart between the settings that use it.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BeforeValidator, Field, SecretStr
-from pydantic_settings import NoDecode
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from genkit_endpoints.policies.backends import parse_backend
 from genkit_endpoints.security.addresses import parse_networks
@@ -24,6 +24,7 @@ __all__ = [
     "Namespace",
     "OptionalPath",
     "OptionalText",
+    "SettingsGroup",
     "secret",
 ]
 
@@ -66,3 +67,15 @@ Namespace = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
 def secret(value: SecretStr | None) -> str | None:
     """The plain value of an optional secret (for the kit's config objects)."""
     return value.get_secret_value() if value is not None else None
+
+
+class SettingsGroup(BaseSettings):
+    """Base of every group, the kit's and an app's own: flat names, ``.env``, validated."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        case_sensitive=False,
+        validate_default=True,
+    )
