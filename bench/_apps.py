@@ -61,9 +61,9 @@ def server_env() -> dict[str, str]:
     A provider key or ``OFFLINE_*_DELAY`` in a developer's shell would otherwise change
     what is measured; the brief is the offline model with zero latency.
     """
-    from endpoints_hello.settings import Settings
+    from genkit_endpoints import Settings
 
-    ours = {name.upper() for name in Settings.model_fields}
+    ours = set(Settings.variable_names())
     env = {k: v for k, v in os.environ.items() if k.upper() not in ours}
     return {**env, "LOG_LEVEL": "warning", "LOG_FORMAT": "json", "PYTHONUNBUFFERED": "1"}
 

@@ -152,8 +152,7 @@ def limiter_probe(url: str | None, strategy: str, seconds: float) -> tuple[int, 
     on memory a call costs more the more calls sit in the window (``limits`` keeps one
     entry per request), so the count is printed next to it.
     """
-    from genkit_endpoints.policies.backends import parse_backend
-    from genkit_endpoints.policies.ratelimit import RateLimitConfig, RateLimiter
+    from genkit_endpoints import RateLimitConfig, RateLimiter, parse_backend
 
     cfg = RateLimitConfig(
         rates="100000000/minute",

@@ -19,7 +19,7 @@ from typing import Any
 import grpc
 
 from endpoints_hello.generated import genkit_sample_pb2, genkit_sample_pb2_grpc
-from genkit_endpoints.grpc.config import GrpcConfig
+from genkit_endpoints import GrpcConfig
 
 GRACE = 5.0  # seconds for in-flight calls at SIGTERM; the harness stops us when idle
 

@@ -32,11 +32,15 @@ from endpoints_hello.schemas import (
     TranslateInput,
     TranslationResult,
 )
-from genkit_endpoints.core.context import current_principal
-from genkit_endpoints.core.routes import FlowRoute, RouteTable
-from genkit_endpoints.grpc.encoding import json_field
-from genkit_endpoints.model.client import ModelClient
-from genkit_endpoints.security.images import ImageFetcher
+from genkit_endpoints import (
+    FlowRoute,
+    ImageFetcher,
+    ModelClient,
+    RouteTable,
+    current_principal,
+    json_field,
+    literal,
+)
 
 PIRATE_SYSTEM_PROMPT = (
     "You are Captain Redbeard, an 18th-century pirate captain. Answer every question "
@@ -51,16 +55,6 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 class TimeQuery(BaseModel):
     timezone: str = Field(default="UTC", description="An IANA time zone name, e.g. Europe/Paris.")
-
-
-def literal(text: str) -> list[Part]:
-    """A prompt that is sent as written.
-
-    Genkit compiles a *string* prompt as a Handlebars template, so user input inside an
-    f-string would be template code (``{"name": "{{#each x}}"}`` crashed the flow).
-    Parts are passed through verbatim — and skip the per-call template compilation.
-    """
-    return [Part.from_text(text)]
 
 
 def sanitize_text(text: str) -> str:

@@ -11,14 +11,15 @@ from typing import Any
 import pytest
 import structlog
 
-from endpoints_hello.main import parse_settings
-from endpoints_hello.settings import Settings
+from endpoints_hello.app import APP
+from genkit_endpoints import Settings
 from genkit_endpoints.core.context import current_principal
 from genkit_endpoints.http.middleware.auth import WWW_AUTHENTICATE, ApiKeyMiddleware
 from genkit_endpoints.http.middleware.request_id import RequestIdMiddleware
 from genkit_endpoints.http.types import Receive, Scope, Send
 from genkit_endpoints.security import keys as auth
 from genkit_endpoints.security.keys import ApiKeyring, Principal, bearer_token, choose_key
+from genkit_endpoints.serving.cli import parse_settings
 from tests.unit.asgi_helpers import Captured, call, http_scope
 
 ALICE_KEY = "alice-0123456789abcdef"
@@ -433,7 +434,7 @@ def test_bad_api_keys_stop_start_up_with_one_line_without_the_key(
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("API_KEYS", value)
     with pytest.raises(SystemExit) as info:
-        parse_settings([])
+        parse_settings([], APP)
     assert info.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith("endpoints-hello: error: invalid setting API_KEYS: ")

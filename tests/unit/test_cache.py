@@ -423,7 +423,7 @@ async def test_cache_namespace_setting_prefixes_every_redis_key(
     """CACHE_NAMESPACE keeps services that share one Redis apart (README settings)."""
     import redis.asyncio as aioredis
 
-    from endpoints_hello.settings import Settings
+    from genkit_endpoints import Settings
 
     namespace = redis_server.namespace()
     settings = Settings(  # type: ignore[call-arg]

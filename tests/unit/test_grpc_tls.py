@@ -24,7 +24,7 @@ from pydantic import ValidationError
 
 from endpoints_hello.generated import genkit_sample_pb2 as pb
 from endpoints_hello.generated import genkit_sample_pb2_grpc as pb_grpc
-from endpoints_hello.settings import Settings
+from genkit_endpoints import Settings
 from genkit_endpoints.grpc.config import GrpcConfig
 from genkit_endpoints.grpc.tls import TlsConfigError, load_server_tls
 from genkit_endpoints.security.keys import ApiKeyring
@@ -372,4 +372,4 @@ def test_settings_ignore_tls_files_when_grpc_is_off(pki: Pki) -> None:
         grpc_enabled=False,
         grpc_tls_cert=pki.files["server_cert"],
     )
-    assert settings.grpc_tls_cert == pki.files["server_cert"]
+    assert settings.grpc.grpc_tls_cert == pki.files["server_cert"]

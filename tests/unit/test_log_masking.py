@@ -17,7 +17,7 @@ import pytest
 import structlog
 from pydantic import SecretStr
 
-from endpoints_hello.main import setup_from_env
+from genkit_endpoints import load_settings, setup_logging
 from genkit_endpoints.core.context import request_id_var
 from genkit_endpoints.security.masking import (
     CYCLE,
@@ -333,7 +333,7 @@ def test_the_app_registers_its_api_keys_and_provider_keys(
     monkeypatch.setenv("OPENAI_API_KEY", "shapeless-openai-key-777")
     monkeypatch.setenv("LOG_FORMAT", "json")
     monkeypatch.setenv("LOG_LEVEL", "info")
-    setup_from_env()
+    setup_logging(load_settings())
     structlog.get_logger("t").info(f"seen {SHAPELESS} and shapeless-openai-key-777")
     err = capsys.readouterr().err
     assert lines(err)[-1]["event"] == "seen *** and ***"

@@ -18,7 +18,7 @@ import pytest
 import structlog
 from pydantic import ValidationError
 
-from endpoints_hello.settings import Settings
+from genkit_endpoints import Settings
 from genkit_endpoints.policies.backends import parse_backend
 from genkit_endpoints.policies.ratelimit import (
     Decision,

@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from typing import Literal
 
 import pytest
 from pydantic import ValidationError
 
-from endpoints_hello.main import parse_settings
-from endpoints_hello.settings import load_settings
+from endpoints_hello.app import APP
+from genkit_endpoints import (
+    App,
+    HttpPolicy,
+    ImageFetchConfig,
+    RouteTable,
+    Settings,
+    SettingsGroup,
+    load_settings,
+)
+from genkit_endpoints.serving.cli import parse_settings
+from genkit_endpoints.serving.settings import one_line
 
 
 @pytest.fixture
@@ -21,9 +33,14 @@ def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def test_defaults_need_no_configuration(in_tmp: Path) -> None:
     s = load_settings()
-    assert (s.port, s.framework, s.server, s.debug) == (8080, "fastapi", "uvicorn", False)
-    assert s.keep_alive_timeout == 75
-    assert s.model is None
+    assert (s.server.port, s.server.framework, s.server.server, s.server.debug) == (
+        8080,
+        "fastapi",
+        "uvicorn",
+        False,
+    )
+    assert s.server.keep_alive_timeout == 75
+    assert s.providers.model is None
 
 
 def test_precedence_cli_over_env_over_env_file_over_dotenv(
@@ -31,13 +48,13 @@ def test_precedence_cli_over_env_over_env_file_over_dotenv(
 ) -> None:
     (in_tmp / ".env").write_text("PORT=1111\nLOG_LEVEL=error\nREQUEST_TIMEOUT=11\n")
     (in_tmp / ".staging.env").write_text("PORT=2222\nLOG_LEVEL=warning\n")
-    assert load_settings().port == 1111
+    assert load_settings().server.port == 1111
     s = load_settings("staging")
-    assert (s.port, s.log_level, s.request_timeout) == (2222, "warning", 11)
+    assert (s.server.port, s.logging.log_level, s.http.request_timeout) == (2222, "warning", 11)
     monkeypatch.setenv("PORT", "3333")
-    assert load_settings("staging").port == 3333
-    assert load_settings("staging", port=4444).port == 4444
-    assert parse_settings(["--env", "staging", "--port", "5555"]).port == 5555
+    assert load_settings("staging").server.port == 3333
+    assert load_settings("staging", port=4444).server.port == 4444
+    assert parse_settings(["--env", "staging", "--port", "5555"], APP).server.port == 5555
 
 
 @pytest.mark.parametrize(
@@ -67,12 +84,12 @@ def test_bad_values_are_rejected(
 
 def test_log_level_is_case_insensitive(in_tmp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LOG_LEVEL", "WARNING")
-    assert load_settings().log_level == "warning"
+    assert load_settings().logging.log_level == "warning"
 
 
 def test_blank_model_means_automatic(in_tmp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MODEL", "  ")
-    assert load_settings().model is None
+    assert load_settings().providers.model is None
 
 
 def test_secrets_are_not_in_the_settings_repr(
@@ -112,8 +129,8 @@ def test_grpc_and_worker_settings_reach_the_kit(
     grpc = s.grpc_config()
     assert (grpc.port, grpc.max_receive_bytes, grpc.debug) == (6000, 2048, True)
     assert s.server_config().workers == 3
-    assert parse_settings(["--no-grpc"]).grpc_enabled is False
-    assert parse_settings([]).grpc_enabled is True
+    assert parse_settings(["--no-grpc"], APP).grpc.grpc_enabled is False
+    assert parse_settings([], APP).grpc.grpc_enabled is True
 
 
 def test_settings_round_trip_through_the_environment_for_workers(
@@ -123,3 +140,76 @@ def test_settings_round_trip_through_the_environment_for_workers(
     for key, value in original.to_environ().items():
         monkeypatch.setenv(key, value)
     assert load_settings() == original
+
+
+def test_every_variable_belongs_to_exactly_one_group() -> None:
+    names = Settings.variable_names()
+    assert len(names) == len(set(names))
+    # The names operators and the README use are still read, flat.
+    assert {"PORT", "REDIS_URL", "API_KEYS", "CB_MODE", "LLM_TIMEOUT", "GRPC_TLS_CERT"} <= set(
+        names
+    )
+
+
+def test_flat_keyword_overrides_reach_their_group(in_tmp: Path) -> None:
+    s = Settings(None, port=9001, redis_url="redis://127.0.0.1:6399/0", cb_mode="adaptive")
+    assert (s.server.port, s.breaker.cb_mode) == (9001, "adaptive")
+    assert s.rate_limit_config() is not None
+    with pytest.raises(TypeError, match="prot"):
+        Settings(None, prot=9001)  # a typo is an error, not a silently ignored name
+
+
+def test_errors_of_several_groups_are_reported_together(
+    in_tmp: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PORT", "0")
+    monkeypatch.setenv("CB_MODE", "sometimes")
+    with pytest.raises(ValidationError) as info:
+        load_settings()
+    assert {str(e["loc"][0]) for e in info.value.errors()} == {"port", "cb_mode"}
+    assert one_line(info.value).startswith("invalid setting PORT: ")
+    assert one_line(info.value).endswith("(and 1 more)")
+
+
+@pytest.mark.parametrize("var", ["RATE_LIMIT_NAMESPACE", "CACHE_NAMESPACE", "CB_NAMESPACE"])
+def test_every_namespace_follows_one_rule_with_one_default(
+    in_tmp: Path, monkeypatch: pytest.MonkeyPatch, var: str
+) -> None:
+    assert load_settings().to_environ()[var] == "genkit-endpoints"
+    monkeypatch.setenv(var, "billing:v2")
+    assert load_settings().to_environ()[var] == "billing:v2"
+    monkeypatch.setenv(var, "two words")
+    with pytest.raises(ValidationError, match=var.lower()):
+        load_settings()
+
+
+def test_one_cidr_parser_names_the_bad_entry_everywhere(in_tmp: Path) -> None:
+    message = "not an IP network (CIDR): 'nope'"
+    with pytest.raises(ValidationError, match=re.escape(message)):
+        Settings(None, trusted_proxies="10.0.0.0/8, nope")
+    with pytest.raises(ValueError, match=re.escape(message)):
+        HttpPolicy(trusted_proxies=("10.0.0.0/8", "nope"))
+    with pytest.raises(ValueError, match=re.escape(message)):
+        ImageFetchConfig(allowed_networks=("nope",))
+    # A blank entry (a trailing comma) is nothing, wherever the list comes from.
+    assert HttpPolicy(trusted_proxies=("10.0.0.0/8", " ")).trusted_proxies[0] == "10.0.0.0/8"
+
+
+class FlowSettings(SettingsGroup):
+    greeting_style: Literal["plain", "pirate"] = "plain"
+
+
+def test_an_app_group_is_read_validated_and_exported_with_the_kit_settings(
+    in_tmp: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (in_tmp / ".env").write_text("GREETING_STYLE=pirate\n")
+    app = App(name="styled", routes=lambda ctx: RouteTable([]), settings=FlowSettings)
+    s = app.load_settings()
+    assert s.group(FlowSettings).greeting_style == "pirate"
+    assert s.to_environ()["GREETING_STYLE"] == "pirate"
+    assert "GREETING_STYLE" in Settings.variable_names(FlowSettings)
+    monkeypatch.setenv("GREETING_STYLE", "shouty")
+    with pytest.raises(SystemExit):
+        parse_settings([], app)
+    with pytest.raises(TypeError, match="FlowSettings"):
+        load_settings().group(FlowSettings)

@@ -88,9 +88,15 @@ def in_networks(address: IPAddress, networks: Iterable[IPNetwork]) -> bool:
 
 
 def parse_networks(cidrs: Iterable[str]) -> tuple[IPNetwork, ...]:
-    """CIDRs (host bits allowed) as networks; a bad one raises ``ValueError`` naming it."""
+    """CIDRs (host bits allowed) as networks; a bad one raises ``ValueError`` naming it.
+
+    The kit's one CIDR parser: settings, the HTTP policy, the proxy middleware and the
+    image fetcher all go through it. Blank entries (``a, ,b``) are skipped.
+    """
     out: list[IPNetwork] = []
     for cidr in cidrs:
+        if not cidr.strip():
+            continue
         try:
             out.append(ipaddress.ip_network(cidr.strip(), strict=False))
         except ValueError:

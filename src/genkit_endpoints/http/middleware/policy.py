@@ -6,8 +6,9 @@ middleware (``--help`` must stay fast). Defaults are the locked-down zero-config
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass, field
+
+from genkit_endpoints.security.addresses import parse_networks
 
 __all__ = ["HttpPolicy"]
 
@@ -35,8 +36,7 @@ class HttpPolicy:
 
     def __post_init__(self) -> None:
         # Fail at start-up, not on the first request.
-        for cidr in self.trusted_proxies:
-            ipaddress.ip_network(cidr.strip(), strict=False)  # ValueError names the entry
+        parse_networks(self.trusted_proxies)  # ValueError names the entry
         if "*" in (o.strip() for o in self.cors_allowed_origins) and not self.debug:
             raise ValueError("CORS_ALLOWED_ORIGINS='*' is only allowed with DEBUG")
         if self.max_body_size < 1 or self.max_concurrent_requests < 1:

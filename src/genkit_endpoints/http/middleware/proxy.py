@@ -18,21 +18,18 @@ from collections.abc import Iterable
 from functools import lru_cache
 
 from genkit_endpoints.http.types import ASGIApp, Receive, Scope, Send
+from genkit_endpoints.security.addresses import IPNetwork, in_networks, parse_networks
+
+__all__ = ["ProxyHeadersMiddleware", "TrustedProxies", "parse_networks"]
 
 _XFF = b"x-forwarded-for"
 _XFP = b"x-forwarded-proto"
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-
-def parse_networks(cidrs: Iterable[str]) -> tuple[Network, ...]:
-    """CIDRs (or single addresses) to networks; a bad entry raises ``ValueError``."""
-    return tuple(ipaddress.ip_network(c.strip(), strict=False) for c in cidrs if c.strip())
 
 
 class TrustedProxies:
     """Membership test with a small cache: the same few peers ask again and again."""
 
-    def __init__(self, networks: Iterable[Network]) -> None:
+    def __init__(self, networks: Iterable[IPNetwork]) -> None:
         self.networks = tuple(networks)
         self.contains = lru_cache(maxsize=1024)(self._contains)
 
@@ -41,9 +38,7 @@ class TrustedProxies:
             addr = ipaddress.ip_address(host.strip().strip("[]"))
         except ValueError:
             return False
-        if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-            addr = addr.ipv4_mapped
-        return any(addr in net for net in self.networks)
+        return in_networks(addr, self.networks)
 
     def client_from(self, peer: str, forwarded_for: list[str]) -> str:
         """The client address given the socket ``peer`` and the XFF hops, left to right."""

@@ -42,16 +42,13 @@ from genkit_endpoints.http.middleware.cors import CorsMiddleware
 from genkit_endpoints.http.middleware.errors import ErrorEnvelopeMiddleware
 from genkit_endpoints.http.middleware.gzip import GzipMiddleware
 from genkit_endpoints.http.middleware.policy import HttpPolicy
-from genkit_endpoints.http.middleware.proxy import (
-    ProxyHeadersMiddleware,
-    TrustedProxies,
-    parse_networks,
-)
+from genkit_endpoints.http.middleware.proxy import ProxyHeadersMiddleware, TrustedProxies
 from genkit_endpoints.http.middleware.request_id import RequestIdMiddleware
 from genkit_endpoints.http.middleware.security_headers import SecurityHeadersMiddleware
 from genkit_endpoints.http.middleware.timeout import TimeoutMiddleware
 from genkit_endpoints.http.middleware.trusted_host import TrustedHostMiddleware
 from genkit_endpoints.http.types import ASGIApp
+from genkit_endpoints.security.addresses import parse_networks
 
 if TYPE_CHECKING:
     from genkit_endpoints.policies.ratelimit import RateLimiter
