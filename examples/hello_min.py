@@ -8,7 +8,7 @@ Without GEMINI_API_KEY / OPENAI_API_KEY it answers with the offline model.
 
 from pydantic import BaseModel, Field
 
-from genkit_endpoints import App, AppContext, FlowRoute, RouteTable, literal, serve
+from genkit_endpoints import App, AppContext, FlowRoute, literal, serve
 
 
 class Greet(BaseModel):
@@ -20,14 +20,14 @@ class Greeting(BaseModel):
     text: str
 
 
-def routes(ctx: AppContext) -> RouteTable:
+def routes(ctx: AppContext) -> list[FlowRoute]:
     @ctx.ai.flow(description="Greet someone in one sentence.")
     async def greet(data: Greet) -> Greeting:
         # literal(): user text is sent as written, never compiled as a prompt template.
         reply = await ctx.llm.generate(prompt=literal(f"Greet {data.name} in one sentence."))
         return Greeting(name=data.name, text=reply.text)
 
-    return RouteTable([FlowRoute(greet, "/greet", Greet, Greeting)])
+    return [FlowRoute(greet, "/greet", Greet, Greeting)]
 
 
 app = App(name="hello-min", routes=routes)

@@ -2,7 +2,9 @@
 
 An app is flows + schemas + a route table: ``App.routes`` receives an ``AppContext``
 (the Genkit instance with the chosen model, the ``ModelClient`` with the call policy and
-the breaker, the ``ImageFetcher``, the settings) and returns the ``RouteTable``. The kit
+the breaker, the ``ImageFetcher``, the settings) and returns its ``FlowRoute`` list (the
+kit builds the table, computing each cacheable flow's version from the chosen model, the
+call policy and the app's prompt files) or a ``RouteTable`` it built itself. The kit
 does the rest: the model choice, Genkit with the app's prompts, the policies,
 ``build_service``. Nothing heavy is imported here at module level, so a CLI that only
 parses flags (``--help``, a bad value) never imports Genkit.
@@ -18,7 +20,7 @@ import importlib
 import importlib.util
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -31,7 +33,7 @@ from genkit_endpoints.serving.settings import Settings, SettingsGroup, load_sett
 if TYPE_CHECKING:
     from genkit import Genkit
 
-    from genkit_endpoints.core.routes import RouteTable
+    from genkit_endpoints.core.routes import FlowRoute, RouteTable
     from genkit_endpoints.http.types import ASGIApp
     from genkit_endpoints.model.client import ModelClient
     from genkit_endpoints.security.images import ImageFetcher
@@ -63,13 +65,13 @@ class App:
 
     ``name`` is the command's name in ``--help`` and errors, and the API title unless
     ``title`` is given. ``routes`` defines the flows on ``ctx.ai`` and returns their
-    table. ``prompt_dir`` holds Dotprompt files; ``grpc_service`` is the generated
-    module and service ("pkg.my_pb2:MyService") served next to REST (None: REST only);
-    ``settings`` is a ``SettingsGroup`` subclass of the app's own variables.
+    routes (or a ``RouteTable``). ``prompt_dir`` holds Dotprompt files; ``grpc_service``
+    is the generated module and service ("pkg.my_pb2:MyService") served next to REST
+    (None: REST only); ``settings`` is a ``SettingsGroup`` subclass of the app's own variables.
     """
 
     name: str
-    routes: Callable[[AppContext], RouteTable]
+    routes: Callable[[AppContext], RouteTable | Iterable[FlowRoute]]
     description: str | None = None
     title: str | None = None
     prompt_dir: Path | str | None = None
@@ -104,6 +106,7 @@ def create_service(app: App, settings: Settings) -> Service:
     # Imported here: Genkit and the providers are heavy (see the module docstring).
     from genkit import Genkit  # noqa: PLC0415
 
+    from genkit_endpoints.core.routes import RouteTable  # noqa: PLC0415
     from genkit_endpoints.model.client import ModelClient  # noqa: PLC0415
     from genkit_endpoints.model.providers import choose_model  # noqa: PLC0415
     from genkit_endpoints.policies.breaker import Breaker  # noqa: PLC0415
@@ -117,7 +120,14 @@ def create_service(app: App, settings: Settings) -> Service:
     breaker = Breaker(cb) if cb is not None else None
     llm = ModelClient(ai, settings.model_call_policy(), breaker)
     images = ImageFetcher(settings.image_fetch_config())
-    table = app.routes(AppContext(ai=ai, llm=llm, images=images, settings=settings))
+    made = app.routes(AppContext(ai=ai, llm=llm, images=images, settings=settings))
+    table = (
+        made
+        if isinstance(made, RouteTable)
+        else RouteTable.build(
+            made, model=choice.model, model_config=llm.policy, prompt_dir=app.prompt_dir
+        )
+    )
     debug = settings.server.debug
     cfg = ServiceConfig(
         framework=settings.server.framework,
