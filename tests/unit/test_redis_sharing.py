@@ -232,3 +232,18 @@ async def test_the_service_lifespan_closes_the_shared_connection_once(
     assert connection.closed
     assert connection.users == ()
     assert len(process_connections()) == 0
+
+
+async def test_a_feature_closed_twice_gives_back_only_its_own_share(
+    redis_server: RedisServer,
+) -> None:
+    namespace = redis_server.namespace()
+    async with features_on(redis_server.url, namespace) as first:
+        connection = first.connections()[0]
+        async with features_on(redis_server.url, namespace) as second:
+            await second.limiter.aclose()
+            await second.limiter.aclose()
+            assert connection.users.count("rate_limit") == 1  # first's is still there
+            await first.limiter.hit("client")
+        assert not connection.closed
+    assert connection.closed

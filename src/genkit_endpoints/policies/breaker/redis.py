@@ -68,6 +68,7 @@ class RedisBreakerState:
         self._clock = clock
         self._local = LocalBreakerState(config)
         self.connection = connection
+        self._released = False
         self._client = connection.client
         self._script = self._client.register_script(_SCRIPT)
         prefix = f"{config.namespace}:cb:{config.name}"
@@ -129,7 +130,9 @@ class RedisBreakerState:
 
     async def aclose(self) -> None:
         """Give the shared connection back (the last feature to do so closes it)."""
-        await self.connection.release("breaker")
+        if not self._released:  # closing twice must not release another holder's share
+            self._released = True
+            await self.connection.release("breaker")
 
     async def _run(self, op: str, now: float, token: str = "", failed: bool = False) -> Step:
         cfg = self.config

@@ -50,6 +50,7 @@ class RedisStore:
     def __init__(self, config: CacheConfig, connection: RedisConnection) -> None:
         self.config = config
         self.connection = connection
+        self._released = False
         self._client = connection.client
         self._prefix = f"{config.namespace}:cache:"
         self._claim = self._client.register_script(_script("cache_claim.lua"))
@@ -125,7 +126,9 @@ class RedisStore:
 
     async def aclose(self) -> None:
         """Give the shared connection back (the last feature to do so closes it)."""
-        await self.connection.release("cache")
+        if not self._released:  # closing twice must not release another holder's share
+            self._released = True
+            await self.connection.release("cache")
 
 
 def _encode_error(err: EndpointError) -> bytes:

@@ -52,6 +52,7 @@ class RedisLimits:
         self.cfg = cfg
         self.items = cfg.items
         self.connection = connection
+        self._released = False
         self.gate: OutageGate = connection.gate
         scheme, _, rest = cfg.backend.url.partition("://")
         storage = redis_storage(
@@ -94,4 +95,6 @@ class RedisLimits:
 
     async def aclose(self) -> None:
         """Give the shared connection back (the last feature to do so closes it)."""
-        await self.connection.release("rate_limit")
+        if not self._released:  # closing twice must not release another holder's share
+            self._released = True
+            await self.connection.release("rate_limit")
