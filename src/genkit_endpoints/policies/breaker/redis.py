@@ -82,7 +82,7 @@ class RedisBreakerState:
 
     def view(self) -> BreakerState:
         now = self._clock()
-        if self._down:
+        if self._down or not self.gate.up:  # calls are decided locally: so is the view
             return self._local.view(now)
         state, opened_at = self._view
         if state is BreakerState.OPEN and now >= opened_at + self.config.recovery_timeout:
