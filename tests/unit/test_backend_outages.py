@@ -29,16 +29,13 @@ import pytest
 import uvloop
 
 from genkit_endpoints.core.errors import UpstreamError
-from genkit_endpoints.policies.backends import (
-    OutageGate,
-    RedisExtraMissing,
-    RedisOptions,
-    parse_backend,
-)
+from genkit_endpoints.policies.backends import RedisExtraMissing, RedisOptions, parse_backend
 from genkit_endpoints.policies.breaker import Breaker, BreakerConfig, BreakerOpen
+from genkit_endpoints.policies.breaker.redis import RedisBreakerState
 from genkit_endpoints.policies.cache import CacheConfig, Flight, FlowCache
-from genkit_endpoints.policies.cache_redis import RedisStore
+from genkit_endpoints.policies.cache.redis import RedisStore
 from genkit_endpoints.policies.ratelimit import Decision, RateLimitConfig, RateLimiter
+from genkit_endpoints.policies.redis import OutageGate
 from tests.support.fault_proxy import FaultProxy, fault_proxy
 from tests.support.redis_server import RedisServer
 
@@ -123,9 +120,9 @@ class SharedBreaker(Feature):
     def __init__(self, url: str, namespace: str, **kwargs: float) -> None:
         cfg = BreakerConfig(backend=parse_backend(url), namespace=namespace, cache_ttl=0, **kwargs)  # type: ignore[arg-type]
         self.breaker = Breaker(cfg)
-        shared = self.breaker._shared
-        assert shared is not None
-        self.gate = shared._gate
+        store = self.breaker.store
+        assert isinstance(store, RedisBreakerState)
+        self.gate = store.gate
 
     async def op(self) -> object:
         async with self.breaker.call():

@@ -35,6 +35,8 @@ SUPPORTED: dict[str, tuple[str, str, str]] = {
     "hypercorn": ("0.18", "0.19", "the kit replaces its HTTP/1 protocol class"),
     "granian": ("2.2", "2.9", "the kit drives its multi-process server directly"),
     "genkit": ("0.12", "0.13", "the kit clears its failed plugin start-ups"),
+    # A major release may change the storage options the kit passes.
+    "limits": ("4.0", "6", "the kit passes its Redis pool to limits' RedisStorage"),
 }
 
 _RELEASE = re.compile(r"\d+(?:\.\d+)*")

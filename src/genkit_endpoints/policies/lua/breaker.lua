@@ -1,4 +1,4 @@
--- Shared circuit-breaker state (genkit_endpoints.breaker_redis): one atomic step per call.
+-- Shared circuit-breaker state (genkit_endpoints.policies.breaker.redis): one atomic step per call.
 -- The same state machine as breaker.py's LocalBreakerState, so every replica opens,
 -- half-opens and closes together. Times are seconds (floats) from the caller's clock.
 --

@@ -19,8 +19,10 @@ script call whose answer refreshes the view. Limits, stated plainly:
   ``breaker_backend_unavailable`` at most once per ``outage_log_interval``. One failure
   is only that call's fallback; when the ``OutageGate``'s health probe confirms Redis is
   down, every call stays local (never waiting on a dead Redis) until the probe, repeated
-  every ``outage_retry`` seconds, succeeds. The local state gathered meanwhile is not
-  merged back when Redis answers again.
+  every ``outage_retry`` seconds at most, succeeds. The local state gathered meanwhile
+  is not merged back when Redis answers again. The gate and the pool are the process's
+  shared ``RedisConnection``: an outage the rate limiter or the cache confirmed keeps
+  the breaker local too.
 """
 
 from __future__ import annotations
@@ -30,18 +32,25 @@ from typing import Any
 
 import structlog
 
-from genkit_endpoints.policies.backends import OutageGate, Throttle
-from genkit_endpoints.policies.breaker import (
+from genkit_endpoints.policies.backends import Throttle
+from genkit_endpoints.policies.breaker.base import (
     WINDOW_BUCKETS,
     BreakerConfig,
     BreakerState,
     Clock,
-    LocalBreakerState,
     Step,
 )
+from genkit_endpoints.policies.breaker.memory import LocalBreakerState
+from genkit_endpoints.policies.redis import OutageGate, RedisConnection
+
+__all__ = ["RedisBreakerState"]
 
 _log = structlog.get_logger(__name__)
-_SCRIPT = importlib.resources.files(__package__).joinpath("lua", "breaker.lua").read_text("utf-8")
+_SCRIPT = (
+    importlib.resources.files("genkit_endpoints.policies")
+    .joinpath("lua", "breaker.lua")
+    .read_text("utf-8")
+)
 _KEY_TTL_S = 86_400  # idle breakers' keys disappear after a day
 
 
@@ -50,29 +59,30 @@ def _text(value: Any) -> str:
 
 
 class RedisBreakerState:
-    """The shared state machine, with a short-lived local view and a local fallback."""
+    """A ``BreakerStore`` on Redis, with a short-lived local view and a local fallback."""
 
-    def __init__(self, config: BreakerConfig, clock: Clock, local: LocalBreakerState) -> None:
+    def __init__(self, config: BreakerConfig, clock: Clock, connection: RedisConnection) -> None:
         if config.backend is None or config.backend.is_memory:
             raise ValueError("RedisBreakerState needs a Redis backend")
         self.config = config
         self._clock = clock
-        self._local = local
-        self._client = config.backend.redis_client(config.redis)
+        self._local = LocalBreakerState(config)
+        self.connection = connection
+        self._released = False
+        self._client = connection.client
         self._script = self._client.register_script(_SCRIPT)
         prefix = f"{config.namespace}:cb:{config.name}"
         self._keys = [f"{prefix}:state", f"{prefix}:probes", f"{prefix}:window"]
         self._view: tuple[BreakerState, float] = (BreakerState.CLOSED, 0.0)
         self._fetched_at = float("-inf")
-        self._gate = OutageGate.for_redis(
-            config.backend, config.redis, name="breaker", interval=max(config.outage_retry, 0.05)
-        )
+        self.gate: OutageGate = connection.gate
+        connection.probe_every(config.outage_retry)
         self._outage_log = Throttle(config.outage_log_interval)
         self._down = False
 
     def view(self) -> BreakerState:
         now = self._clock()
-        if self._down:
+        if self._down or not self.gate.up:  # calls are decided locally: so is the view
             return self._local.view(now)
         state, opened_at = self._view
         if state is BreakerState.OPEN and now >= opened_at + self.config.recovery_timeout:
@@ -81,7 +91,7 @@ class RedisBreakerState:
 
     async def acquire(self, token: str) -> Step:
         now = self._clock()
-        if not self._gate.up:
+        if not self.gate.up:
             return self._local.acquire(now, token)
         try:
             if now - self._fetched_at > self.config.cache_ttl:
@@ -99,7 +109,7 @@ class RedisBreakerState:
 
     async def record(self, failed: bool, token: str) -> Step:
         now = self._clock()
-        if not self._gate.up:
+        if not self.gate.up:
             return self._local.record(now, failed, token)
         try:
             return await self._run("record", now, token, failed)
@@ -110,7 +120,7 @@ class RedisBreakerState:
     async def release(self, token: str) -> None:
         now = self._clock()
         self._local.release(token)
-        if not self._gate.up:
+        if not self.gate.up:
             return
         try:
             await self._run("release", now, token)
@@ -119,8 +129,10 @@ class RedisBreakerState:
             self._outage(now, exc)
 
     async def aclose(self) -> None:
-        await self._gate.aclose()
-        await self._client.aclose()
+        """Give the shared connection back (the last feature to do so closes it)."""
+        if not self._released:  # closing twice must not release another holder's share
+            self._released = True
+            await self.connection.release("breaker")
 
     async def _run(self, op: str, now: float, token: str = "", failed: bool = False) -> Step:
         cfg = self.config
@@ -145,7 +157,7 @@ class RedisBreakerState:
 
     def _outage(self, now: float, exc: BaseException) -> None:
         self._down = True
-        self._gate.failed()
+        self.gate.failed()
         if self._outage_log.due(now):
             _log.warning(
                 "breaker_backend_unavailable",

@@ -12,8 +12,9 @@ a leader that dies leaves a lease that expires, and the next poll takes it over.
 Redis call fails — any failure: refused, reset, timed out — that request bypasses the
 store (its flow runs unshared across processes, still single-flight in this process, and
 nothing is stored), logged at most once per ``outage_log_interval``, never an error for
-the client. Only when the ``OutageGate``'s health probe confirms Redis is down do all
-requests bypass it, until it answers again.
+the client. Only when the shared ``OutageGate``'s health probe confirms Redis is down do
+all requests bypass it, until it answers again. The store runs on the process's shared
+``RedisConnection`` (pool and gate), which it releases when closed.
 """
 
 from __future__ import annotations
@@ -22,17 +23,15 @@ import asyncio
 import secrets
 import time
 from importlib.resources import files
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 import structlog
 
 from genkit_endpoints.core.errors import EndpointError, InternalError
-from genkit_endpoints.policies.backends import OutageGate, Throttle
-from genkit_endpoints.policies.cache import CacheConfig, Lease
-
-if TYPE_CHECKING:
-    from redis.asyncio import Redis
+from genkit_endpoints.policies.backends import Throttle
+from genkit_endpoints.policies.cache.base import CacheConfig, Lease
+from genkit_endpoints.policies.redis import OutageGate, RedisConnection
 
 __all__ = ["RedisStore"]
 
@@ -42,24 +41,24 @@ _FIRST_DELAY, _MAX_DELAY = 0.005, 0.2
 
 
 def _script(name: str) -> str:
-    return files(__package__).joinpath("lua", name).read_text(encoding="utf-8")
+    return files("genkit_endpoints.policies").joinpath("lua", name).read_text(encoding="utf-8")
 
 
 class RedisStore:
     """A ``CacheStore`` on Redis; cluster-wide (see the module docstring for limits)."""
 
-    def __init__(self, config: CacheConfig, client: Redis | None = None) -> None:
+    def __init__(self, config: CacheConfig, connection: RedisConnection) -> None:
         self.config = config
-        self._client: Redis = (
-            client if client is not None else config.backend.redis_client(config.redis)
-        )
+        self.connection = connection
+        self._released = False
+        self._client = connection.client
         self._prefix = f"{config.namespace}:cache:"
         self._claim = self._client.register_script(_script("cache_claim.lua"))
         self._settle = self._client.register_script(_script("cache_settle.lua"))
         self._ttl_ms = max(1, int(config.ttl * 1000))
         self._lease_ms = max(1, int(config.lock_timeout * 1000))
         self._outage_log = Throttle(config.outage_log_interval)
-        self.gate = OutageGate.for_redis(config.backend, config.redis, name="cache")
+        self.gate: OutageGate = connection.gate
 
     def _outage(self, exc: BaseException) -> None:
         self.gate.failed()
@@ -126,8 +125,10 @@ class RedisStore:
             self._outage(exc)
 
     async def aclose(self) -> None:
-        await self.gate.aclose()
-        await self._client.aclose()
+        """Give the shared connection back (the last feature to do so closes it)."""
+        if not self._released:  # closing twice must not release another holder's share
+            self._released = True
+            await self.connection.release("cache")
 
 
 def _encode_error(err: EndpointError) -> bytes:

@@ -1,14 +1,9 @@
 """The flow cache: answers of idempotent flows by key, with single-flight.
 
-A key is the SHA-256 of the flow's name, its version fingerprint (prompt, model and model
-configuration: ``fingerprint``), the canonical JSON of the validated input and, with
-``scope="principal"``, the caller. Values are opaque bytes: ``routes`` decides what a
-unary answer or a completed stream looks like.
-
 Single-flight happens at two levels. In one process, concurrent identical misses share
 one future: one leader calls the flow, the others await its result — or its failure,
 which is never stored, so the next request retries. With Redis the leader additionally
-takes a lease (``cache_redis``) so one process of the cluster calls the flow while the
+takes a lease (``cache.redis``) so one process of the cluster calls the flow while the
 others poll for the value. A leader that goes away without an answer (the client left,
 a stream was cut) releases its waiters, who try again themselves.
 
@@ -24,10 +19,8 @@ import asyncio
 import contextlib
 import hashlib
 import time
-from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import structlog
@@ -35,143 +28,16 @@ from pydantic import BaseModel
 
 from genkit_endpoints.core.context import current_principal
 from genkit_endpoints.core.errors import EndpointError
-from genkit_endpoints.policies.backends import BackendSpec, RedisOptions, parse_backend
+from genkit_endpoints.policies.cache.base import CacheConfig, CacheStore, Lease
+from genkit_endpoints.policies.cache.memory import MemoryStore
 
-__all__ = ["CacheConfig", "CacheStore", "Flight", "FlowCache", "Lease", "fingerprint"]
+if TYPE_CHECKING:
+    from genkit_endpoints.policies.redis import RedisConnections
+
+__all__ = ["Flight", "FlowCache"]
 
 _log = structlog.get_logger(__name__)
 Clock = Callable[[], float]
-
-
-@dataclass(frozen=True)
-class CacheConfig:
-    """How answers are cached. Seconds throughout.
-
-    ``lock_timeout`` is the Redis lease: how long a leader may take before another process
-    takes over (set it above the slowest model call). ``wait_timeout`` bounds how long a
-    waiter polls for another process's answer before calling the flow itself (None: the
-    lease time).
-    """
-
-    ttl: float = 3600
-    max_entries: int = 1024
-    scope: Literal["global", "principal"] = "global"
-    backend: BackendSpec = field(default_factory=lambda: parse_backend(None))
-    redis: RedisOptions = field(default_factory=RedisOptions)
-    lock_timeout: float = 120
-    wait_timeout: float | None = None
-    namespace: str = "genkit"
-    outage_log_interval: float = 60
-
-    def __post_init__(self) -> None:
-        if self.ttl <= 0:
-            raise ValueError("the cache TTL must be positive")
-        if self.max_entries < 1:
-            raise ValueError("the cache needs room for at least one entry")
-        if self.scope not in ("global", "principal"):
-            raise ValueError(f"cache scope must be 'global' or 'principal', not {self.scope!r}")
-        if self.lock_timeout <= 0:
-            raise ValueError("the cache lock timeout must be positive")
-        if self.wait_timeout is not None and self.wait_timeout < 0:
-            raise ValueError("the cache wait timeout must not be negative")
-        if not self.namespace or any(c.isspace() for c in self.namespace):
-            raise ValueError("the cache namespace must be a non-empty word")
-        self.backend.require_client()
-
-    @property
-    def max_wait(self) -> float:
-        return self.lock_timeout if self.wait_timeout is None else self.wait_timeout
-
-
-def fingerprint(*parts: str) -> str:
-    """A version fingerprint from what decides a flow's answer (prompt, model, config).
-
-    Apps set ``FlowRoute.version`` with it; any changed part changes every key of the flow,
-    so a new prompt or model never serves answers made by the old one.
-    """
-    return hashlib.sha256(orjson.dumps(list(parts))).hexdigest()[:32]
-
-
-@dataclass(frozen=True, slots=True)
-class Lease:
-    """The right (and duty) to fill one key. ``token`` is None without a cluster lease."""
-
-    token: str | None = None
-    observed: str | None = field(default=None, compare=False)
-
-
-class CacheStore(Protocol):
-    """Where values live. ``claim`` returns the value, or a lease to fill the key.
-
-    ``claim`` may wait for another process's answer and may raise the ``EndpointError``
-    that process failed with. Implementations never raise storage errors: an outage is a
-    miss (``claim``) or a no-op (``settle``).
-    """
-
-    async def claim(self, key: str) -> bytes | Lease: ...
-
-    async def settle(
-        self, key: str, lease: Lease, value: bytes | None, failure: EndpointError | None
-    ) -> None: ...
-
-    async def aclose(self) -> None: ...
-
-
-class MemoryStore:
-    """TTL + LRU by entry count, for one process. Expired entries go on access and in a
-    sweep at most once per ``sweep_every`` seconds (amortised over writes)."""
-
-    def __init__(self, ttl: float, max_entries: int, clock: Clock = time.monotonic) -> None:
-        self.ttl = ttl
-        self.max_entries = max_entries
-        self._clock = clock
-        self._entries: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
-        self.sweep_every = min(ttl, 60.0)
-        self._swept = clock()
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    def get(self, key: str) -> bytes | None:
-        item = self._entries.get(key)
-        if item is None:
-            return None
-        expires, value = item
-        if expires <= self._clock():
-            del self._entries[key]
-            return None
-        self._entries.move_to_end(key)
-        return value
-
-    def put(self, key: str, value: bytes) -> None:
-        now = self._clock()
-        self._entries[key] = (now + self.ttl, value)
-        self._entries.move_to_end(key)
-        while len(self._entries) > self.max_entries:
-            self._entries.popitem(last=False)
-        if now - self._swept >= self.sweep_every:
-            self.sweep()
-
-    def sweep(self) -> int:
-        """Drop every expired entry; returns how many went."""
-        now = self._swept = self._clock()
-        dead = [k for k, (expires, _) in self._entries.items() if expires <= now]
-        for k in dead:
-            del self._entries[k]
-        return len(dead)
-
-    async def claim(self, key: str) -> bytes | Lease:
-        value = self.get(key)
-        return Lease() if value is None else value
-
-    async def settle(
-        self, key: str, lease: Lease, value: bytes | None, failure: EndpointError | None
-    ) -> None:
-        if value is not None:
-            self.put(key, value)
-
-    async def aclose(self) -> None:
-        self._entries.clear()
 
 
 class _LeaderGone(Exception):
@@ -229,10 +95,19 @@ class FlowCache:
     """Cache + single-flight over a ``CacheStore``; transport-agnostic."""
 
     def __init__(
-        self, config: CacheConfig, *, clock: Clock = time.monotonic, store: CacheStore | None = None
+        self,
+        config: CacheConfig,
+        *,
+        clock: Clock = time.monotonic,
+        store: CacheStore | None = None,
+        connections: RedisConnections | None = None,
     ) -> None:
+        """``store`` overrides the one ``config.backend`` names; a Redis store takes its
+        connection from ``connections`` (default: the process's, shared by features)."""
         self.config = config
-        self._store: CacheStore = store if store is not None else _make_store(config, clock)
+        self._store: CacheStore = (
+            store if store is not None else _make_store(config, clock, connections)
+        )
         self._inflight: dict[str, asyncio.Future[bytes]] = {}
         self._background: set[asyncio.Task[Any]] = set()
 
@@ -309,9 +184,14 @@ def _retrieve(future: asyncio.Future[bytes]) -> None:
         future.exception()
 
 
-def _make_store(config: CacheConfig, clock: Clock) -> CacheStore:
+def _make_store(
+    config: CacheConfig, clock: Clock, connections: RedisConnections | None
+) -> CacheStore:
     if config.backend.is_memory:
         return MemoryStore(config.ttl, config.max_entries, clock)
-    from genkit_endpoints.policies.cache_redis import RedisStore  # noqa: PLC0415 - optional extra
+    # The Redis extra is optional: imported only for a Redis URL.
+    from genkit_endpoints.policies.cache.redis import RedisStore  # noqa: PLC0415
+    from genkit_endpoints.policies.redis import process_connections  # noqa: PLC0415
 
-    return RedisStore(config)
+    registry = connections if connections is not None else process_connections()
+    return RedisStore(config, registry.acquire(config.backend, config.redis, user="cache"))

@@ -1,0 +1,203 @@
+"""Rate limiting's shared parts: rates, config, the decision, and the storage protocol.
+
+A ``LimitStore`` spends one request for a key from every configured rate and answers a
+``Decision``: ``memory`` counts in the process, ``redis`` cluster-wide on the shared
+connection. ``decide`` is the algorithm both run over a ``limits`` strategy.
+
+Several rates (``10/second;100/minute``): a request any rate refuses is refused. With
+more than one rate ``decide`` first *tests* every rate (reads only) and refuses without
+spending anything when one is exhausted, then *hits* them in order. Each ``hit`` is
+atomic on its own, so no rate ever admits more than its amount — exact under any
+concurrency. The test-then-hit pair is not one atomic step across rates: two requests
+racing for the last slot of one rate may both pass the test, and the loser has then
+spent one unit of the rates hit before the one that refused it. That costs the caller a
+unit at the boundary under contention, never an extra admission. (Fixed window counts
+refused hits too — ``limits`` increments before comparing — which only matters for its
+``remaining``, already 0.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal, Protocol, get_args
+
+from limits import RateLimitItem, parse
+from limits.aio.storage import Storage
+from limits.aio.strategies import (
+    FixedWindowRateLimiter,
+    MovingWindowRateLimiter,
+    SlidingWindowCounterRateLimiter,
+)
+from limits.aio.strategies import RateLimiter as Strategy
+
+from genkit_endpoints.core.errors import ServiceUnavailable
+from genkit_endpoints.policies.backends import BackendSpec, RedisOptions, parse_backend
+
+__all__ = [
+    "Decision",
+    "LimitStore",
+    "RateLimitConfig",
+    "RateLimitUnavailable",
+    "StrategyName",
+    "decide",
+    "parse_rates",
+    "strategy",
+]
+
+StrategyName = Literal["moving-window", "sliding-window-counter", "fixed-window"]
+_STRATEGY_NAMES: tuple[str, ...] = get_args(StrategyName)
+_SEPARATORS = re.compile(r"[;,]")
+_STRATEGIES: dict[str, Callable[[Storage], Strategy]] = {
+    "moving-window": MovingWindowRateLimiter,
+    "sliding-window-counter": SlidingWindowCounterRateLimiter,
+    "fixed-window": FixedWindowRateLimiter,
+}
+
+
+def parse_rates(text: str) -> tuple[RateLimitItem, ...]:
+    """``"10/second;100/minute"`` as ``limits`` items. Raises ``ValueError`` naming the bad part."""
+    parts = [part.strip() for part in _SEPARATORS.split(text)]
+    if not any(parts):
+        raise ValueError("the rate limit is empty: give one like '60/minute'")
+    items: list[RateLimitItem] = []
+    for part in parts:
+        if not part:
+            raise ValueError(f"empty rate in {text!r}: separate rates with one ';'")
+        try:
+            item = parse(part)
+        except ValueError:
+            raise ValueError(
+                f"malformed rate {part!r}: use '<count>/<second|minute|hour|day>', "
+                "e.g. '60/minute' or '10 per 2 seconds'"
+            ) from None
+        if item.amount <= 0:
+            raise ValueError(f"rate {part!r} admits nothing: the count must be at least 1")
+        items.append(item)
+    return tuple(items)
+
+
+@dataclass(frozen=True)
+class RateLimitConfig:
+    """What to limit and where to count. Validated here, so a bad value fails at start-up.
+
+    ``namespace`` prefixes every Redis key (``<namespace>:rl:…``), so several services or
+    test runs can share one Redis without seeing each other's counts.
+    """
+
+    rates: str = "60/minute"
+    strategy: StrategyName = "moving-window"
+    backend: BackendSpec = field(default_factory=lambda: parse_backend(None))
+    redis: RedisOptions = field(default_factory=RedisOptions)
+    fail_open: bool = True
+    outage_log_interval: float = 60.0
+    namespace: str = "genkit-endpoints"
+
+    def __post_init__(self) -> None:
+        parse_rates(self.rates)
+        if self.strategy not in _STRATEGY_NAMES:
+            raise ValueError(
+                f"unknown rate-limit strategy {self.strategy!r}: use one of "
+                + ", ".join(_STRATEGY_NAMES)
+            )
+        if not self.outage_log_interval > 0:
+            raise ValueError("outage_log_interval must be a positive number of seconds")
+        if not self.namespace or any(c.isspace() for c in self.namespace):
+            raise ValueError("the rate-limit namespace must be a non-empty word")
+        self.backend.require_client()
+
+    @property
+    def items(self) -> tuple[RateLimitItem, ...]:
+        return parse_rates(self.rates)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The answer for one request, about the most restrictive rate: admitted, the one
+    with the fewest requests left; refused, the exhausted one that frees a slot last
+    (retrying earlier cannot succeed).
+
+    ``limit`` is None when no numbers are known (a storage outage, failing open): send
+    no ``RateLimit-*`` headers then. ``reset_after`` is the seconds until that rate's
+    window frees a slot; ``retry_after`` is its whole-second ceiling, at least 1 when
+    refused (0 when admitted).
+    """
+
+    allowed: bool
+    limit: int | None = None
+    remaining: int = 0
+    reset_after: float = 0.0
+    retry_after: int = 0
+
+    @property
+    def reset_seconds(self) -> int:
+        """``reset_after`` in whole seconds, rounded up (the ``RateLimit-Reset`` value)."""
+        return math.ceil(self.reset_after)
+
+
+class RateLimitUnavailable(ServiceUnavailable):
+    """The limit store is down and the limiter fails closed."""
+
+    default_detail = "Request limits cannot be checked right now; retry later."
+
+
+class LimitStore(Protocol):
+    """Where requests are counted. ``hit`` raises only ``RateLimitUnavailable`` (a shared
+    store that cannot answer, failing closed); other storage failures are its own to
+    handle."""
+
+    async def hit(self, key: str) -> Decision: ...
+
+    async def aclose(self) -> None: ...
+
+
+def strategy(name: StrategyName, storage: Storage) -> Strategy:
+    """The ``limits`` strategy ``name`` over ``storage``."""
+    return _STRATEGIES[name](storage)
+
+
+async def decide(strategy: Strategy, items: tuple[RateLimitItem, ...], key: str) -> Decision:
+    """Spend one request for ``key`` from every rate in ``items`` (see the module docstring)."""
+    if len(items) > 1:
+        # Reads only: an exhausted rate refuses before any rate is spent.
+        tests = await asyncio.gather(*(strategy.test(item, key) for item in items))
+        exhausted = [item for item, ok in zip(items, tests, strict=True) if not ok]
+        if exhausted:
+            return await _refused(strategy, exhausted, key)
+    for item in items:
+        if not await strategy.hit(item, key):
+            return await _refused(strategy, [item], key)
+    return await _admitted(strategy, items, key)
+
+
+async def _admitted(strategy: Strategy, items: tuple[RateLimitItem, ...], key: str) -> Decision:
+    stats = await asyncio.gather(*(strategy.get_window_stats(item, key) for item in items))
+    now = time.time()
+    # The tightest rate: fewest left; on a tie, the one whose window frees last.
+    item, (reset_time, remaining) = min(
+        zip(items, stats, strict=True), key=lambda pair: (pair[1][1], -pair[1][0])
+    )
+    return Decision(
+        allowed=True,
+        limit=item.amount,
+        remaining=max(0, remaining),
+        reset_after=max(0.0, reset_time - now),
+    )
+
+
+async def _refused(strategy: Strategy, exhausted: list[RateLimitItem], key: str) -> Decision:
+    stats = await asyncio.gather(*(strategy.get_window_stats(item, key) for item in exhausted))
+    # Retrying helps only once every exhausted rate has a slot: report the last to free.
+    item, (reset_time, _) = max(zip(exhausted, stats, strict=True), key=lambda pair: pair[1][0])
+    reset_after = max(0.0, reset_time - time.time())
+    return Decision(
+        allowed=False,
+        limit=item.amount,
+        remaining=0,
+        reset_after=reset_after,
+        retry_after=max(1, math.ceil(reset_after)),
+    )
