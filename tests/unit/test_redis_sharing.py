@@ -14,45 +14,44 @@ from pathlib import Path
 
 import pytest
 import redis.asyncio
-from genkit import Genkit
 from structlog.testing import capture_logs
 
-from endpoints_hello.app import PROMPTS_DIR
-from endpoints_hello.flows import build_routes
-from genkit_endpoints.core.errors import UpstreamError
-from genkit_endpoints.model.client import ModelClient
-from genkit_endpoints.model.config import ModelCallPolicyConfig, ProviderConfig
-from genkit_endpoints.model.providers import choose_model
+from endpoints_hello.app import APP
 from genkit_endpoints.policies.backends import BackendSpec, RedisOptions, parse_backend
-from genkit_endpoints.policies.breaker import Breaker, BreakerConfig, BreakerState
+from genkit_endpoints.policies.breaker import Breaker, BreakerConfig
 from genkit_endpoints.policies.breaker.redis import RedisBreakerState
 from genkit_endpoints.policies.cache import CacheConfig, Flight, FlowCache
 from genkit_endpoints.policies.cache.redis import RedisStore
 from genkit_endpoints.policies.ratelimit import RateLimitConfig, RateLimiter
 from genkit_endpoints.policies.ratelimit.redis import RedisLimits
-from genkit_endpoints.policies.redis import RedisConnection, process_connections
-from genkit_endpoints.serving.service import ServiceConfig, build_service
+from genkit_endpoints.policies.redis import RedisConnection, RedisConnections
+from genkit_endpoints.serving.app import create_service
 from tests.support.fault_proxy import FaultProxy, fault_proxy
-from tests.support.image_server import offline_fetcher
 from tests.support.redis_server import RedisServer, start_redis
-from tests.unit.asgi_helpers import lifespan
+from tests.unit.asgi_helpers import call, http_scope, lifespan
 
 pytestmark = pytest.mark.timeout(60)
 
 
 class Features:
-    """The three features on one backend, built the way ``build_service`` and the app
-    build them: each from its own config, nothing passed between them."""
+    """The three features on one backend, built the way the service builds them: each
+    from its own config, all given the service's one registry of connections."""
 
     def __init__(self, backend: BackendSpec, namespace: str, options: RedisOptions) -> None:
+        self.registry = RedisConnections()
         self.limiter = RateLimiter(
             RateLimitConfig(
                 rates="100000/minute", backend=backend, redis=options, namespace=namespace
-            )
+            ),
+            connections=self.registry,
         )
-        self.cache = FlowCache(CacheConfig(backend=backend, redis=options, namespace=namespace))
+        self.cache = FlowCache(
+            CacheConfig(backend=backend, redis=options, namespace=namespace),
+            connections=self.registry,
+        )
         self.breaker = Breaker(
-            BreakerConfig(backend=backend, redis=options, namespace=namespace, cache_ttl=0)
+            BreakerConfig(backend=backend, redis=options, namespace=namespace, cache_ttl=0),
+            connections=self.registry,
         )
 
     def connections(self) -> list[RedisConnection]:
@@ -128,9 +127,9 @@ async def test_features_on_one_redis_hold_one_connection_and_one_gate(
         assert limits is cache is breaker
         assert sorted(limits.users) == ["breaker", "cache", "rate_limit"]
         assert features.limiter.gate is limits.gate
-        assert len(process_connections()) == 1
+        assert len(features.registry) == 1
     assert limits.closed
-    assert len(process_connections()) == 0
+    assert len(features.registry) == 0
 
 
 async def test_different_urls_or_options_get_different_connections(
@@ -203,35 +202,33 @@ async def _outage_ends(proxy: FaultProxy, *, gate_up: Callable[[], bool]) -> Non
     await wait_until(gate_up, "back on Redis")
 
 
-async def test_the_service_lifespan_closes_the_shared_connection_once(
-    redis_server: RedisServer,
+async def test_the_service_built_from_settings_shares_one_connection_closed_once(
+    own_redis: RedisServer,
 ) -> None:
-    """``build_service`` builds the limiter and the cache, the app the breaker (handed
-    over in ``closing``); all three share one connection, closed when the service stops."""
-    backend, namespace = parse_backend(redis_server.url), redis_server.namespace()
-    choice = choose_model(ProviderConfig())  # no provider keys: the offline model
-    ai = Genkit(plugins=list(choice.plugins), model=choice.model, prompt_dir=PROMPTS_DIR)
-    breaker = Breaker(BreakerConfig(backend=backend, namespace=namespace, failure_threshold=1))
-    table = build_routes(ai, ModelClient(ai, ModelCallPolicyConfig(), breaker), offline_fetcher())
-    cfg = ServiceConfig(
-        rate_limit=RateLimitConfig(backend=backend, namespace=namespace),
-        cache=CacheConfig(backend=backend, namespace=namespace),
-        closing=(breaker,),
-        gc_gen0_threshold=None,
+    """The kit builds the breaker (around model calls), the limiter and the cache from one
+    ``REDIS_URL``: requests that use all three hold one socket to Redis, not three, and
+    stopping the service closes it."""
+    settings = APP.load_settings(
+        redis_url=own_redis.url,
+        rate_limit_namespace="share",
+        cache_namespace="share",
+        cb_namespace="share",
+        grpc_enabled=False,
     )
-    service = build_service(ai, choice, table, cfg)
-    state = breaker.store
-    assert isinstance(state, RedisBreakerState)
-    connection = state.connection
-    assert sorted(connection.users) == ["breaker", "cache", "rate_limit"]
-    async with lifespan(service.asgi):
-        with contextlib.suppress(UpstreamError):
-            async with breaker.call():
-                raise UpstreamError()  # trips it on the shared Redis
-        assert breaker.state is BreakerState.OPEN
-    assert connection.closed
-    assert connection.users == ()
-    assert len(process_connections()) == 0
+    service = create_service(APP, settings)
+    admin = redis.asyncio.Redis.from_url(own_redis.url)
+    try:
+        assert await clients(admin) == 0  # built, not connected: sockets open lazily
+        async with lifespan(service.asgi):
+            body = b'{"text": "hello", "targetLanguage": "French"}'
+            scope = http_scope("/translate", "POST", [(b"content-type", b"application/json")])
+            for _ in range(3):  # one after another: a shared pool reuses one socket
+                sent = await call(service.asgi, scope, body)
+                assert sent.status == 200
+            assert await clients(admin) == 1
+        assert await clients(admin) == 0
+    finally:
+        await admin.aclose()
 
 
 async def test_a_feature_closed_twice_gives_back_only_its_own_share(

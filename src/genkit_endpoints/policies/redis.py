@@ -40,7 +40,6 @@ __all__ = [
     "RedisConnection",
     "RedisConnections",
     "RedisProbe",
-    "process_connections",
     "redis_pool",
 ]
 
@@ -268,8 +267,9 @@ class RedisConnection:
 class RedisConnections:
     """Open ``RedisConnection``\\ s by (URL, options): ``acquire`` shares, ``release`` closes.
 
-    ``process_connections()`` is the one every feature uses unless given another; a test
-    that wants features isolated (two "processes" in one) passes its own.
+    Features share a connection only through the registry they are given: the service
+    builds one and hands it to the limiter, the cache and the breaker. A feature built
+    without one gets a registry of its own, so it never shares by accident.
     """
 
     def __init__(self) -> None:
@@ -295,16 +295,3 @@ class RedisConnections:
     def _forget(self, key: tuple[str, RedisOptions], conn: RedisConnection) -> None:
         if self._open.get(key) is conn:
             del self._open[key]
-
-
-# The process's registry. A module-level object on purpose, against the house rule: the
-# features that must share a pool are built by different owners (the app builds the
-# breaker, ``build_service`` the cache and the limiter), and a pool is a per-process
-# resource by nature. It is empty at import and holds a connection only between its
-# first acquire and its last release, so nothing outlives the service that used it.
-_PROCESS = RedisConnections()
-
-
-def process_connections() -> RedisConnections:
-    """The registry features use by default (one per process)."""
-    return _PROCESS

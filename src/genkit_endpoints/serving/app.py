@@ -110,14 +110,17 @@ def create_service(app: App, settings: Settings) -> Service:
     from genkit_endpoints.model.client import ModelClient  # noqa: PLC0415
     from genkit_endpoints.model.providers import choose_model  # noqa: PLC0415
     from genkit_endpoints.policies.breaker import Breaker  # noqa: PLC0415
+    from genkit_endpoints.policies.redis import RedisConnections  # noqa: PLC0415
     from genkit_endpoints.security.images import ImageFetcher  # noqa: PLC0415
     from genkit_endpoints.serving.logging import access_logger  # noqa: PLC0415
     from genkit_endpoints.serving.service import ServiceConfig, build_service  # noqa: PLC0415
 
     choice = choose_model(settings.provider_config())
     ai = Genkit(plugins=list(choice.plugins), model=choice.model, prompt_dir=app.prompt_dir)
+    # One registry: the breaker, the cache and the limiter on one Redis share one pool.
+    connections = RedisConnections()
     cb = settings.breaker_config()
-    breaker = Breaker(cb) if cb is not None else None
+    breaker = Breaker(cb, connections=connections) if cb is not None else None
     llm = ModelClient(ai, settings.model_call_policy(), breaker)
     images = ImageFetcher(settings.image_fetch_config())
     made = app.routes(AppContext(ai=ai, llm=llm, images=images, settings=settings))
@@ -141,6 +144,7 @@ def create_service(app: App, settings: Settings) -> Service:
         rate_limit=settings.rate_limit_config(),
         cache=settings.cache_config(),
         access_logger=access_logger(settings.logging.log_format or default_format(debug)),
+        connections=connections,
         closing=(breaker,) if breaker is not None else (),
     )
     return build_service(ai, choice, table, cfg)

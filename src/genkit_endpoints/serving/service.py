@@ -32,6 +32,7 @@ from genkit_endpoints.http.types import ASGIApp
 from genkit_endpoints.model.providers import ModelChoice, WarmUp
 from genkit_endpoints.policies.cache import CacheConfig, FlowCache
 from genkit_endpoints.policies.ratelimit import RateLimitConfig, RateLimiter
+from genkit_endpoints.policies.redis import RedisConnections
 from genkit_endpoints.security.keys import ApiKeyring
 from genkit_endpoints.serving.lifecycle import Lifecycle
 
@@ -65,6 +66,10 @@ class ServiceConfig:
     # The access-log logger (``genkit_endpoints.serving.logging.access_logger``); None: the default.
     access_logger: Any = None
     cache: CacheConfig | None = None  # None: no flow cache
+    # Where the features take their Redis connections: one registry for the service, so
+    # features on the same Redis share one pool and one outage verdict. Give the app's
+    # breaker the same one. None: a registry of this service's own.
+    connections: RedisConnections | None = None
     # Objects the app built that hold connections (a shared-state breaker): their
     # ``aclose()`` runs at the end of the lifespan.
     closing: tuple[Any, ...] = ()
@@ -95,10 +100,13 @@ def build_service(
     # First shutdown signal: readiness turns 503 while in-flight work finishes.
     lifecycle.on_drain(readiness.start_draining)
     # Built here, connected lazily: a Redis client opens its pool at the first command.
-    cache = FlowCache(cfg.cache) if cfg.cache is not None else None
+    connections = cfg.connections if cfg.connections is not None else RedisConnections()
+    cache = FlowCache(cfg.cache, connections=connections) if cfg.cache is not None else None
     # What the transports share at run time; the table itself stays as the app built it.
     run = RunContext(cache=cache, json_max_depth=cfg.http.json_max_depth)
-    limiter = RateLimiter(cfg.rate_limit) if cfg.rate_limit is not None else None
+    limiter = (
+        RateLimiter(cfg.rate_limit, connections=connections) if cfg.rate_limit is not None else None
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Any) -> AsyncIterator[None]:

@@ -65,17 +65,17 @@ class Breaker:
         clock: Clock | None = None,
         connections: RedisConnections | None = None,
     ) -> None:
-        """``connections``: where a shared breaker takes its Redis connection (default:
-        the process's, shared with the other features on the same Redis)."""
+        """``connections``: where a shared breaker takes its Redis connection; pass the
+        service's registry to share it with the other features (default: its own)."""
         self.config = config
         self.transitions = 0
         self.store: BreakerStore
         if config.shared and config.backend is not None:
             # The Redis extra is optional: imported only for a Redis URL.
             from genkit_endpoints.policies.breaker.redis import RedisBreakerState  # noqa: PLC0415
-            from genkit_endpoints.policies.redis import process_connections  # noqa: PLC0415
+            from genkit_endpoints.policies.redis import RedisConnections  # noqa: PLC0415
 
-            registry = connections if connections is not None else process_connections()
+            registry = connections if connections is not None else RedisConnections()
             connection = registry.acquire(config.backend, config.redis, user="breaker")
             # Wall-clock time: replicas compare each other's opened_at.
             self.store = RedisBreakerState(config, clock or time.time, connection)

@@ -103,7 +103,8 @@ class FlowCache:
         connections: RedisConnections | None = None,
     ) -> None:
         """``store`` overrides the one ``config.backend`` names; a Redis store takes its
-        connection from ``connections`` (default: the process's, shared by features)."""
+        connection from ``connections``; pass the service's registry to share it (default:
+        its own)."""
         self.config = config
         self._store: CacheStore = (
             store if store is not None else _make_store(config, clock, connections)
@@ -191,7 +192,7 @@ def _make_store(
         return MemoryStore(config.ttl, config.max_entries, clock)
     # The Redis extra is optional: imported only for a Redis URL.
     from genkit_endpoints.policies.cache.redis import RedisStore  # noqa: PLC0415
-    from genkit_endpoints.policies.redis import process_connections  # noqa: PLC0415
+    from genkit_endpoints.policies.redis import RedisConnections  # noqa: PLC0415
 
-    registry = connections if connections is not None else process_connections()
+    registry = connections if connections is not None else RedisConnections()
     return RedisStore(config, registry.acquire(config.backend, config.redis, user="cache"))

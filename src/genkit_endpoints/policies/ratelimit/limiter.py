@@ -40,7 +40,7 @@ class RateLimiter:
         connections: RedisConnections | None = None,
     ) -> None:
         """``clock`` paces the outage log; ``connections`` is where a Redis store takes
-        its connection (default: the process's, shared with the other features)."""
+        its connection; pass the service's registry to share it (default: its own)."""
         require_limits()  # a limits release the kit was not checked against: one line
         self.cfg = cfg
         self.items: tuple[RateLimitItem, ...] = cfg.items
@@ -53,9 +53,9 @@ class RateLimiter:
         else:
             # The Redis extra is optional: imported only for a Redis URL.
             from genkit_endpoints.policies.ratelimit.redis import RedisLimits  # noqa: PLC0415
-            from genkit_endpoints.policies.redis import process_connections  # noqa: PLC0415
+            from genkit_endpoints.policies.redis import RedisConnections  # noqa: PLC0415
 
-            registry = connections if connections is not None else process_connections()
+            registry = connections if connections is not None else RedisConnections()
             connection = registry.acquire(cfg.backend, cfg.redis, user="rate_limit")
             self.store = self._shared = RedisLimits(cfg, connection, clock)
             self.gate = self._shared.gate
