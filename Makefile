@@ -10,13 +10,13 @@ test:       ## the whole test suite (starts its own servers and fakes)
 	$(UV) run --all-extras pytest
 
 lint:       ## ruff lint + format check + mypy strict
-	$(UV) run --all-extras ruff check src tests bench scripts deploy examples
-	$(UV) run --all-extras ruff format --check src tests bench scripts deploy examples
+	$(UV) run --all-extras ruff check src apps tests bench scripts deploy examples
+	$(UV) run --all-extras ruff format --check src apps tests bench scripts deploy examples
 	$(UV) run --all-extras mypy
 
 fmt:        ## format and autofix
-	$(UV) run --all-extras ruff format src tests bench scripts deploy examples
-	$(UV) run --all-extras ruff check --fix src tests bench scripts deploy examples
+	$(UV) run --all-extras ruff format src apps tests bench scripts deploy examples
+	$(UV) run --all-extras ruff check --fix src apps tests bench scripts deploy examples
 
 typecheck:
 	$(UV) run --all-extras mypy

@@ -18,8 +18,9 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_PROTO = ROOT / "src" / "endpoints_hello" / "protos" / "genkit_sample.proto"
-DEFAULT_OUT = ROOT / "src" / "endpoints_hello" / "generated"
+SAMPLE = ROOT / "apps" / "endpoints-hello" / "src" / "endpoints_hello"
+DEFAULT_PROTO = SAMPLE / "protos" / "genkit_sample.proto"
+DEFAULT_OUT = SAMPLE / "generated"
 INIT = '"""Generated gRPC stubs of ``protos/genkit_sample.proto``; regenerate, never edit."""\n'
 
 

@@ -34,8 +34,8 @@ from tests.support.image_server import offline_fetcher
 pytestmark = pytest.mark.timeout(60)
 
 ROOT = Path(__file__).resolve().parents[2]
-GENERATED = ROOT / "src" / "endpoints_hello" / "generated"
-PROTO = ROOT / "src" / "endpoints_hello" / "protos" / "genkit_sample.proto"
+GENERATED = ROOT / "apps" / "endpoints-hello" / "src" / "endpoints_hello" / "generated"
+PROTO = GENERATED.parent / "protos" / "genkit_sample.proto"
 SERVICE = pb.DESCRIPTOR.services_by_name["GenkitService"]
 
 # The reference sample's messages, (field name, number) in order: frozen for old clients.

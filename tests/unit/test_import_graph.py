@@ -139,7 +139,7 @@ def test_no_import_cycles() -> None:
     assert not cycles, "\n".join(" -> ".join(c) for c in cycles)
 
 
-OUTSIDE = ["src/endpoints_hello", "deploy", "bench", "examples"]
+OUTSIDE = ["apps", "deploy", "bench", "examples"]
 
 
 def outside_files() -> Iterator[Path]:
