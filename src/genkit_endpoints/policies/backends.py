@@ -15,18 +15,37 @@ spelling of the URL the kit prints. Each feature keys under its own namespace
 from __future__ import annotations
 
 import importlib.util
+import re
 from dataclasses import dataclass, field
 from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
 
 __all__ = [
+    "DEFAULT_NAMESPACE",
+    "NAMESPACE_PATTERN",
     "BackendSpec",
     "RedisExtraMissing",
     "RedisOptions",
     "Throttle",
+    "check_namespace",
     "parse_backend",
     "redact",
 ]
+
+# Every feature keys Redis under ``<namespace>:<feature>:…``; one rule and one default for
+# all of them, so settings and the configs built in code agree.
+DEFAULT_NAMESPACE = "genkit-endpoints"
+NAMESPACE_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
+_NAMESPACE = re.compile(NAMESPACE_PATTERN)
+
+
+def check_namespace(namespace: str, feature: str) -> None:
+    """``ValueError`` naming ``feature`` unless ``namespace`` is a valid key prefix."""
+    if not _NAMESPACE.fullmatch(namespace):
+        raise ValueError(
+            f"the {feature} namespace must be 1-64 letters, digits or _.:- (got {namespace!r})"
+        )
+
 
 Scheme = Literal["memory", "redis", "rediss", "unix"]
 _SCHEMES: tuple[Scheme, ...] = ("memory", "redis", "rediss", "unix")

@@ -20,7 +20,12 @@ from genkit_endpoints.core.errors import (
     UpstreamRejected,
     UpstreamTimeout,
 )
-from genkit_endpoints.policies.backends import BackendSpec, RedisOptions
+from genkit_endpoints.policies.backends import (
+    DEFAULT_NAMESPACE,
+    BackendSpec,
+    RedisOptions,
+    check_namespace,
+)
 
 __all__ = [
     "WINDOW_BUCKETS",
@@ -67,7 +72,7 @@ class BreakerConfig:
     half_open_max_calls: int = 1
     backend: BackendSpec | None = None
     redis: RedisOptions = field(default_factory=RedisOptions)
-    namespace: str = "genkit-endpoints"
+    namespace: str = DEFAULT_NAMESPACE
     name: str = "model"
     # A probe that never reports (its process died) gives its slot back after this.
     probe_lease: float = 120.0
@@ -93,8 +98,9 @@ class BreakerConfig:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
         if not 0 <= self.cache_ttl <= 5 or not self.outage_retry >= 0:
             raise ValueError("cache_ttl must be in [0, 5] s and outage_retry >= 0")
-        if not self.namespace or not self.name or any(c.isspace() for c in self.namespace):
-            raise ValueError("the breaker needs a non-empty namespace without spaces, and a name")
+        check_namespace(self.namespace, "breaker")
+        if not self.name:
+            raise ValueError("the breaker needs a name")
         if self.backend is not None:
             self.backend.require_client()
 

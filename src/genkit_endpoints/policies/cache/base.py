@@ -16,7 +16,13 @@ from typing import Literal, Protocol
 import orjson
 
 from genkit_endpoints.core.errors import EndpointError
-from genkit_endpoints.policies.backends import BackendSpec, RedisOptions, parse_backend
+from genkit_endpoints.policies.backends import (
+    DEFAULT_NAMESPACE,
+    BackendSpec,
+    RedisOptions,
+    check_namespace,
+    parse_backend,
+)
 
 __all__ = ["CacheConfig", "CacheStore", "Lease", "fingerprint"]
 
@@ -38,7 +44,7 @@ class CacheConfig:
     redis: RedisOptions = field(default_factory=RedisOptions)
     lock_timeout: float = 120
     wait_timeout: float | None = None
-    namespace: str = "genkit"
+    namespace: str = DEFAULT_NAMESPACE
     outage_log_interval: float = 60
 
     def __post_init__(self) -> None:
@@ -52,8 +58,7 @@ class CacheConfig:
             raise ValueError("the cache lock timeout must be positive")
         if self.wait_timeout is not None and self.wait_timeout < 0:
             raise ValueError("the cache wait timeout must not be negative")
-        if not self.namespace or any(c.isspace() for c in self.namespace):
-            raise ValueError("the cache namespace must be a non-empty word")
+        check_namespace(self.namespace, "cache")
         self.backend.require_client()
 
     @property

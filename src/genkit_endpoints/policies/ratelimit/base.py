@@ -36,7 +36,13 @@ from limits.aio.strategies import (
 from limits.aio.strategies import RateLimiter as Strategy
 
 from genkit_endpoints.core.errors import ServiceUnavailable
-from genkit_endpoints.policies.backends import BackendSpec, RedisOptions, parse_backend
+from genkit_endpoints.policies.backends import (
+    DEFAULT_NAMESPACE,
+    BackendSpec,
+    RedisOptions,
+    check_namespace,
+    parse_backend,
+)
 
 __all__ = [
     "Decision",
@@ -95,7 +101,7 @@ class RateLimitConfig:
     redis: RedisOptions = field(default_factory=RedisOptions)
     fail_open: bool = True
     outage_log_interval: float = 60.0
-    namespace: str = "genkit-endpoints"
+    namespace: str = DEFAULT_NAMESPACE
 
     def __post_init__(self) -> None:
         parse_rates(self.rates)
@@ -106,8 +112,7 @@ class RateLimitConfig:
             )
         if not self.outage_log_interval > 0:
             raise ValueError("outage_log_interval must be a positive number of seconds")
-        if not self.namespace or any(c.isspace() for c in self.namespace):
-            raise ValueError("the rate-limit namespace must be a non-empty word")
+        check_namespace(self.namespace, "rate-limit")
         self.backend.require_client()
 
     @property

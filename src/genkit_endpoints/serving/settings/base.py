@@ -13,7 +13,11 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BeforeValidator, Field, SecretStr
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from genkit_endpoints.policies.backends import parse_backend
+from genkit_endpoints.policies.backends import (
+    DEFAULT_NAMESPACE,
+    NAMESPACE_PATTERN,
+    parse_backend,
+)
 from genkit_endpoints.security.addresses import parse_networks
 
 __all__ = [
@@ -59,9 +63,8 @@ OptionalText = Annotated[str | None, BeforeValidator(_blank_is_unset)]
 OptionalPath = Annotated[Path | None, BeforeValidator(_blank_is_unset)]
 BackendUrl = Annotated[SecretStr | None, AfterValidator(_backend_url)]
 
-DEFAULT_NAMESPACE = "genkit-endpoints"
-# One Redis key prefix rule for every feature: ``<namespace>:rl:``, ``:cache:``, ``:cb:``.
-Namespace = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
+# One Redis key prefix rule for every feature (the configs check the same pattern).
+Namespace = Annotated[str, Field(pattern=NAMESPACE_PATTERN)]
 
 
 def secret(value: SecretStr | None) -> str | None:
