@@ -8,9 +8,9 @@ genkit_endpoints`` (or a CLI's ``--help``) does not import Genkit.
 
 Serve your own flows::
 
-    from genkit_endpoints import App, FlowRoute, RouteTable, serve
+    from genkit_endpoints import App, FlowRoute, serve
 
-    app = App(name="my-service", routes=lambda ctx: RouteTable([...]))
+    app = App(name="my-service", routes=lambda ctx: [FlowRoute(...), ...])
     if __name__ == "__main__":
         serve(app)
 """
@@ -57,6 +57,7 @@ if TYPE_CHECKING:
     from genkit_endpoints.policies.breaker import Breaker, BreakerConfig
     from genkit_endpoints.policies.cache import CacheConfig, fingerprint
     from genkit_endpoints.policies.ratelimit import RateLimitConfig, RateLimiter
+    from genkit_endpoints.policies.redis import RedisConnections
     from genkit_endpoints.security.images import FetchedImage, ImageFetchConfig, ImageFetcher
     from genkit_endpoints.security.keys import ApiKeyring, Principal
     from genkit_endpoints.serving.app import App, AppContext, create_service, setup_logging
@@ -127,6 +128,7 @@ _EXPORTS: dict[str, str] = {
     "CacheConfig": "genkit_endpoints.policies.cache",
     "BreakerConfig": "genkit_endpoints.policies.breaker",
     "RedisOptions": "genkit_endpoints.policies.backends",
+    "RedisConnections": "genkit_endpoints.policies.redis",
     "BackendSpec": "genkit_endpoints.policies.backends",
     "parse_backend": "genkit_endpoints.policies.backends",
     "ModelCallPolicyConfig": "genkit_endpoints.model.config",
@@ -172,6 +174,7 @@ __all__ = [
     "RateLimited",
     "RateLimiter",
     "Readiness",
+    "RedisConnections",
     "RedisOptions",
     "RouteTable",
     "ServerConfig",

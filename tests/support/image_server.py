@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx
 
-from genkit_endpoints.security.images import ImageFetchConfig, ImageFetcher
+from genkit_endpoints import ImageFetchConfig, ImageFetcher
 
 # A valid 1x1 PNG, and the start of a JPEG (the fetcher only reads the magic bytes).
 PNG = base64.b64decode(
