@@ -32,6 +32,7 @@ from genkit_endpoints.compat.hypercorn import (
 )
 from genkit_endpoints.serving.config import ServerConfig
 from genkit_endpoints.serving.runners.hypercorn import hypercorn_config, run_hypercorn
+from tests.support.raw_socket import exchange
 
 # name -> parameters (after self) of every H11Protocol method the subclass overrides.
 OVERRIDDEN = {
@@ -94,7 +95,7 @@ def _hypercorn_server() -> Iterator[int]:
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:  # ready once it answers
             try:
-                if _exchange(port, HEAD + b"\r\n").startswith(b"HTTP/1.1 200"):
+                if exchange(port, HEAD + b"\r\n").startswith(b"HTTP/1.1 200"):
                     break
             except OSError:
                 pass
@@ -109,35 +110,19 @@ def _hypercorn_server() -> Iterator[int]:
 HEAD = b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n"
 
 
-def _exchange(port: int, request: bytes, *, then: bytes = b"") -> bytes:
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
-        conn.sendall(request)
-        got = b""
-        if then:
-            # What arrives before the body is sent: a 100 Continue, or the answer.
-            got = conn.recv(65536)
-            conn.sendall(then)
-        for _ in range(1000):  # the server closes after answering (connection: close)
-            chunk = conn.recv(65536)
-            if not chunk:
-                break
-            got += chunk
-        return got
-
-
 def test_a_real_hypercorn_refuses_too_many_header_fields_with_431() -> None:
     """Stock hypercorn serves 102 header fields; the hardened protocol refuses them."""
     fields = b"".join(b"x-f%d: v\r\n" % i for i in range(100))
     with _hypercorn_server() as port:
-        refused = _exchange(port, HEAD + fields + b"\r\n")
+        refused = exchange(port, HEAD + fields + b"\r\n")
     assert refused.startswith(b"HTTP/1.1 431 ")
 
 
 def test_a_real_hypercorn_sends_100_continue_only_when_the_app_reads_the_body() -> None:
     expect = b"Host: t\r\nConnection: close\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n"
     with _hypercorn_server() as port:
-        reads = _exchange(port, b"POST /read HTTP/1.1\r\n" + expect, then=b"body")
-        skips = _exchange(port, b"POST /skip HTTP/1.1\r\n" + expect, then=b"body")
+        reads = exchange(port, b"POST /read HTTP/1.1\r\n" + expect, then=b"body")
+        skips = exchange(port, b"POST /skip HTTP/1.1\r\n" + expect, then=b"body")
     assert reads.startswith(b"HTTP/1.1 100 ")
     assert skips.startswith(b"HTTP/1.1 200 ")
     assert b" 100 " not in skips

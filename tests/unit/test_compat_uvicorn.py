@@ -31,6 +31,7 @@ from genkit_endpoints.compat.uvicorn import (
 )
 from genkit_endpoints.serving.config import ServerConfig
 from genkit_endpoints.serving.runners.uvicorn import uvicorn_config
+from tests.support.raw_socket import exchange
 
 # name -> parameters (after self) of every HttpToolsProtocol method the subclass overrides.
 OVERRIDDEN = {
@@ -92,27 +93,15 @@ def _uvicorn_server(cfg: ServerConfig) -> Iterator[tuple[int, DrainingServer]]:
 HEAD = b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n"
 
 
-def _exchange(port: int, request: bytes) -> bytes:
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
-        conn.sendall(request)
-        got = b""
-        for _ in range(1000):  # the server closes after answering (connection: close)
-            chunk = conn.recv(65536)
-            if not chunk:
-                break
-            got += chunk
-        return got
-
-
 def test_a_real_uvicorn_serves_requests_through_the_hardened_protocol() -> None:
     """A stock httptools protocol answers 200 to 102 header fields; ours refuses more than 100."""
     fields = b"".join(b"x-f%d: v\r\n" % i for i in range(100))
     with _uvicorn_server(ServerConfig(host="127.0.0.1", max_header_count=100)) as (port, server):
         assert server.config.http_protocol_class is HardenedHttpToolsProtocol
-        assert _exchange(
-            port, b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
-        ).startswith(b"HTTP/1.1 200")
-        refused = _exchange(
+        assert exchange(port, b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").startswith(
+            b"HTTP/1.1 200"
+        )
+        refused = exchange(
             port, b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n" + fields + b"\r\n"
         )
     assert refused.startswith(b"HTTP/1.1 431 ")
