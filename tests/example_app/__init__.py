@@ -1,0 +1,1 @@
+"""An app outside the sample, written only against the kit's public API (tests run it)."""

@@ -1,0 +1,1 @@
+"""Generated gRPC stubs of ``protos/example.proto``; regenerate, never edit."""
