@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "apps" / "endpoints-hello" / "src" / "endpoints_hello"
 DEFAULT_PROTO = SAMPLE / "protos" / "genkit_sample.proto"
 DEFAULT_OUT = SAMPLE / "generated"
-INIT = '"""Generated gRPC stubs of ``protos/genkit_sample.proto``; regenerate, never edit."""\n'
+INIT = '"""Generated gRPC stubs of ``protos/{name}``; regenerate, never edit."""\n'
 
 
 def generate(proto: Path, out: Path) -> list[Path]:
@@ -50,7 +50,7 @@ def generate(proto: Path, out: Path) -> list[Path]:
         raise RuntimeError(f"expected one 'import {stem}_pb2' line in {grpc_module.name}")
     grpc_module.write_text(fixed, encoding="utf-8")
     init = out / "__init__.py"
-    init.write_text(INIT, encoding="utf-8")
+    init.write_text(INIT.format(name=proto.name), encoding="utf-8")
     return [init, out / f"{stem}_pb2.py", out / f"{stem}_pb2.pyi", grpc_module]
 
 
