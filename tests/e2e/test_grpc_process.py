@@ -214,7 +214,7 @@ def test_workers_share_the_grpc_port(tmp_path: Path, server_name: str) -> None:
     """Each worker starts gRPC on the same port (SO_REUSEPORT); the kernel spreads calls."""
     grpc_port = free_port()
     args = ["--server", server_name, "--workers", "2", "--grpc-port", str(grpc_port)]
-    with run_server(tmp_path, args=args, ready_timeout=60) as server:
+    with run_server(tmp_path, args=args) as server:
         deadline = time.monotonic() + 30
         while True:
             started = [e for e in server.log_events() if e.get("event") == "grpc_server_started"]

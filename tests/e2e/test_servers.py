@@ -44,7 +44,7 @@ def live(
 ) -> Iterator[tuple[str, ServerProcess]]:
     name: str = request.param
     tmp = tmp_path_factory.mktemp(name)
-    with run_server(tmp, args=args(name), env=LIVE_ENV, ready_timeout=60) as server:
+    with run_server(tmp, args=args(name), env=LIVE_ENV) as server:
         yield name, server
 
 
@@ -117,7 +117,7 @@ def test_sigterm_lets_an_open_stream_finish_refuses_new_connections_and_exits_0(
     tmp_path: Path, name: str
 ) -> None:
     env = {"OFFLINE_FIRST_CHUNK_DELAY": "300", "OFFLINE_CHUNK_DELAY": "150", "SHUTDOWN_GRACE": "10"}
-    with run_server(tmp_path, args=args(name), env=env, ready_timeout=60) as server:
+    with run_server(tmp_path, args=args(name), env=env) as server:
         with (
             server.client() as c,
             c.stream("POST", "/tell-story/stream", json={}) as stream,
@@ -148,7 +148,7 @@ def test_a_request_longer_than_the_grace_does_not_hold_the_process(
 ) -> None:
     """SIGINT (Ctrl+C) here, SIGTERM above: both signals drain the same way."""
     env = {"OFFLINE_FIRST_CHUNK_DELAY": "30000", "SHUTDOWN_GRACE": "1"}
-    with run_server(tmp_path, args=args(name), env=env, ready_timeout=60) as server:
+    with run_server(tmp_path, args=args(name), env=env) as server:
         threading.Thread(
             target=lambda: post_quietly(server.base_url + "/tell-joke"), daemon=True
         ).start()
@@ -164,7 +164,7 @@ def test_a_request_longer_than_the_grace_does_not_hold_the_process(
 
 @pytest.mark.parametrize("name", SERVERS)
 def test_two_workers_both_serve_and_both_drain_on_sigterm(tmp_path: Path, name: str) -> None:
-    with run_server(tmp_path, args=args(name, "--workers", "2"), ready_timeout=60) as server:
+    with run_server(tmp_path, args=args(name, "--workers", "2")) as server:
         owners = serving_workers(server, want=2, timeout=30)
         server.proc.send_signal(signal.SIGTERM)
         code = server.proc.wait(timeout=20)

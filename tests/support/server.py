@@ -33,6 +33,26 @@ _SCRUB = (
 )
 
 
+# How long a server may take, from its start, to answer /health with 200. Every server's
+# main process imports the app and Genkit; granian then starts worker processes that
+# import all of it again before the first request is served, so its start-up is two
+# imports back to back and gets twice the budget. A budget too short fails healthy
+# starts on a busy machine; one too long only makes a hung start-up take longer to fail.
+STARTUP_BUDGET = {"uvicorn": 30.0, "hypercorn": 30.0, "granian": 60.0}
+DEFAULT_SERVER = "uvicorn"  # the CLI's default when neither --server nor SERVER is given
+
+
+def startup_budget(args: Sequence[str], env: Mapping[str, str] | None = None) -> float:
+    """The start-up budget of the server that ``args`` (else ``env``'s SERVER) selects."""
+    server = (env or {}).get("SERVER", DEFAULT_SERVER)
+    for i, arg in enumerate(args):
+        if arg == "--server" and i + 1 < len(args):
+            server = args[i + 1]
+        elif arg.startswith("--server="):
+            server = arg.partition("=")[2]
+    return STARTUP_BUDGET[server]
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -113,9 +133,14 @@ def run_server(
     args: Sequence[str] = (),
     env: Mapping[str, str] | None = None,
     cwd: Path | None = None,
-    ready_timeout: float = 30,
+    ready_timeout: float | None = None,
 ) -> Iterator[ServerProcess]:
-    """Start ``python -m endpoints_hello`` and wait for ``/health`` to answer 200."""
+    """Start ``python -m endpoints_hello`` and wait for ``/health`` to answer 200.
+
+    ``ready_timeout``: None, the selected server's ``STARTUP_BUDGET``.
+    """
+    if ready_timeout is None:
+        ready_timeout = startup_budget(args, env)
     port = free_port()
     log_path = tmp_path / f"server-{port}.log"
     log = log_path.open("wb")
