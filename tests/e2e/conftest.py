@@ -22,7 +22,7 @@ Which stacks a module runs on — the rule, decided per module from what it test
 
 Servers are expensive to start, so the zero-configuration app is shared by the whole
 session per stack (``offline_server``), and every test of one stack is sent to the same
-xdist worker (``tests/conftest.py``), so no stack is started on both workers.
+xdist worker (``tests/support/xdist_groups.py``), so no stack starts on both workers.
 """
 
 from __future__ import annotations
