@@ -6,24 +6,20 @@ run and, when every task waits for a timer, jumps straight to the earliest one. 
 then asserts exact virtual durations (a deadline of 200 ms took 0.2 s) in no real time,
 and a busy machine cannot stretch them: the clock only moves when nothing else can.
 
-Only for code that waits on its own timers. Work on sockets or in threads is not
-something the loop can see coming: it would jump past a timer while the reply is still
-on its way. Work handed to the loop's executor is tracked, and the clock holds still
-until it is back; a test that needs real sockets uses the real loop.
+Only for code that waits on nothing but its own timers: no sockets, no threads (a
+resolver in a thread pool, ``asyncio.to_thread``). The loop cannot see that kind of work
+coming back and would jump past a timer while the answer is still on its way, so such a
+test uses the real loop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import selectors
-from collections.abc import Callable, Coroutine
-from concurrent.futures import Future
+from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 T = TypeVar("T")
-
-# While executor work is in flight, wait for it in real time slices this long.
-_THREAD_POLL = 0.01
 
 
 class _JumpingSelector(selectors.DefaultSelector):  # type: ignore[misc,valid-type]
@@ -36,8 +32,6 @@ class _JumpingSelector(selectors.DefaultSelector):  # type: ignore[misc,valid-ty
         loop = self.loop
         if ready or timeout == 0 or loop is None:
             return ready
-        if loop.threads_in_flight:  # a thread will wake the loop: wait for it, clock held
-            return super().select(_THREAD_POLL if timeout is None else min(timeout, _THREAD_POLL))
         if timeout is None:  # no timer at all: only outside I/O can wake us
             return super().select(None)
         loop.advance(timeout)
@@ -52,23 +46,12 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
         super().__init__(selector)
         selector.loop = self
         self._now = 0.0
-        self.threads_in_flight = 0
 
     def time(self) -> float:
         return self._now
 
     def advance(self, seconds: float) -> None:
         self._now += seconds
-
-    def run_in_executor(self, executor: Any, func: Callable[..., T], *args: Any) -> Any:
-        self.threads_in_flight += 1
-        future: asyncio.Future[T] = super().run_in_executor(executor, func, *args)
-
-        def done(_: asyncio.Future[T] | Future[T]) -> None:
-            self.threads_in_flight -= 1
-
-        future.add_done_callback(done)
-        return future
 
 
 def run_virtual(main: Coroutine[Any, Any, T]) -> tuple[T, float]:
