@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -18,3 +19,14 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 @pytest.fixture
 def redis_url(redis_server: RedisServer) -> str:
     return redis_server.url
+
+
+@pytest.hookimpl(tryfirst=True, optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """Under ``--dist load`` (the default), tests sharing a started server go to one
+    worker, so the server starts once (``tests/support/xdist_groups.py``)."""
+    if config.getvalue("dist") != "load":
+        return None
+    from tests.support.xdist_groups import SharedServerScheduling
+
+    return SharedServerScheduling(config, log)

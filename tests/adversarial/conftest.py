@@ -82,7 +82,7 @@ class _Pool:
         stack = contextlib.ExitStack()
         tmp: Path = self.tmp_path_factory.mktemp(f"{server}-{framework}")
         args = ["--server", server, "--framework", framework, "--no-grpc"]
-        proc = stack.enter_context(run_server(tmp, args=args, env=env, ready_timeout=60))
+        proc = stack.enter_context(run_server(tmp, args=args, env=env))
         self.live[key] = (stack, proc)
         return proc
 

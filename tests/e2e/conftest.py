@@ -1,7 +1,28 @@
 """Fixtures starting the real app (``python -m endpoints_hello``) as a process.
 
-``stack`` parametrises a module over framework and server combinations, so the REST
-suites run against each of them: the same contract everywhere.
+Which stacks a module runs on — the rule, decided per module from what it tests:
+
+* **The contract modules run on all nine framework-server stacks**: ``test_routes``,
+  ``test_errors``, ``test_sse``, ``test_security_headers`` and ``test_shutdown``. What
+  they check — routes and their bodies, problem+json errors, SSE framing, buffering and
+  disconnects, the headers on every kind of response, draining on a signal — passes
+  through both the framework's wiring and the server's HTTP and lifecycle handling, so
+  every combination has to keep the same contract. They take the ``stack`` fixture.
+* **A module about the servers runs per server on one framework** (FastAPI):
+  ``test_servers`` (keep-alive, workers), ``test_grpc_process`` (gRPC beside each
+  server's lifecycle) and the adversarial corpus (header limits, framing, slow clients:
+  each server's own parser and timers; ``tests/adversarial/conftest.py``).
+* **A module about the frameworks runs per framework on one server**: the provider
+  suite pairs each wire format with a framework (``test_providers``), so upstream
+  failures reach the client through every framework's streaming.
+* **Everything else runs on the representative stack**, ``REPRESENTATIVE``: the CLI's
+  defaults (FastAPI on uvicorn). Those modules test the kit's policies, providers, Redis
+  clusters and configuration, which sit below the framework and above the server and
+  behave the same on every stack.
+
+Servers are expensive to start, so the zero-configuration app is shared by the whole
+session per stack (``offline_server``), and every test of one stack is sent to the same
+xdist worker (``tests/support/xdist_groups.py``), so no stack starts on both workers.
 """
 
 from __future__ import annotations
@@ -26,7 +47,15 @@ STACKS = [
 ]
 
 
-@pytest.fixture(scope="module", params=STACKS, ids=[f"{fw}-{srv}" for fw, srv in STACKS])
+# The stack every module that is not about frameworks or servers runs on.
+REPRESENTATIVE = ("fastapi", "uvicorn")
+
+
+def stack_id(stack: tuple[str, str]) -> str:
+    return f"{stack[0]}-{stack[1]}"
+
+
+@pytest.fixture(scope="session", params=STACKS, ids=[stack_id(s) for s in STACKS])
 def stack(request: pytest.FixtureRequest) -> tuple[str, str]:
     framework, server = request.param
     return str(framework), str(server)
@@ -36,11 +65,12 @@ def stack_args(stack: tuple[str, str]) -> list[str]:
     return ["--framework", stack[0], "--server", stack[1], "--no-grpc"]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def offline_server(
     stack: tuple[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ServerProcess]:
-    """The app with zero configuration (offline model, no latency), shared by a module."""
+    """The app with zero configuration (offline model, no latency), shared per stack by
+    every contract module: tests must leave it as they found it."""
     tmp: Path = tmp_path_factory.mktemp("offline")
     with run_server(tmp, args=stack_args(stack), env=IMAGE_ENV) as server:
         yield server

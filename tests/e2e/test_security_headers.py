@@ -137,7 +137,7 @@ def test_every_kind_of_response_carries_the_security_headers_and_a_request_id(
     env = {"MAX_BODY_SIZE": str(LIMIT), "CORS_ALLOWED_ORIGINS": ORIGIN}
     failures: list[str] = []
     with (
-        run_server(tmp_path, args=stack_args(stack), env=env, ready_timeout=60) as srv,
+        run_server(tmp_path, args=stack_args(stack), env=env) as srv,
         srv.client() as c,
     ):
         for check in CHECKS:

@@ -33,6 +33,50 @@ _SCRUB = (
 )
 
 
+# What a server may spend starting, counted in CPU seconds of its process tree rather
+# than in wall-clock time: on a busy machine a start-up takes longer on the clock but
+# not in CPU, so a budget in CPU time neither fails a healthy start on a loaded machine
+# nor, on an idle one, lets a spinning start-up run for minutes. Every server's main
+# process imports the app and Genkit; granian then starts worker processes that import
+# all of it again before serving, so its start-up costs two imports and gets twice the
+# budget. A start-up that uses no CPU at all for STALL_LIMIT seconds is hung (a
+# deadlock, a blocked read): a runnable process gets some CPU within that however busy
+# the machine is.
+STARTUP_BUDGET = {"uvicorn": 15.0, "hypercorn": 15.0, "granian": 30.0}
+STALL_LIMIT = 20.0
+DEFAULT_SERVER = "uvicorn"  # the CLI's default when neither --server nor SERVER is given
+_PORT_ATTEMPTS = 3  # a free port may be taken by another process before the server binds
+
+
+def startup_budget(args: Sequence[str], env: Mapping[str, str] | None = None) -> float:
+    """The start-up CPU budget of the server ``args`` (else ``env``'s SERVER) selects."""
+    server = (env or {}).get("SERVER", DEFAULT_SERVER)
+    for i, arg in enumerate(args):
+        if arg == "--server" and i + 1 < len(args):
+            server = args[i + 1]
+        elif arg.startswith("--server="):
+            server = arg.partition("=")[2]
+    return STARTUP_BUDGET[server]
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) used so far by ``pid`` and its descendants, from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total, todo = 0.0, [pid]
+    seen: set[int] = set()
+    while todo and len(seen) < 256:  # bounded: a server has a handful of processes
+        current = todo.pop()
+        seen.add(current)
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+            for task in Path(f"/proc/{current}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+        except (OSError, ValueError, IndexError):
+            continue  # it exited meanwhile
+    return total
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -113,44 +157,68 @@ def run_server(
     args: Sequence[str] = (),
     env: Mapping[str, str] | None = None,
     cwd: Path | None = None,
-    ready_timeout: float = 30,
+    ready_timeout: float | None = None,
 ) -> Iterator[ServerProcess]:
-    """Start ``python -m endpoints_hello`` and wait for ``/health`` to answer 200."""
-    port = free_port()
-    log_path = tmp_path / f"server-{port}.log"
-    log = log_path.open("wb")
-    cmd = [
-        sys.executable,
-        "-m",
-        "endpoints_hello",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        *args,
-    ]
-    proc = subprocess.Popen(
-        cmd, stdout=log, stderr=subprocess.STDOUT, env=app_env(env), cwd=cwd or tmp_path
-    )
-    server = ServerProcess(proc, port, log_path)
-    try:
-        deadline = time.monotonic() + ready_timeout
-        while True:
-            if proc.poll() is not None:
-                raise AssertionError(f"server exited with {proc.returncode}:\n{server.log_text()}")
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(server.base_url + "/health", timeout=1).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise AssertionError(
-                    f"server not healthy in {ready_timeout}s:\n{server.log_text()}"
-                )
-            time.sleep(0.05)
-        yield server
-    finally:
-        with contextlib.suppress(Exception):
-            server.terminate(timeout=15)
-        log.close()
+    """Start ``python -m endpoints_hello`` and wait for ``/health`` to answer 200.
+
+    The wait ends in failure when the server exits, spends its ``STARTUP_BUDGET`` of CPU,
+    stalls, or (only if given) ``ready_timeout`` wall-clock seconds pass. A port that
+    another process took meanwhile is retried on a new one.
+    """
+    for attempt in range(_PORT_ATTEMPTS):
+        port = free_port()
+        log_path = tmp_path / f"server-{port}.log"
+        log = log_path.open("wb")
+        cmd = [
+            sys.executable,
+            "-m",
+            "endpoints_hello",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            *args,
+        ]
+        proc = subprocess.Popen(
+            cmd, stdout=log, stderr=subprocess.STDOUT, env=app_env(env), cwd=cwd or tmp_path
+        )
+        server = ServerProcess(proc, port, log_path)
+        try:
+            failure = _wait_healthy(server, startup_budget(args, env), ready_timeout)
+            if failure is None:
+                yield server
+                return
+            lost_port = "Address already in use" in server.log_text()
+            if not (lost_port and attempt + 1 < _PORT_ATTEMPTS):
+                raise AssertionError(f"{failure}:\n{server.log_text()}")
+        finally:
+            with contextlib.suppress(Exception):
+                server.terminate(timeout=15)
+            log.close()
+
+
+def _wait_healthy(server: ServerProcess, budget: float, wall_limit: float | None) -> str | None:
+    """None once ``/health`` answers 200; else why the start-up failed."""
+    proc = server.proc
+    started = progressed = time.monotonic()
+    used = 0.0
+    while True:
+        if proc.poll() is not None:
+            return f"server exited with {proc.returncode}"
+        with contextlib.suppress(httpx.TransportError):
+            if httpx.get(server.base_url + "/health", timeout=1).status_code == 200:
+                return None
+        now = time.monotonic()
+        cpu = cpu_seconds(proc.pid)
+        if cpu > used:
+            used, progressed = cpu, now
+        if used > budget:
+            return f"server not healthy after {used:.1f} CPU seconds (budget {budget})"
+        if now - progressed > STALL_LIMIT:
+            return f"server start-up stalled: no CPU used for {STALL_LIMIT}s"
+        if wall_limit is not None and now - started > wall_limit:
+            return f"server not healthy in {wall_limit}s"
+        time.sleep(0.05)
 
 
 def run_cli(

@@ -7,7 +7,6 @@ fail N times with a status, hang, stream some chunks then fail.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,6 +39,7 @@ from genkit_endpoints.core.errors import (
 from genkit_endpoints.model.client import ModelClient
 from genkit_endpoints.model.config import ModelCallPolicyConfig
 from genkit_endpoints.policies.breaker import Breaker, BreakerConfig, BreakerOpen, BreakerState
+from tests.support.virtual_time import run_virtual, run_virtual_raising
 
 Step = Callable[[ActionRunContext], Awaitable[str]]
 
@@ -113,43 +113,47 @@ async def test_client_side_statuses_are_not_retried() -> None:
     assert script.calls == 1
 
 
-async def test_retry_after_is_honoured_as_a_floor() -> None:
+# The timing tests run on a virtual clock: exact durations, no real waiting, and a busy
+# machine cannot stretch them.
+
+
+def test_retry_after_is_honoured_as_a_floor() -> None:
     script = Script([fail("RESOURCE_EXHAUSTED", retry_after_ms=300), answer("ok")])
-    start = time.monotonic()
-    r = await client(script, max_retries=1).generate(model="test/scripted", prompt="hi")
+    r, took = run_virtual(
+        client(script, max_retries=1).generate(model="test/scripted", prompt="hi")
+    )
     assert r.text == "ok"
-    assert time.monotonic() - start >= 0.29
+    assert took == pytest.approx(0.3)  # the backoff alone would be at most 1 ms
 
 
-async def test_retry_after_beyond_max_delay_is_not_waited_for() -> None:
+def test_retry_after_beyond_max_delay_is_not_waited_for() -> None:
     script = Script([fail("RESOURCE_EXHAUSTED", retry_after_ms=60_000), answer("ok")])
-    start = time.monotonic()
-    with pytest.raises(UpstreamError):
-        await client(script, max_retries=3, max_delay_ms=1000).generate(
-            model="test/scripted", prompt="hi"
-        )
+    call = client(script, max_retries=3, max_delay_ms=1000).generate(
+        model="test/scripted", prompt="hi"
+    )
+    _, took = run_virtual_raising(call, UpstreamError)
     assert script.calls == 1
-    assert time.monotonic() - start < 1
+    assert took == 0
 
 
-async def test_hang_is_cut_at_the_deadline_with_504() -> None:
+def test_hang_is_cut_at_the_deadline_with_504() -> None:
     script = Script([answer("late", delay=10)])
-    start = time.monotonic()
-    with pytest.raises(UpstreamTimeout):
-        await client(script, timeout_ms=200).generate(model="test/scripted", prompt="hi")
-    assert 0.19 <= time.monotonic() - start < 1.5
+    call = client(script, timeout_ms=200).generate(model="test/scripted", prompt="hi")
+    _, took = run_virtual_raising(call, UpstreamTimeout)
+    assert took == pytest.approx(0.2)
     assert script.calls == 1
 
 
-async def test_retries_stop_when_the_deadline_leaves_no_room() -> None:
+def test_retries_stop_when_the_deadline_leaves_no_room() -> None:
     script = Script([fail("UNAVAILABLE")])
-    start = time.monotonic()
-    with pytest.raises(UpstreamError):
-        await client(script, timeout_ms=300, max_retries=10, base_delay_ms=250).generate(
-            model="test/scripted", prompt="hi"
-        )
-    assert time.monotonic() - start < 0.6
-    assert script.calls <= 2
+    call = client(script, timeout_ms=300, max_retries=10, base_delay_ms=250).generate(
+        model="test/scripted", prompt="hi"
+    )
+    _, took = run_virtual_raising(call, UpstreamError)
+    # One backoff (125-250 ms) fits in the 300 ms; the second (250-500 ms) never does, so
+    # the call gives up at once rather than sleeping into the deadline.
+    assert script.calls == 2
+    assert 0.125 <= took <= 0.25
 
 
 async def test_stream_failure_after_first_chunk_is_not_retried() -> None:
@@ -170,14 +174,13 @@ async def test_stream_failure_before_first_chunk_is_retried() -> None:
     assert script.calls == 2
 
 
-async def test_first_chunk_timeout_applies_to_streams() -> None:
+def test_first_chunk_timeout_applies_to_streams() -> None:
     script = Script([answer("slow", chunks=1, delay=5)])
-    start = time.monotonic()
-    with pytest.raises(UpstreamTimeout):
-        await client(script, first_chunk_timeout_ms=150, timeout_ms=10_000).stream(
-            lambda _: None, model="test/scripted", prompt="hi"
-        )
-    assert time.monotonic() - start < 1.5
+    call = client(script, first_chunk_timeout_ms=150, timeout_ms=10_000).stream(
+        lambda _: None, model="test/scripted", prompt="hi"
+    )
+    _, took = run_virtual_raising(call, UpstreamTimeout)
+    assert took == pytest.approx(0.15)
 
 
 async def test_cancelling_a_stream_consumer_cancels_the_model_call() -> None:
@@ -230,14 +233,15 @@ async def test_unknown_model_is_an_error_not_a_crash() -> None:
     assert getattr(info.value, "status", None) in (500, 502)
 
 
-async def test_base_delay_sets_the_first_backoff() -> None:
+def test_base_delay_sets_the_first_backoff() -> None:
     script = Script([fail("UNAVAILABLE"), answer("ok")])
-    start = time.monotonic()
-    await client(script, max_retries=1, base_delay_ms=400).generate(
-        model="test/scripted", prompt="hi"
+    _, took = run_virtual(
+        client(script, max_retries=1, base_delay_ms=400).generate(
+            model="test/scripted", prompt="hi"
+        )
     )
-    # full jitter within [base/2, base]
-    assert 0.19 <= time.monotonic() - start < 1.0
+    # jitter within [base/2, base]
+    assert 0.2 <= took <= 0.4
 
 
 # -- the provider's failures against bugs: only the first are 502/504 and open the breaker --

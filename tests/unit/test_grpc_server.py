@@ -68,11 +68,11 @@ async def test_one_ms_deadline_is_deadline_exceeded_and_the_flow_is_cancelled() 
 
 async def test_deadline_on_a_slow_call_cancels_the_model_call() -> None:
     async with serving(offline=OfflineModelConfig(first_chunk_delay_ms=2000)) as h:
-        started = time.monotonic()
         with pytest.raises(grpc.aio.AioRpcError) as info:
             await h.stub.TellJoke(pb.JokeRequest(), timeout=0.3)
+        # The client enforces its own deadline; what the server owes it is the cancelled
+        # model call, long before the model's 2 s answer would have completed it.
         assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
-        assert time.monotonic() - started < 1.5
         await wait_for(lambda: h.model.cancelled_calls == 1)
         assert h.model.completed_calls == 0
 
@@ -200,15 +200,14 @@ async def test_drain_turns_health_not_serving_and_refuses_new_calls() -> None:
         assert (await health.Check(health_pb2.HealthCheckRequest())).status == SERVING
         watch = health.Watch(health_pb2.HealthCheckRequest(service=""))
         assert (await watch.read()).status == SERVING
-        started = time.monotonic()
-        drain = asyncio.create_task(h.server.drain(5))
+        drain = asyncio.create_task(h.server.drain(120))
         assert (await watch.read()).status == NOT_SERVING
         with pytest.raises(grpc.aio.AioRpcError) as info:
             await h.stub.Health(pb.HealthRequest(), timeout=2)
         assert info.value.code() == grpc.StatusCode.UNAVAILABLE
-        await drain
-        # Nothing in flight but a health watch: the drain does not wait out the grace.
-        assert time.monotonic() - started < 2
+        # Nothing in flight but a health watch: the drain ends long before its grace
+        # (a bound far from both, so a busy machine cannot make it fail).
+        await asyncio.wait_for(drain, 20)
 
 
 async def test_drain_lets_an_in_flight_stream_finish_within_grace() -> None:
@@ -225,17 +224,18 @@ async def test_drain_lets_an_in_flight_stream_finish_within_grace() -> None:
 
 
 async def test_stream_longer_than_grace_ends_with_unavailable() -> None:
-    async with serving(offline=OfflineModelConfig(chunk_delay_ms=1000)) as h:
+    # Chunks a minute apart: the stream would outlast any bound below by far.
+    async with serving(offline=OfflineModelConfig(chunk_delay_ms=60_000)) as h:
         call = h.stub.TellStory(pb.StoryRequest())
         await call.read()
         started = time.monotonic()
-        await h.server.drain(0.3)
+        await asyncio.wait_for(h.server.drain(0.3), 20)
         elapsed = time.monotonic() - started
         with pytest.raises(grpc.aio.AioRpcError) as info:
             await finish(call)
         assert info.value.code() == grpc.StatusCode.UNAVAILABLE
         assert "shutting down" in (info.value.details() or "")
-        assert 0.3 <= elapsed < 2
+        assert elapsed >= 0.3  # the grace was given, then the stream was cut
         await wait_for(lambda: h.model.cancelled_calls == 1)
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import time
 from pathlib import Path
 from typing import Any
 
@@ -337,20 +336,3 @@ def test_the_app_registers_its_api_keys_and_provider_keys(
     structlog.get_logger("t").info(f"seen {SHAPELESS} and shapeless-openai-key-777")
     err = capsys.readouterr().err
     assert lines(err)[-1]["event"] == "seen *** and ***"
-
-
-def test_masking_an_access_log_event_is_cheap() -> None:
-    """A generous bound (measured ≈1.3 µs): this runs on every request's access log."""
-    masker = SecretMasker([SHAPELESS, "another-configured-key"])
-    event = {
-        "event": "request", "method": "POST", "route": "/tell-joke", "status": 200,
-        "duration_ms": 1.234, "bytes": 120, "client_ip": "127.0.0.1", "principal": "ci",
-        "request_id": "0123456789abcdef0123456789abcdef", "level": "info",
-        "logger": "genkit_endpoints.access", "timestamp": "2025-01-01T00:00:00.000000Z",
-    }  # fmt: skip
-    rounds = 5000
-    started = time.perf_counter()
-    for _ in range(rounds):
-        masker(None, "info", dict(event))
-    per_event = (time.perf_counter() - started) / rounds
-    assert per_event < 50e-6

@@ -169,13 +169,12 @@ async def test_private_loopback_and_special_addresses_are_refused_before_any_req
     host: str,
 ) -> None:
     wire = Tripwire()
-    started = time.monotonic()
     image_fetcher = ImageFetcher(
         ImageFetchConfig(timeout=5, allowed_networks=(ALLOWED_NETWORK,)), transport=wire
     )
+    # Refused as private, not ended by the timeout, and nothing reached the wire.
     assert await refusal(image_fetcher, f"http://{host}/cat.png") == PRIVATE
     assert wire.requests == []
-    assert time.monotonic() - started < 2
 
 
 async def test_loopback_is_refused_on_the_real_wire_and_its_server_sees_nothing(
@@ -334,10 +333,9 @@ async def test_a_chunked_image_over_the_cap_stops_the_download_near_the_cap(
         delay=0.002,
     )  # fmt: skip  (8 MiB in all)
     cap = 128 * KIB
-    started = time.monotonic()
     detail = await refusal(fetcher(max_bytes=cap), server.url("/endless.png"))
     assert detail == f"The image is larger than {cap} bytes."
-    assert time.monotonic() - started < 1.5
+    # That the fetcher stopped early is read from what the server managed to write.
     deadline = time.monotonic() + 5
     # The server runs in its own thread and loop: polled, not awaited.
     while not server.cut_short.get("/endless.png") and time.monotonic() < deadline:  # noqa: ASYNC110
@@ -369,11 +367,17 @@ async def test_anything_but_a_supported_image_is_refused(
 async def test_a_large_html_page_labelled_png_is_refused_after_its_first_bytes(
     server: FakeImageServer,
 ) -> None:
-    page = Reply(body=HTML + b" " * (64 * KIB), repeat=200, chunked=True, delay=0.002)
+    piece = HTML + b" " * (64 * KIB)
+    page = Reply(body=piece, repeat=200, chunked=True, delay=0.002)
     server.routes["/page.png"] = page
-    started = time.monotonic()
     await refusal(fetcher(), server.url("/page.png"))
-    assert time.monotonic() - started < 0.3  # 200 pieces would take 0.4 s or more
+    # The server sees the client hang up after a few of the 200 pieces (polled: it runs
+    # in its own thread and loop); a count of bytes, not a race against the clock.
+    deadline = time.monotonic() + 10
+    while not server.cut_short.get("/page.png") and time.monotonic() < deadline:  # noqa: ASYNC110
+        await asyncio.sleep(0.01)
+    assert server.cut_short["/page.png"]
+    assert server.written["/page.png"] <= 8 * len(piece)
 
 
 async def test_a_compressed_body_is_refused(server: FakeImageServer) -> None:
@@ -417,16 +421,19 @@ async def test_a_server_that_never_answers_times_out_within_bounds(
     detail = await refusal(fetcher(timeout=0.5), server.url("/slow.png"))
     elapsed = time.monotonic() - started
     assert detail == "The image could not be fetched (timeout)."
-    assert 0.4 <= elapsed < 2, elapsed
+    # The server never answers: only the 0.5 s timeout ends the wait. The upper bound is
+    # far above it, so a busy machine cannot fail the test.
+    assert 0.4 <= elapsed < 15, elapsed
 
 
 async def test_a_trickling_body_is_cut_by_the_overall_timeout(server: FakeImageServer) -> None:
     """Each piece arrives well within a read timeout; the whole download does not."""
-    server.routes["/drip.png"] = Reply(body=PNG, repeat=100, delay=0.05)
+    # 1000 pieces 50 ms apart: the whole body would take 50 s, far above any bound here.
+    server.routes["/drip.png"] = Reply(body=PNG, repeat=1000, delay=0.05)
     started = time.monotonic()
     detail = await refusal(fetcher(timeout=0.5), server.url("/drip.png"))
     assert detail == "The image could not be fetched (timeout)."
-    assert time.monotonic() - started < 2
+    assert time.monotonic() - started < 15
 
 
 async def test_refusals_are_logged_with_the_host_but_never_the_query(

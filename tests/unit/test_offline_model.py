@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import time
 from typing import Literal
 
 import pytest
@@ -14,6 +13,7 @@ from genkit.plugin_api import ActionKind
 from pydantic import BaseModel, ConfigDict, Field
 
 from genkit_endpoints.model.offline import OFFLINE_MODEL, OfflineModel, OfflineModelConfig
+from tests.support.virtual_time import run_virtual
 
 PNG = (  # a 1x1 transparent PNG
     "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA"
@@ -196,25 +196,28 @@ async def test_usage_counts_words_and_characters() -> None:
     assert r.usage.output_characters == len(r.text)
 
 
-async def test_unary_call_waits_the_simulated_streaming_latency() -> None:
+def test_unary_call_waits_the_simulated_streaming_latency() -> None:
+    """On a virtual clock: the wait is exactly what streaming the answer would take."""
     ai, _ = make_ai(SLOW)
-    started = time.perf_counter()
-    r = await ai.generate(prompt="Tell me a joke about Mittens")
-    elapsed = time.perf_counter() - started
+    r, took = run_virtual(ai.generate(prompt="Tell me a joke about Mittens"))
     n_chunks = math.ceil(len(r.text.split()) / 6)
     assert n_chunks >= 3
-    assert elapsed >= 0.05 * n_chunks * 0.9
+    assert took == pytest.approx(0.05 + 0.05 * (n_chunks - 1))
 
 
-async def test_streaming_honours_first_chunk_and_chunk_delays() -> None:
+def test_streaming_honours_first_chunk_and_chunk_delays() -> None:
     ai, _ = make_ai(SLOW)
-    started = time.perf_counter()
-    sr = ai.generate_stream(prompt="Tell me a joke about Mittens")
-    arrivals = [time.perf_counter() - started async for _ in sr.stream]
-    await sr.response
-    assert len(arrivals) >= 3
-    assert arrivals[0] >= 0.045
-    assert arrivals[-1] >= 0.1 + 0.045 * (len(arrivals) - 3)
+
+    async def arrivals() -> list[float]:
+        loop = asyncio.get_running_loop()
+        sr = ai.generate_stream(prompt="Tell me a joke about Mittens")
+        times = [loop.time() async for _ in sr.stream]
+        await sr.response
+        return times
+
+    times, _ = run_virtual(arrivals())  # a virtual clock: exact times, no waiting
+    assert len(times) >= 3
+    assert times == pytest.approx([0.05 * (i + 1) for i in range(len(times))])
 
 
 async def test_cancelling_a_slow_stream_counts_and_logs_the_cancellation() -> None:
