@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import contextlib
-import subprocess
-import sys
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-import httpx
-
-from tests.support.server import ServerProcess, app_env, free_port
+from tests.support.server import ServerProcess, run_server
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "hello_min.py"
 READY_TIMEOUT = 60.0
@@ -19,32 +15,10 @@ READY_TIMEOUT = 60.0
 
 @contextlib.contextmanager
 def run_example(tmp_path: Path, args: Sequence[str] = ()) -> Iterator[ServerProcess]:
-    """``python examples/hello_min.py --port <free> --no-grpc`` until ``/health`` is 200."""
-    port = free_port()
-    log_path = tmp_path / f"example-{port}.log"
-    with log_path.open("wb") as log:
-        cmd = [sys.executable, str(EXAMPLE), "--host", "127.0.0.1", "--port", str(port)]
-        proc = subprocess.Popen(
-            [*cmd, "--no-grpc", *args],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=app_env(),
-            cwd=tmp_path,  # not the repository: the script must not rely on it
-        )
-        server = ServerProcess(proc, port, log_path)
-        try:
-            deadline = time.monotonic() + READY_TIMEOUT
-            while True:
-                assert proc.poll() is None, f"exited {proc.returncode}:\n{server.log_text()}"
-                with contextlib.suppress(httpx.TransportError):
-                    if httpx.get(server.base_url + "/health", timeout=1).status_code == 200:
-                        break
-                assert time.monotonic() < deadline, f"not healthy:\n{server.log_text()}"
-                time.sleep(0.1)
-            yield server
-        finally:
-            with contextlib.suppress(Exception):
-                server.terminate(timeout=15)
+    """``python examples/hello_min.py --port <free> --no-grpc``, run outside the repository
+    (the script must not rely on it), until ``/health`` is 200."""
+    with run_server(tmp_path, app=(str(EXAMPLE),), args=["--no-grpc", *args]) as server:
+        yield server
 
 
 def test_the_readme_example_serves_its_flow(tmp_path: Path) -> None:

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,10 +27,9 @@ import pytest
 from tests.example_app.generated import example_pb2 as pb
 from tests.example_app.generated import example_pb2_grpc as pb_grpc
 from tests.fakes.provider import FakeProvider, Fault, Reply
-from tests.support.server import ServerProcess, app_env, free_port
+from tests.support.server import ServerProcess, free_port, run_server
 
 ROOT = Path(__file__).resolve().parents[2]
-READY_TIMEOUT = 60.0
 LIMIT = 3  # requests per minute and key: RATE_LIMIT_DEFAULT below
 THRESHOLD = 3  # consecutive upstream failures that open the breaker: CB_FAILURE_THRESHOLD
 
@@ -63,47 +60,35 @@ def run_example_app(
 ) -> Iterator[ServerProcess]:
     """The example app on ``framework``/``server`` with REST and gRPC on free ports,
     calling ``fake`` as its OpenAI-compatible provider."""
-    port, grpc_port = free_port(), free_port()
-    env = app_env(
-        {
-            "API_KEYS": ",".join(f"{name}:{key}" for name, key in KEYS.items()),
-            "RATE_LIMIT_DEFAULT": f"{LIMIT}/minute",
-            "CACHE_ENABLED": "true",
-            "CB_ENABLED": "true",
-            "CB_FAILURE_THRESHOLD": str(THRESHOLD),
-            "CB_RECOVERY_TIMEOUT": "300",  # stays open for the rest of the test
-            "OPENAI_API_KEY": "test-key",
-            "OPENAI_BASE_URL": fake.openai_base_url,
-            "MODEL": "openai/gpt-4o-mini",
-            "LLM_MAX_RETRIES": "0",  # one request, one upstream call: the fake counts them
-            # The app is a module of this repository's tests package, run from elsewhere.
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-        }
-    )
-    cmd = [
-        *(sys.executable, "-m", "tests.example_app.app"),
-        *("--host", "127.0.0.1", "--port", str(port), "--grpc-port", str(grpc_port)),
-        *("--framework", framework, "--server", server),
+    grpc_port = free_port()
+    env = {
+        "API_KEYS": ",".join(f"{name}:{key}" for name, key in KEYS.items()),
+        "RATE_LIMIT_DEFAULT": f"{LIMIT}/minute",
+        "CACHE_ENABLED": "true",
+        "CB_ENABLED": "true",
+        "CB_FAILURE_THRESHOLD": str(THRESHOLD),
+        "CB_RECOVERY_TIMEOUT": "300",  # stays open for the rest of the test
+        "OPENAI_API_KEY": "test-key",
+        "OPENAI_BASE_URL": fake.openai_base_url,
+        "MODEL": "openai/gpt-4o-mini",
+        "LLM_MAX_RETRIES": "0",  # one request, one upstream call: the fake counts them
+        # The app is a module of this repository's tests package, run from elsewhere.
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    }
+    args = [
+        *("--grpc-port", str(grpc_port), "--framework", framework, "--server", server),
         # debug: the cache logs each flow run that fills it (the signal of a miss).
         *("--log-level", "debug", "--log-format", "json"),
     ]
-    log_path = tmp_path / f"example-{framework}-{server}.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=tmp_path)
-        process = ServerProcess(proc, port, log_path, extra={"grpc_port": grpc_port})
-        try:
-            deadline = time.monotonic() + READY_TIMEOUT
-            while True:
-                assert proc.poll() is None, f"exited {proc.returncode}:\n{process.log_text()}"
-                with contextlib.suppress(httpx.TransportError):
-                    if httpx.get(process.base_url + "/ready", timeout=1).status_code == 200:
-                        break
-                assert time.monotonic() < deadline, f"not ready:\n{process.log_text()}"
-                time.sleep(0.1)
-            yield process
-        finally:
-            with contextlib.suppress(Exception):
-                process.terminate(timeout=15)
+    with run_server(
+        tmp_path,
+        app=("-m", "tests.example_app.app"),
+        args=args,
+        env=env,
+        probe="/ready",
+        extra={"grpc_port": grpc_port},
+    ) as process:
+        yield process
 
 
 def key(name: str) -> dict[str, str]:

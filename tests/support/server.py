@@ -45,6 +45,7 @@ _SCRUB = (
 STARTUP_BUDGET = {"uvicorn": 15.0, "hypercorn": 15.0, "granian": 30.0}
 STALL_LIMIT = 20.0
 DEFAULT_SERVER = "uvicorn"  # the CLI's default when neither --server nor SERVER is given
+SAMPLE_APP = ("-m", "endpoints_hello")
 _PORT_ATTEMPTS = 3  # a free port may be taken by another process before the server binds
 
 
@@ -158,8 +159,12 @@ def run_server(
     env: Mapping[str, str] | None = None,
     cwd: Path | None = None,
     ready_timeout: float | None = None,
+    app: Sequence[str] = SAMPLE_APP,
+    probe: str = "/health",
+    extra: Mapping[str, Any] | None = None,
 ) -> Iterator[ServerProcess]:
-    """Start ``python -m endpoints_hello`` and wait for ``/health`` to answer 200.
+    """Start ``python <app> --host 127.0.0.1 --port <free> <args>`` (the sample app
+    unless ``app`` names another module or script) and wait for ``probe`` to answer 200.
 
     The wait ends in failure when the server exits, spends its ``STARTUP_BUDGET`` of CPU,
     stalls, or (only if given) ``ready_timeout`` wall-clock seconds pass. A port that
@@ -169,22 +174,13 @@ def run_server(
         port = free_port()
         log_path = tmp_path / f"server-{port}.log"
         log = log_path.open("wb")
-        cmd = [
-            sys.executable,
-            "-m",
-            "endpoints_hello",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            *args,
-        ]
+        cmd = [sys.executable, *app, "--host", "127.0.0.1", "--port", str(port), *args]
         proc = subprocess.Popen(
             cmd, stdout=log, stderr=subprocess.STDOUT, env=app_env(env), cwd=cwd or tmp_path
         )
-        server = ServerProcess(proc, port, log_path)
+        server = ServerProcess(proc, port, log_path, extra=dict(extra or {}))
         try:
-            failure = _wait_healthy(server, startup_budget(args, env), ready_timeout)
+            failure = _wait_healthy(server, startup_budget(args, env), ready_timeout, probe)
             if failure is None:
                 yield server
                 return
@@ -197,8 +193,10 @@ def run_server(
             log.close()
 
 
-def _wait_healthy(server: ServerProcess, budget: float, wall_limit: float | None) -> str | None:
-    """None once ``/health`` answers 200; else why the start-up failed."""
+def _wait_healthy(
+    server: ServerProcess, budget: float, wall_limit: float | None, probe: str = "/health"
+) -> str | None:
+    """None once ``probe`` answers 200; else why the start-up failed."""
     proc = server.proc
     started = progressed = time.monotonic()
     used = 0.0
@@ -206,7 +204,7 @@ def _wait_healthy(server: ServerProcess, budget: float, wall_limit: float | None
         if proc.poll() is not None:
             return f"server exited with {proc.returncode}"
         with contextlib.suppress(httpx.TransportError):
-            if httpx.get(server.base_url + "/health", timeout=1).status_code == 200:
+            if httpx.get(server.base_url + probe, timeout=1).status_code == 200:
                 return None
         now = time.monotonic()
         cpu = cpu_seconds(proc.pid)
