@@ -12,7 +12,7 @@ import argparse
 import statistics
 import time
 
-from genkit_endpoints.security.masking import SecretMasker
+from genkit_endpoints import SecretMasker
 
 EVENT = {
     "event": "request", "method": "POST", "route": "/tell-joke", "status": 200,

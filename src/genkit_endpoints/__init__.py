@@ -60,6 +60,7 @@ if TYPE_CHECKING:
     from genkit_endpoints.policies.redis import RedisConnections
     from genkit_endpoints.security.images import FetchedImage, ImageFetchConfig, ImageFetcher
     from genkit_endpoints.security.keys import ApiKeyring, Principal
+    from genkit_endpoints.security.masking import SecretMasker
     from genkit_endpoints.serving.app import App, AppContext, create_service, setup_logging
     from genkit_endpoints.serving.cli import main, serve
     from genkit_endpoints.serving.config import ServerConfig
@@ -136,6 +137,8 @@ _EXPORTS: dict[str, str] = {
     "ProviderConfigError": "genkit_endpoints.model.config",
     "OfflineModelConfig": "genkit_endpoints.model.config",
     "ImageFetchConfig": "genkit_endpoints.security.images",
+    # The structlog processor that masks secrets (for apps composing their own logging).
+    "SecretMasker": "genkit_endpoints.security.masking",
 }
 
 # Spelled out for type checkers (they cannot evaluate ``sorted(_EXPORTS)``); a test
@@ -178,6 +181,7 @@ __all__ = [
     "RedisOptions",
     "RouteTable",
     "ServerConfig",
+    "SecretMasker",
     "Service",
     "ServiceConfig",
     "ServiceUnavailable",

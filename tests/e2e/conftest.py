@@ -27,6 +27,7 @@ xdist worker (``tests/support/xdist_groups.py``), so no stack starts on both wor
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -65,15 +66,44 @@ def stack_args(stack: tuple[str, str]) -> list[str]:
     return ["--framework", stack[0], "--server", stack[1], "--no-grpc"]
 
 
+class StackServers:
+    """The zero-configuration app per stack, started on first use and kept until the
+    session ends.
+
+    Not a parametrized session fixture holding the process itself: pytest finalizes such
+    a fixture whenever a worker moves on to another parameter, and a test of the first
+    stack running later could then be handed the stopped server. The registry is not
+    parametrized, so nothing is stopped before the end.
+    """
+
+    def __init__(self, factory: pytest.TempPathFactory, exits: contextlib.ExitStack) -> None:
+        self._factory = factory
+        self._exits = exits
+        self._open: dict[tuple[str, str], ServerProcess] = {}
+
+    def get(self, stack: tuple[str, str]) -> ServerProcess:
+        server = self._open.get(stack)
+        if server is None:
+            tmp: Path = self._factory.mktemp("offline")
+            server = self._exits.enter_context(
+                run_server(tmp, args=stack_args(stack), env=IMAGE_ENV)
+            )
+            self._open[stack] = server
+        assert server.proc.poll() is None, f"the {stack} server exited:\n{server.log_text()}"
+        return server
+
+
 @pytest.fixture(scope="session")
-def offline_server(
-    stack: tuple[str, str], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ServerProcess]:
+def stack_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackServers]:
+    with contextlib.ExitStack() as exits:
+        yield StackServers(tmp_path_factory, exits)
+
+
+@pytest.fixture
+def offline_server(stack: tuple[str, str], stack_servers: StackServers) -> ServerProcess:
     """The app with zero configuration (offline model, no latency), shared per stack by
     every contract module: tests must leave it as they found it."""
-    tmp: Path = tmp_path_factory.mktemp("offline")
-    with run_server(tmp, args=stack_args(stack), env=IMAGE_ENV) as server:
-        yield server
+    return stack_servers.get(stack)
 
 
 @pytest.fixture(scope="session")
