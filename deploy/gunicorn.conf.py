@@ -28,9 +28,11 @@ from typing import Any
 
 from gunicorn.glogging import Logger
 
-from genkit_endpoints import gunicorn_worker_class, load_settings, setup_logging
+from genkit_endpoints import gunicorn_worker_class, parse_settings, setup_logging
 
-_settings = load_settings()
+# No flags here (gunicorn has its own): environment and env files; a bad value is one
+# line on stderr and exit code 2, before gunicorn starts any worker.
+_settings = parse_settings([])
 _server = _settings.server_config()
 
 wsgi_app = "endpoints_hello.app:create_asgi_from_env()"  # called once in every worker

@@ -62,7 +62,7 @@ if TYPE_CHECKING:
     from genkit_endpoints.security.keys import ApiKeyring, Principal
     from genkit_endpoints.security.masking import SecretMasker
     from genkit_endpoints.serving.app import App, AppContext, create_service, setup_logging
-    from genkit_endpoints.serving.cli import main, serve
+    from genkit_endpoints.serving.cli import main, parse_settings, serve
     from genkit_endpoints.serving.config import ServerConfig
     from genkit_endpoints.serving.gunicorn import gunicorn_worker_class
     from genkit_endpoints.serving.runners import run
@@ -120,6 +120,7 @@ _EXPORTS: dict[str, str] = {
     "run": "genkit_endpoints.serving.runners",
     "ASGIApp": "genkit_endpoints.http.types",
     "gunicorn_worker_class": "genkit_endpoints.serving.gunicorn",
+    "parse_settings": "genkit_endpoints.serving.cli",
     # The runtime config objects (what settings produce; deployments and benchmarks).
     "ServerConfig": "genkit_endpoints.serving.config",
     "HttpPolicy": "genkit_endpoints.http.middleware.policy",
@@ -203,6 +204,7 @@ __all__ = [
     "load_settings",
     "main",
     "parse_backend",
+    "parse_settings",
     "run",
     "serve",
     "setup_logging",

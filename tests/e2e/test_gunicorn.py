@@ -52,3 +52,22 @@ def test_gunicorn_config_serves_without_server_header_and_drains(tmp_path: Path)
     text = (tmp_path / "gunicorn.log").read_text()
     assert code == 0, text[-3000:]
     assert text.count('"shutdown_started"') == 2
+
+
+def test_a_bad_setting_stops_gunicorn_with_one_line(tmp_path: Path) -> None:
+    env = app_env({"PORT": str(free_port()), "WORKERS": "many"})
+    gunicorn = Path(sys.executable).parent / "gunicorn"
+    done = subprocess.run(
+        [str(gunicorn), "-c", str(CONFIG)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert "WORKERS" in lines[0]
+    assert "Traceback" not in done.stderr
