@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.support.redis_server import RedisServer, redis_fixture
+from tests.support.redis_server import RedisServer, redis_fixture, start_redis
 
 
 @pytest.fixture(scope="session")
@@ -19,6 +20,18 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 @pytest.fixture
 def redis_url(redis_server: RedisServer) -> str:
     return redis_server.url
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[RedisServer]:
+    """A Redis of this test alone (never the shared one, nor ``REDIS_URL``'s): it may stop
+    and restart it, or count its clients."""
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    server = start_redis(tmp_path)
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.hookimpl(tryfirst=True, optionalhook=True)

@@ -55,7 +55,7 @@ if TYPE_CHECKING:
     from genkit_endpoints.model.providers import ModelChoice, choose_model
     from genkit_endpoints.policies.backends import BackendSpec, RedisOptions, parse_backend
     from genkit_endpoints.policies.breaker import Breaker, BreakerConfig
-    from genkit_endpoints.policies.cache import CacheConfig, fingerprint
+    from genkit_endpoints.policies.cache import CacheConfig
     from genkit_endpoints.policies.ratelimit import RateLimitConfig, RateLimiter
     from genkit_endpoints.policies.redis import RedisConnections
     from genkit_endpoints.security.images import FetchedImage, ImageFetchConfig, ImageFetcher
@@ -87,7 +87,7 @@ _EXPORTS: dict[str, str] = {
     "ModelClient": "genkit_endpoints.model.client",
     "literal": "genkit_endpoints.model.prompts",
     "json_field": "genkit_endpoints.grpc.encoding",
-    "fingerprint": "genkit_endpoints.policies.cache",
+    "fingerprint": "genkit_endpoints.core.versions",
     "current_principal": "genkit_endpoints.core.context",
     "current_request_id": "genkit_endpoints.core.context",
     "Principal": "genkit_endpoints.security.keys",

@@ -14,7 +14,7 @@ from pydantic import BaseModel
 
 from genkit_endpoints.core.errors import UpstreamTimeout
 from genkit_endpoints.core.health import Readiness
-from genkit_endpoints.core.routes import FlowRoute, RouteTable
+from genkit_endpoints.core.routes import FlowRoute, RouteTable, RunContext
 from genkit_endpoints.http.adapters.fastapi import create_fastapi_app
 from genkit_endpoints.http.middleware.stack import HttpPolicy, build_stack
 from genkit_endpoints.http.types import ASGIApp
@@ -59,7 +59,7 @@ def build() -> tuple[ASGIApp, Readiness]:
     )
     readiness = Readiness()
     return build_stack(
-        create_fastapi_app(table, readiness), HttpPolicy(request_timeout=5)
+        create_fastapi_app(table, readiness, run=RunContext()), HttpPolicy(request_timeout=5)
     ), readiness
 
 

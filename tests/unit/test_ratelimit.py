@@ -11,7 +11,6 @@ import asyncio
 import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,7 +27,7 @@ from genkit_endpoints.policies.ratelimit import (
     StrategyName,
     parse_rates,
 )
-from tests.support.redis_server import RedisServer, start_redis
+from tests.support.redis_server import RedisServer
 from tests.support.server import free_port
 
 MakeLimiter = Callable[..., Awaitable[RateLimiter]]
@@ -237,17 +236,6 @@ async def test_a_hung_redis_costs_one_short_timeout_not_client_retries(
     assert decision.limit == 60
     # 250 ms socket timeout, one attempt. redis-py's default (10 retries) takes > 2.5 s.
     assert elapsed < 1.5
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[RedisServer]:
-    """A Redis this test may stop and restart (never the shared one)."""
-    monkeypatch.delenv("REDIS_URL", raising=False)
-    server = start_redis(tmp_path)
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.mark.parametrize("fail_open", [True, False])

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 import redis.asyncio
@@ -27,7 +26,7 @@ from genkit_endpoints.policies.ratelimit.redis import RedisLimits
 from genkit_endpoints.policies.redis import RedisConnection, RedisConnections
 from genkit_endpoints.serving.app import create_service
 from tests.support.fault_proxy import FaultProxy, fault_proxy
-from tests.support.redis_server import RedisServer, start_redis
+from tests.support.redis_server import RedisServer
 from tests.unit.asgi_helpers import call, http_scope, lifespan
 
 pytestmark = pytest.mark.timeout(60)
@@ -96,20 +95,20 @@ async def features_on(
         await made.aclose()
 
 
-@pytest.fixture
-def own_redis(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[RedisServer]:
-    """A Redis no other test talks to, so its client count is this test's alone."""
-    monkeypatch.delenv("REDIS_URL", raising=False)
-    server = start_redis(tmp_path)
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 async def clients(admin: redis.asyncio.Redis) -> int:
     """Connections to the server other than ``admin``'s own."""
     return len(await admin.client_list()) - 1
+
+
+async def clients_gone(admin: redis.asyncio.Redis, limit: float = 5) -> bool:
+    """Whether every other connection is gone within ``limit`` seconds: Redis drops a
+    closed one from CLIENT LIST only once it reads the close."""
+    deadline = asyncio.get_running_loop().time() + limit
+    while await clients(admin) != 0:
+        if asyncio.get_running_loop().time() > deadline:
+            return False
+        await asyncio.sleep(0.02)
+    return True
 
 
 async def wait_until(check: Callable[[], bool], what: str, limit: float = 10) -> None:
@@ -163,11 +162,7 @@ async def test_the_sockets_of_all_three_features_come_from_one_pool(
             await features.limiter.aclose()  # the others still hold the connection
             await features.use(5)
             assert await clients(admin) == 2
-        for _ in range(100):  # the server sees the closes a moment later
-            if await clients(admin) == 0:
-                break
-            await asyncio.sleep(0.02)
-        assert await clients(admin) == 0
+        assert await clients_gone(admin)
     finally:
         await admin.aclose()
 
@@ -226,12 +221,7 @@ async def test_the_service_built_from_settings_shares_one_connection_closed_once
                 sent = await call(service.asgi, scope, body)
                 assert sent.status == 200
             assert await clients(admin) == 1
-        # Closed on our side; Redis drops it from CLIENT LIST once it reads the close.
-        for _ in range(250):
-            if await clients(admin) == 0:
-                break
-            await asyncio.sleep(0.02)
-        assert await clients(admin) == 0
+        assert await clients_gone(admin)
     finally:
         await admin.aclose()
 

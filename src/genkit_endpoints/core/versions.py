@@ -24,15 +24,17 @@ from pydantic import BaseModel
 
 from genkit_endpoints.compat.genkit import flow_function
 
-__all__ = ["ModelBasis", "VersionError", "compute", "digest", "flow_source", "prompt_text"]
+__all__ = ["ModelBasis", "VersionError", "compute", "fingerprint", "flow_source", "prompt_text"]
 
 
 class VersionError(ValueError):
     """A cacheable route's version cannot be computed; the message says what is missing."""
 
 
-def digest(*parts: str) -> str:
-    """A short, stable fingerprint of ``parts`` (order matters)."""
+def fingerprint(*parts: str) -> str:
+    """A short, stable fingerprint of ``parts`` (order matters): what the computed versions
+    are made of, and what an app passes as an explicit ``FlowRoute.version`` when a flow's
+    answers hinge on more than its own source."""
     return hashlib.sha256(orjson.dumps(list(parts))).hexdigest()[:32]
 
 
@@ -102,4 +104,4 @@ def compute(
             "or supply what is missing."
         )
     texts = [prompt_text(prompt_dir, name) for name in prompts] if prompt_dir else []
-    return digest(source, *texts, model.model, model.config)
+    return fingerprint(source, *texts, model.model, model.config)

@@ -69,6 +69,7 @@ def create_framework_app(
     one the app runs flows uncached with the default limit.
     """
     factory = getattr(require_framework(framework), f"create_{framework}_app")
+    run = run if run is not None else RunContext()  # default: uncached
     app = factory(table, readiness, run=run, debug=debug, title=title, lifespan=lifespan)
     return cast(ASGIApp, app)
 

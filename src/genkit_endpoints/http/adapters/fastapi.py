@@ -67,13 +67,12 @@ def create_fastapi_app(
     table: RouteTable,
     readiness: Readiness,
     *,
-    run: RunContext | None = None,
+    run: RunContext,
     debug: bool = False,
     title: str = "Genkit endpoints",
     lifespan: Lifespan | None = None,
 ) -> FastAPI:
     """A FastAPI app: every route of ``table``, health, readiness and the callable protocol."""
-    context = run if run is not None else RunContext()  # default: uncached
 
     async def on_http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)  # noqa: S101 - registered for that type
@@ -106,12 +105,12 @@ def create_fastapi_app(
     app.add_api_route("/ready", ready, methods=["GET"])
 
     for route in table:
-        app.add_api_route(route.path, _flow_handler(route, context), methods=["POST"])
+        app.add_api_route(route.path, _flow_handler(route, run), methods=["POST"])
 
     async def call_flow(flow_name: str, request: Request) -> Response:
         reply = await http.callable_endpoint(
             table,
-            context,
+            run,
             flow_name,
             path=request.url.path,
             body=await request.body(),

@@ -113,13 +113,12 @@ def create_litestar_app(
     table: RouteTable,
     readiness: Readiness,
     *,
-    run: RunContext | None = None,
+    run: RunContext,
     debug: bool = False,
     title: str = "Genkit endpoints",
     lifespan: Lifespan | None = None,
 ) -> ASGIApp:
     """A Litestar app: every route of ``table``, health, readiness and the callable protocol."""
-    context = run if run is not None else RunContext()  # default: uncached
 
     async def health() -> Response[Any]:
         return to_response(http.health())
@@ -132,7 +131,7 @@ def create_litestar_app(
     async def call_flow(request: AnyRequest) -> Response[Any]:
         reply = await http.callable_endpoint(
             table,
-            context,
+            run,
             request.path_params["flow_name"],
             path=request_path(request.scope),
             body=await request.body(),
@@ -150,7 +149,7 @@ def create_litestar_app(
     for flow_route in table:
         summary = flow_route.summary or flow_route.name
         handler = post(flow_route.path, status_code=200, summary=summary)
-        handlers += _guarded(flow_route.path, "POST", handler(_flow_handler(flow_route, context)))
+        handlers += _guarded(flow_route.path, "POST", handler(_flow_handler(flow_route, run)))
     callable_path = "/flows/{flow_name:str}"
     handler = post(callable_path, status_code=200, summary="Genkit callable protocol")
     handlers += _guarded(callable_path, "POST", handler(call_flow))

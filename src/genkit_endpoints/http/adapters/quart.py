@@ -163,13 +163,12 @@ def create_quart_app(
     table: RouteTable,
     readiness: Readiness,
     *,
-    run: RunContext | None = None,
+    run: RunContext,
     debug: bool = False,  # same signature as the other adapters; Quart serves no docs,
     title: str = "Genkit endpoints",  # so neither is used
     lifespan: Lifespan | None = None,
 ) -> ASGIApp:
     """A Quart app: every route of ``table``, health, readiness and the callable protocol."""
-    context = run if run is not None else RunContext()  # default: uncached
     # No static or template folders: Quart would add a /static/<path> route for one.
     app = _App(__name__, static_folder=None, template_folder=None)
     app.config.update(_CONFIG)
@@ -186,7 +185,7 @@ def create_quart_app(
     async def call_flow(flow_name: str) -> Response:
         reply = await http.callable_endpoint(
             table,
-            context,
+            run,
             flow_name,
             path=request_path(request.scope),
             body=await _body(),
@@ -205,7 +204,7 @@ def create_quart_app(
     add("/health", "health", health, "GET")
     add("/ready", "ready", ready, "GET")
     for route in table:
-        add(route.path, f"flow:{route.name}", _flow_view(route, context), "POST")
+        add(route.path, f"flow:{route.name}", _flow_view(route, run), "POST")
     add("/flows/<flow_name>", "callable", call_flow, "POST")
 
     app.register_error_handler(HTTPException, _on_http_error)

@@ -1,6 +1,6 @@
 """The flow cache: ``FlowCache`` over a ``CacheStore`` (``memory`` or ``redis``)."""
 
-from genkit_endpoints.policies.cache.base import CacheConfig, CacheStore, Lease, fingerprint
+from genkit_endpoints.policies.cache.base import CacheConfig, CacheStore, Lease
 from genkit_endpoints.policies.cache.flow import Flight, FlowCache
 from genkit_endpoints.policies.cache.memory import MemoryStore
 
@@ -11,5 +11,4 @@ __all__ = [
     "FlowCache",
     "Lease",
     "MemoryStore",
-    "fingerprint",
 ]

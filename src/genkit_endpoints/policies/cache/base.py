@@ -1,19 +1,16 @@
 """The flow cache's shared parts: its config, its storage protocol, leases and keys.
 
-A key is the SHA-256 of the flow's name, its version fingerprint (prompt, model and model
-configuration: ``fingerprint``), the canonical JSON of the validated input and, with
-``scope="principal"``, the caller (``FlowCache.key``). Values are opaque bytes:
-``routes`` decides what a unary answer or a completed stream looks like. A
-``CacheStore`` keeps them: ``memory`` in the process, ``redis`` cluster-wide.
+A key is the SHA-256 of the flow's name, its version (computed per flow from its
+source, prompts, model and model configuration: ``core.versions``), the canonical JSON
+of the validated input and, with ``scope="principal"``, the caller (``FlowCache.key``).
+Values are opaque bytes: ``routes`` decides what a unary answer or a completed stream
+looks like. A ``CacheStore`` keeps them: ``memory`` in the process, ``redis`` cluster-wide.
 """
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
-
-import orjson
 
 from genkit_endpoints.core.errors import EndpointError
 from genkit_endpoints.policies.backends import (
@@ -24,7 +21,7 @@ from genkit_endpoints.policies.backends import (
     parse_backend,
 )
 
-__all__ = ["CacheConfig", "CacheStore", "Lease", "fingerprint"]
+__all__ = ["CacheConfig", "CacheStore", "Lease"]
 
 
 @dataclass(frozen=True)
@@ -64,15 +61,6 @@ class CacheConfig:
     @property
     def max_wait(self) -> float:
         return self.lock_timeout if self.wait_timeout is None else self.wait_timeout
-
-
-def fingerprint(*parts: str) -> str:
-    """A version fingerprint from what decides a flow's answer (prompt, model, config).
-
-    Apps set ``FlowRoute.version`` with it; any changed part changes every key of the flow,
-    so a new prompt or model never serves answers made by the old one.
-    """
-    return hashlib.sha256(orjson.dumps(list(parts))).hexdigest()[:32]
 
 
 @dataclass(frozen=True, slots=True)
