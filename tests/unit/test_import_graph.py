@@ -24,13 +24,14 @@ LAYERS: dict[str, int] = {
     "compat": 0,
     "core": 1,
     "security": 2,
-    "policies": 3,
-    "model": 4,
-    "http": 5,
-    "grpc": 5,
-    "serving": 6,
+    "telemetry": 3,
+    "policies": 4,
+    "model": 5,
+    "http": 6,
+    "grpc": 6,
+    "serving": 7,
 }
-PUBLIC_FACADE = 7  # genkit_endpoints/__init__.py re-exports from every layer
+PUBLIC_FACADE = 8  # genkit_endpoints/__init__.py re-exports from every layer
 
 
 def module_name(path: Path) -> str:

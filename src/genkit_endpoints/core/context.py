@@ -1,4 +1,5 @@
-"""Per-request context shared by middleware, handlers and logs: request id and principal.
+"""Per-request context shared by middleware, handlers and logs: request id, principal and
+the request's record (what each layer learned about it, for the audit log and metrics).
 
 A module of its own so that anything (log processors, error rendering, gRPC
 interceptors) can read it without importing a transport.
@@ -55,3 +56,45 @@ def current_principal() -> Principal | None:
 # The ASGI scope key under which the API-key layer leaves the principal's *name* for the
 # layers outside it (the access log), which run after its ContextVar was reset.
 PRINCIPAL_SCOPE_KEY = "genkit_endpoints.principal"
+
+
+# The ASGI scope key under which the outermost layer leaves the request's record, for
+# the layers and framework handlers that run in tasks of their own.
+RECORD_SCOPE_KEY = "genkit_endpoints.record"
+
+
+@dataclass(slots=True)
+class RequestRecord:
+    """What the layers of one request or RPC learned about it, filled in as it runs.
+
+    The outermost layer of each transport (the REST record middleware, the gRPC logging
+    interceptor) creates it and reads it once the response is sent: the layers that
+    know a fact (the route ran flow X, the cache answered, the limiter admitted, the
+    model used N tokens) write it here instead of logging it themselves, so the audit
+    line and the metrics see the whole request. Never holds a body, a prompt or a key.
+    """
+
+    principal: str | None = None
+    flow: str | None = None
+    cache: str | None = None  # hit | miss | coalesced | bypass
+    rate_limit: str | None = None  # allowed | limited | unavailable
+    model: str | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+
+    def add_tokens(self, input_tokens: int | None, output_tokens: int | None) -> None:
+        """Add one model response's usage (a tool loop makes several)."""
+        if input_tokens is not None:
+            self.input_tokens = (self.input_tokens or 0) + input_tokens
+        if output_tokens is not None:
+            self.output_tokens = (self.output_tokens or 0) + output_tokens
+
+
+# A mutable record in the context: tasks the request starts copy the context but share
+# the record, so what they note reaches the layer that reads it.
+record_var: ContextVar[RequestRecord | None] = ContextVar("request_record", default=None)
+
+
+def current_record() -> RequestRecord | None:
+    """The record of the request being served, or None outside a request."""
+    return record_var.get()

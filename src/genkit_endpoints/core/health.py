@@ -17,9 +17,11 @@ import structlog
 
 _log = structlog.get_logger(__name__)
 
-# A component is either usable or not. The service is ready when all of them are ok and
-# it is not draining.
-Status = Literal["ok", "failing"]
+# ok: usable. degraded: down, but the service absorbs it (a Redis whose features fall
+# back) — still ready, since pulling every replica out of the load balancer would turn a
+# degraded API into an outage. failing: the service cannot serve without it. The service
+# is ready when no component is failing and it is not draining.
+Status = Literal["ok", "degraded", "failing"]
 
 
 class Readiness:
@@ -48,16 +50,24 @@ class Readiness:
         self._draining = True
         self._notify()
 
+    def components(self) -> dict[str, Status]:
+        """Every component's status (a copy)."""
+        return dict(self._components)
+
+    def status(self, component: str) -> Status | None:
+        """``component``'s status, None if it never reported."""
+        return self._components.get(component)
+
     @property
     def draining(self) -> bool:
         return self._draining
 
     @property
     def ready(self) -> bool:
-        return not self._draining and all(s == "ok" for s in self._components.values())
+        return not self._draining and all(s != "failing" for s in self._components.values())
 
     def report(self) -> tuple[bool, dict[str, str]]:
-        """(ready, {component: "ok" | "failing", "shutdown": "ok" | "draining"})."""
+        """(ready, {component: "ok" | "degraded" | "failing", "shutdown": "ok" | "draining"})."""
         checks: dict[str, str] = dict(self._components)
         checks["shutdown"] = "draining" if self._draining else "ok"
         return self.ready, checks

@@ -32,7 +32,10 @@ class ResponseCache(Protocol):
 
     def key(self, flow: str, version: str, payload: BaseModel, mode: str = "unary") -> str: ...
 
-    async def begin(self, key: str, *, read: bool = True) -> bytes | CacheFill: ...
+    async def begin(self, key: str, *, read: bool = True, flow: str = "") -> bytes | CacheFill:
+        """The stored answer, or the fill this request owes; ``flow`` names the flow for
+        the cache's metrics and the request record."""
+        ...
 
 
 def no_cache(cache_control: str | None) -> bool:

@@ -25,6 +25,7 @@ import structlog
 from genkit import Action, GenkitError
 from pydantic import BaseModel
 
+from genkit_endpoints.core.context import record_var
 from genkit_endpoints.core.errors import EndpointError, InternalError, InvalidInput
 from genkit_endpoints.core.errors import field_errors_from_pydantic as _field_errors
 from genkit_endpoints.core.json_depth import (
@@ -95,17 +96,24 @@ class ActiveStreams:
     streams a moment before lets each send its final error frame instead.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, on_change: Callable[[int], None] | None = None) -> None:
+        """``on_change(+1 | -1)`` hears every stream that opens or closes (metrics)."""
         self._queues: set[asyncio.Queue[Any]] = set()
+        self._on_change = on_change
 
     def __len__(self) -> int:
         return len(self._queues)
 
     def add(self, queue: asyncio.Queue[Any]) -> None:
         self._queues.add(queue)
+        if self._on_change is not None:
+            self._on_change(1)
 
     def discard(self, queue: asyncio.Queue[Any]) -> None:
-        self._queues.discard(queue)
+        if queue in self._queues:
+            self._queues.discard(queue)
+            if self._on_change is not None:
+                self._on_change(-1)
 
     def end_all(self, error: EndpointError) -> int:
         """Make every open stream fail with ``error`` at its next step; returns how many."""
@@ -191,8 +199,8 @@ class RunContext:
     """What the running service adds to the routes, handed to every transport.
 
     ``cache`` (None: off) serves the ``cacheable`` routes; ``json_max_depth`` bounds the
-    nesting of every JSON input; ``active`` holds the open REST streams so a drain can
-    end them with a final error frame.
+    nesting of every JSON input; ``active`` holds the open streams (REST and gRPC) so a
+    drain can end them with a final error frame.
     """
 
     cache: ResponseCache | None = None
@@ -301,9 +309,14 @@ async def invoke(
     misses share one run (its failure too, never stored). ``no_cache`` (the request's
     ``Cache-Control: no-cache``) skips the read; the fresh answer is still stored.
     """
+    record = record_var.get()
+    if record is not None:
+        record.flow = route.name
     if cache is None or not route.cacheable:
         return await _invoke(route, payload)
-    got = await cache.begin(cache.key(route.name, route.version, payload), read=not no_cache)
+    got = await cache.begin(
+        cache.key(route.name, route.version, payload), read=not no_cache, flow=route.name
+    )
     if isinstance(got, bytes):
         return orjson.loads(got)
     try:
@@ -355,6 +368,9 @@ def stream(
     never stored. Concurrent identical requests wait for the first one's complete stream
     and then replay it (they receive nothing until it ends).
     """
+    record = record_var.get()
+    if record is not None:
+        record.flow = route.name
     if cache is None or not route.cacheable:
         return _stream(route, payload, active)
     return _cached_stream(route, payload, active, cache, no_cache=no_cache)
@@ -369,12 +385,12 @@ async def _cached_stream(
     no_cache: bool,
 ) -> AsyncIterator[Chunk | Final]:
     key = cache.key(route.name, route.version, payload, mode="stream")
-    got = await cache.begin(key, read=not no_cache)
+    got = await cache.begin(key, read=not no_cache, flow=route.name)
     if isinstance(got, bytes):
-        record = orjson.loads(got)
-        for value in record["chunks"]:
+        stored = orjson.loads(got)
+        for value in stored["chunks"]:
             yield Chunk(value)
-        yield Final(record["output"])
+        yield Final(stored["output"])
         return
     chunks: list[Any] = []
     settled = False

@@ -29,7 +29,7 @@ from genkit_endpoints.grpc.interceptors import (
     Around,
     Behaviour,
     GuardInterceptor,
-    note_access,
+    note_principal,
     run_behaviour,
 )
 from genkit_endpoints.grpc.servicer import abort_with_error
@@ -84,7 +84,7 @@ class AuthInterceptor(GuardInterceptor):
             if isinstance(principal, str):
                 await abort_with_error(ctx, Unauthenticated(principal))
                 return None  # pragma: no cover - abort always raises
-            note_access(principal=principal.name)
+            note_principal(principal.name)
             token = principal_var.set(principal)
             try:
                 return await run_behaviour(behaviour, request, ctx)

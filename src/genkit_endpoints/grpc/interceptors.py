@@ -1,4 +1,5 @@
-"""gRPC server interceptors: request id and one access-log event per RPC.
+"""gRPC server interceptors: request id, and per RPC one access-log event, its metrics and
+its audit line.
 
 ``intercept_service`` only *finds* a handler; the RPC runs later, after it returned. An
 interceptor that timed or scoped that lookup would log ~0 ms for every call. So both
@@ -16,13 +17,20 @@ import inspect
 import os
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from contextvars import ContextVar
 from typing import Any
 
 import grpc
 import structlog
 
-from genkit_endpoints.core.context import request_id_var, valid_request_id
+from genkit_endpoints.core.context import (
+    RequestRecord,
+    current_record,
+    record_var,
+    request_id_var,
+    valid_request_id,
+)
+from genkit_endpoints.telemetry.audit import AuditLog
+from genkit_endpoints.telemetry.observer import NO_OBSERVER, Observer
 
 __all__ = [
     "EXEMPT_SERVICES",
@@ -30,7 +38,7 @@ __all__ = [
     "GuardInterceptor",
     "LoggingInterceptor",
     "RequestIdInterceptor",
-    "note_access",
+    "note_principal",
     "wrap_handler",
 ]
 
@@ -47,16 +55,34 @@ Behaviour = Callable[[Any, grpc.aio.ServicerContext], Any]
 Around = Callable[[Behaviour, Any, grpc.aio.ServicerContext], Awaitable[Any]]
 Continuation = Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler | None]]
 
-# Interceptors inside the logging one reset their ContextVars before it logs; what they
-# want on the access-log line (the principal, for one) they note here instead.
-_access_fields: ContextVar[dict[str, Any] | None] = ContextVar("grpc_access_fields", default=None)
+OTHER = "_OTHER"  # the metric label of a method this server does not serve
 
 
-def note_access(**fields: Any) -> None:
-    """Add fields to the current RPC's access-log event (no-op outside one)."""
-    current = _access_fields.get()
-    if current is not None:
-        current.update(fields)
+def note_principal(name: str) -> None:
+    """Put the caller's name on the current RPC's record (access log, audit log).
+
+    Interceptors inside the logging one reset their ContextVars before it logs, so what
+    they want on its line goes into the record.
+    """
+    record = current_record()
+    if record is not None:
+        record.principal = name
+
+
+def _split(method: str) -> tuple[str, str]:
+    # "/package.Service/Method" -> ("package.Service", "Method")
+    service, _, name = method.lstrip("/").partition("/")
+    return service, name
+
+
+def _peer_ip(context: grpc.aio.ServicerContext) -> str | None:
+    peer: str = context.peer() or ""
+    kind, _, rest = peer.partition(":")
+    if kind == "ipv4":
+        return rest.rsplit(":", 1)[0]
+    if kind == "ipv6":
+        return rest.rsplit(":", 1)[0].strip("[]")
+    return rest or None
 
 
 async def run_behaviour(
@@ -165,15 +191,26 @@ def _code_name(context: grpc.aio.ServicerContext) -> str | None:
 
 
 class LoggingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
-    """One ``grpc_request`` event per RPC: method, status code name, duration, request id,
-    principal (None when the call was not authenticated).
+    """Per RPC: one ``grpc_request`` event (method, status code name, duration, request id,
+    principal — None when the call was not authenticated), the RPC metrics for
+    ``observer`` and the audit line (``audit``, None: off). It creates the RPC's
+    ``RequestRecord`` for the inner interceptors and the servicer to fill.
 
     Place it after ``RequestIdInterceptor`` so the id is bound when the event is logged.
     """
 
-    def __init__(self, logger: Any = None, event: str = "grpc_request") -> None:
+    def __init__(
+        self,
+        logger: Any = None,
+        event: str = "grpc_request",
+        *,
+        observer: Observer = NO_OBSERVER,
+        audit: AuditLog | None = None,
+    ) -> None:
         self._log = logger if logger is not None else structlog.get_logger("genkit_endpoints.grpc")
         self._event = event
+        self._observer = observer
+        self._audit = audit
 
     async def intercept_service(
         self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
@@ -181,14 +218,19 @@ class LoggingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         method = handler_call_details.method
         handler = await continuation(handler_call_details)
         if handler is None:  # gRPC answers UNIMPLEMENTED without running any of our code
+            # A name the caller chose: logged, but never a metric label.
+            self._observer.rpc_started()
+            self._observer.rpc_finished(OTHER, OTHER, "UNIMPLEMENTED", 0.0)
             self._emit(method, "UNIMPLEMENTED", 0.0)
             return None
+        service, name = _split(method)
 
         async def around(behaviour: Behaviour, request: Any, ctx: grpc.aio.ServicerContext) -> Any:
             started = time.perf_counter()
             code = "UNKNOWN"  # what gRPC sends for an exception no handler turned into a status
-            fields: dict[str, Any] = {}
-            token = _access_fields.set(fields)
+            record = RequestRecord()
+            token = record_var.set(record)
+            self._observer.rpc_started()
             try:
                 result = await run_behaviour(behaviour, request, ctx)
             except asyncio.CancelledError:
@@ -204,13 +246,19 @@ class LoggingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 code = _code_name(ctx) or "OK"
                 return result
             finally:
-                _access_fields.reset(token)
-                self._emit(method, code, (time.perf_counter() - started) * 1000, fields)
+                record_var.reset(token)
+                seconds = time.perf_counter() - started
+                self._observer.rpc_finished(service, name, code, seconds)
+                self._emit(method, code, seconds * 1000, record.principal)
+                if self._audit is not None:
+                    self._audit.rpc(
+                        record, method=method, code=code, seconds=seconds, client_ip=_peer_ip(ctx)
+                    )
 
         return wrap_handler(handler, around)
 
     def _emit(
-        self, method: str, code: str, duration_ms: float, fields: dict[str, Any] | None = None
+        self, method: str, code: str, duration_ms: float, principal: str | None = None
     ) -> None:
         self._log.info(
             self._event,
@@ -218,5 +266,5 @@ class LoggingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             code=code,
             duration_ms=round(duration_ms, 3),
             request_id=request_id_var.get(),
-            **{"principal": None, **(fields or {})},
+            principal=principal,
         )

@@ -64,7 +64,7 @@ class RateLimitInterceptor(GuardInterceptor):
 
         async def around(behaviour: Behaviour, request: Any, ctx: grpc.aio.ServicerContext) -> Any:
             try:
-                decision = await limiter.hit(call_key(ctx))
+                decision = await limiter.hit(call_key(ctx), transport="grpc")
             except EndpointError as err:  # the store is down and the limiter fails closed
                 await abort_with_error(ctx, err)
                 return None  # pragma: no cover - abort always raises

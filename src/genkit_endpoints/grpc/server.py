@@ -36,8 +36,10 @@ from genkit_endpoints.grpc.servicer import InflightCalls, build_method_handlers
 from genkit_endpoints.grpc.tls import load_server_tls
 from genkit_endpoints.policies.ratelimit import RateLimiter
 from genkit_endpoints.security.keys import ApiKeyring
+from genkit_endpoints.telemetry.audit import AuditLog
+from genkit_endpoints.telemetry.observer import NO_OBSERVER, Observer
 
-__all__ = ["GrpcServer", "create_grpc_server"]
+__all__ = ["DEPENDENCY_PREFIX", "GrpcServer", "create_grpc_server"]
 
 _log = structlog.get_logger(__name__)
 # After the grace period, the calls we cut get this long to send their UNAVAILABLE status
@@ -46,6 +48,8 @@ _CUT_WAIT = 2.0
 _HEALTH_NOTICE = 0.1  # seconds, at least, between NOT_SERVING and cutting health watches
 _SERVING: int = health_pb2.HealthCheckResponse.SERVING
 _NOT_SERVING: int = health_pb2.HealthCheckResponse.NOT_SERVING
+# Health service names of the readiness components ("dependency/model").
+DEPENDENCY_PREFIX = "dependency/"
 
 
 class GrpcServer:
@@ -74,7 +78,8 @@ class GrpcServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._unsubscribe: Callable[[], None] | None = None
         self._health_sync: asyncio.Task[None] | None = None
-        self._health_status: int | None = None  # what the health servicer was last told
+        # What the health servicer was last told, by service name.
+        self._health_status: dict[str, int] = {}
         self._drain: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -110,15 +115,24 @@ class GrpcServer:
         # Readiness is read afresh each round, so a change made while a set() waited is
         # applied by the next round and the latest state always wins.
         try:
-            while (status := self._wanted_status()) != self._health_status:
-                for name in self._health_services:
-                    await self._health.set(name, status)  # ignored once a drain has started
-                self._health_status = status
+            while (wanted := self._wanted_status()) != self._health_status:
+                for name, status in wanted.items():
+                    if self._health_status.get(name) != status:
+                        # ignored once a drain has started
+                        await self._health.set(name, status)
+                        self._health_status[name] = status
         except Exception:  # health keeps its last status; the next change tries again
             _log.exception("grpc_health_update_failed")
 
-    def _wanted_status(self) -> int:
-        return _SERVING if self._readiness.ready else _NOT_SERVING
+    def _wanted_status(self) -> dict[str, int]:
+        # The served services follow readiness (degraded is still SERVING); each
+        # dependency also has a health entry of its own ("dependency/redis:cache"), SERVING
+        # only while it is ok, for clients that want the detail /ready shows.
+        overall = _SERVING if self._readiness.ready else _NOT_SERVING
+        wanted = dict.fromkeys(self._health_services, overall)
+        for component, status in self._readiness.components().items():
+            wanted[DEPENDENCY_PREFIX + component] = _SERVING if status == "ok" else _NOT_SERVING
+        return wanted
 
     def request_drain(self, grace: float) -> None:
         """Start a drain from a signal handler or another thread (does not wait for it)."""
@@ -196,6 +210,8 @@ def create_grpc_server(
     api_keys: ApiKeyring | None = None,
     rate_limiter: RateLimiter | None = None,
     run: RunContext | None = None,
+    observer: Observer = NO_OBSERVER,
+    audit: AuditLog | None = None,
 ) -> GrpcServer:
     """Build (and bind, not start) the gRPC server for ``service`` from ``table``.
 
@@ -206,7 +222,8 @@ def create_grpc_server(
     TLS every call but the health and reflection ones must authenticate
     (``genkit_endpoints.grpc.auth``). ``rate_limiter`` limits every call but those,
     inside auth so it keys by principal (``genkit_endpoints.grpc.ratelimit``). ``run``
-    is the service's run context, for its response cache (None: uncached). Raises
+    is the service's run context, for its response cache (None: uncached). ``observer``
+    hears every call (metrics); ``audit`` writes one line per call (None: off). Raises
     ``ValueError`` when an RPC has no route (see ``build_method_handlers``),
     ``TlsConfigError`` (a ``ValueError``) for a bad TLS file and ``RuntimeError`` when
     the address cannot be bound.
@@ -230,7 +247,12 @@ def create_grpc_server(
         # Listed after auth, so it runs inside auth's wrapper and sees the principal.
         auth.append(RateLimitInterceptor(rate_limiter, exempt_methods=exempt))
     server = grpc.aio.server(
-        interceptors=[RequestIdInterceptor(), LoggingInterceptor(), *auth, *interceptors],
+        interceptors=[
+            RequestIdInterceptor(),
+            LoggingInterceptor(observer=observer, audit=audit),
+            *auth,
+            *interceptors,
+        ],
         options=cfg.channel_options(),
         maximum_concurrent_rpcs=cfg.max_concurrent_rpcs,
     )

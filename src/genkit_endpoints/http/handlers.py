@@ -172,6 +172,7 @@ def health() -> HttpReply:
 def ready(readiness: Readiness) -> HttpReply:
     """Readiness as its owners last reported it: no I/O, cheap enough for tight probes."""
     ok, checks = readiness.report()
-    return json_reply(
-        {"status": "ok" if ok else "unavailable", "checks": checks}, 200 if ok else 503
-    )
+    status = "unavailable"
+    if ok:
+        status = "degraded" if "degraded" in checks.values() else "ok"
+    return json_reply({"status": status, "checks": checks}, 200 if ok else 503)

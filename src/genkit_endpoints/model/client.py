@@ -26,8 +26,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from typing import Any, TypeVar
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from contextvars import ContextVar
+from typing import Any, NamedTuple, TypeVar
 
 import structlog
 from genkit import (
@@ -46,6 +48,7 @@ from genkit.middleware import (
 )
 from pydantic import BaseModel, ValidationError
 
+from genkit_endpoints.core.context import record_var
 from genkit_endpoints.core.errors import InvalidModelOutput
 from genkit_endpoints.model.config import ModelCallPolicyConfig
 from genkit_endpoints.model.upstream import (
@@ -57,6 +60,7 @@ from genkit_endpoints.model.upstream import (
     typed_failures,
 )
 from genkit_endpoints.policies.breaker import Breaker
+from genkit_endpoints.telemetry.observer import NO_OBSERVER, Observer
 
 T = TypeVar("T", bound=BaseModel)
 _log = structlog.get_logger(__name__)
@@ -66,6 +70,43 @@ POLICY_MIDDLEWARE = "model-call-policy"
 # DEADLINE_EXCEEDED is not here: LLM_TIMEOUT is a deadline for the whole call, so
 # there is no budget left to retry a timed-out attempt with.
 _TRANSIENT = frozenset({"UNAVAILABLE", "RESOURCE_EXHAUSTED", "ABORTED"})
+
+
+class _Observed(NamedTuple):
+    observer: Observer
+    model: str
+
+
+# Set by ``ModelClient`` around each call: the middleware is built by Genkit from a JSON
+# config, so the observer and the model's name reach it through the context instead.
+_observed: ContextVar[_Observed | None] = ContextVar("model_call_observed", default=None)
+
+
+def _report(
+    observed: _Observed | None, started: float, error: BaseException | None, response: Any
+) -> None:
+    if observed is None:
+        return
+    observed.observer.model_call(
+        observed.model,
+        time.perf_counter() - started,
+        None if error is None else _error_type(error),
+    )
+    usage = getattr(response, "usage", None)
+    if usage is None:
+        return
+    inp, out = usage.input_tokens, usage.output_tokens
+    observed.observer.model_tokens(observed.model, inp, out)
+    record = record_var.get()
+    if record is not None:
+        record.model = observed.model
+        record.add_tokens(inp, out)
+
+
+def _error_type(error: BaseException) -> str:
+    if isinstance(error, GenkitError):
+        return str(error.status)
+    return type(error).__name__
 
 
 class ModelCallPolicy(BaseMiddleware[ModelCallPolicyConfig]):
@@ -89,9 +130,11 @@ class ModelCallPolicy(BaseMiddleware[ModelCallPolicyConfig]):
         loop = asyncio.get_running_loop()
         deadline = loop.time() + cfg.timeout_ms / 1000
         attempt = 0
+        observed = _observed.get()
         while True:
             started = False
             downstream = ctx.on_chunk
+            begun = time.perf_counter()
             try:
                 async with asyncio.timeout_at(deadline) as timer:
                     if downstream is not None:
@@ -101,23 +144,31 @@ class ModelCallPolicy(BaseMiddleware[ModelCallPolicyConfig]):
                             )
 
                         def on_chunk(
-                            chunk: ModelResponseChunk, _t: Any = timer, _down: Any = downstream
+                            chunk: ModelResponseChunk,
+                            _t: Any = timer,
+                            _down: Any = downstream,
+                            _begun: float = begun,
                         ) -> None:
                             nonlocal started
                             if not started:
                                 started = True
                                 _t.reschedule(deadline)
+                                if observed is not None:
+                                    observed.observer.model_first_chunk(
+                                        observed.model, time.perf_counter() - _begun
+                                    )
                             _down(chunk)
 
                         ctx.replace_on_chunk(on_chunk)
-                    return await next_fn(params, ctx)
+                    response = await next_fn(params, ctx)
             except TimeoutError:
                 phase = "first chunk" if downstream is not None and not started else "answer"
-                raise mark(
-                    "DEADLINE_EXCEEDED", f"model call timed out waiting for {phase}"
-                ) from None
+                timed_out = mark("DEADLINE_EXCEEDED", f"model call timed out waiting for {phase}")
+                _report(observed, begun, timed_out, None)
+                raise timed_out from None
             except Exception as exc:
                 failure = model_call_failure(exc)
+                _report(observed, begun, failure or exc, None)
                 if failure is None:
                     _log.error("model_plugin_failed", exc_info=original(exc))
                     raise
@@ -129,6 +180,9 @@ class ModelCallPolicy(BaseMiddleware[ModelCallPolicyConfig]):
                 )
                 await asyncio.sleep(delay)
                 attempt += 1
+            else:
+                _report(observed, begun, None, response)
+                return response
             finally:
                 if downstream is not None:
                     ctx.replace_on_chunk(downstream)
@@ -187,11 +241,21 @@ class ModelClient:
     """The one way flows reach a model: policy on every call, typed failures."""
 
     def __init__(
-        self, ai: Genkit, policy: ModelCallPolicyConfig, breaker: Breaker | None = None
+        self,
+        ai: Genkit,
+        policy: ModelCallPolicyConfig,
+        breaker: Breaker | None = None,
+        *,
+        observer: Observer = NO_OBSERVER,
+        model: str = "",
     ) -> None:
+        """``observer`` hears every model request (duration, first chunk, tokens),
+        labelled with ``model``, the configured model's name (or a call's ``model=``)."""
         self.ai = ai
         self.policy = policy
         self.breaker = breaker
+        self.observer = observer
+        self.model = model
         # Registered once by name: an inline `use=[ModelCallPolicy(...)]` makes Genkit
         # register a new randomly named middleware on every call — slow, and the
         # registry grows with every request.
@@ -201,6 +265,18 @@ class ModelClient:
 
     def _use(self) -> list[MiddlewareRef]:
         return self._refs
+
+    @contextlib.contextmanager
+    def _observing(self, model: Any) -> Iterator[None]:
+        if self.observer is NO_OBSERVER:
+            yield
+            return
+        name = model if isinstance(model, str) and model else self.model
+        token = _observed.set(_Observed(self.observer, name))
+        try:
+            yield
+        finally:
+            _observed.reset(token)
 
     @contextlib.asynccontextmanager
     async def _guarded(self) -> AsyncIterator[None]:
@@ -216,7 +292,7 @@ class ModelClient:
             return await self._generate(**kwargs)
 
     async def _generate(self, **kwargs: Any) -> ModelResponse:
-        with typed_failures():
+        with typed_failures(), self._observing(kwargs.get("model")):
             response = await self.ai.generate(use=self._use(), **kwargs)
         raise_for_response(response)
         return response
@@ -230,7 +306,10 @@ class ModelClient:
     async def stream(self, on_chunk: Callable[[str], None], **kwargs: Any) -> ModelResponse:
         """Stream text chunks to ``on_chunk``; the model call is cancelled if the caller is."""
         async with self._guarded():
-            return await self._stream(on_chunk, **kwargs)
+            # For the whole stream: the model runs in a task Genkit starts, which copies
+            # the context (and with it the observer) whenever it starts.
+            with self._observing(kwargs.get("model")):
+                return await self._stream(on_chunk, **kwargs)
 
     async def _stream(self, on_chunk: Callable[[str], None], **kwargs: Any) -> ModelResponse:
         with typed_failures():
@@ -262,7 +341,7 @@ class ModelClient:
         """Run a Dotprompt file with the policy and validate its structured output."""
         executable = self.ai.prompt(name)
         async with self._guarded():
-            with typed_failures():
+            with typed_failures(), self._observing(None):
                 response = await executable(dict(variables), use=self._use())
             raise_for_response(response)
             return validate_output(response, schema)

@@ -30,7 +30,9 @@ from typing import TYPE_CHECKING
 
 import structlog
 
+from genkit_endpoints.core.health import Readiness, Status
 from genkit_endpoints.policies.backends import BackendSpec, RedisOptions
+from genkit_endpoints.telemetry.observer import NO_OBSERVER, Observer
 
 if TYPE_CHECKING:
     from redis.asyncio import BlockingConnectionPool, Redis
@@ -147,7 +149,9 @@ class OutageGate:
         interval: float = 1.0,
         timeout: float = 1.0,
         on_close: Callable[[], Awaitable[None]] | None = None,
+        on_change: Callable[[bool], None] | None = None,
     ) -> None:
+        """``on_change(up)`` hears every verdict change (readiness, metrics)."""
         if not interval > 0 or not timeout > 0:
             raise ValueError("the probe interval and timeout must be positive")
         self._probe = probe
@@ -156,6 +160,7 @@ class OutageGate:
         self.interval = interval
         self.timeout = timeout
         self._on_close = on_close
+        self._on_change = on_change
         self.up = True
         self.failures = 0
         self.outages = 0
@@ -189,12 +194,22 @@ class OutageGate:
         self.up = False
         self.outages += 1
         _log.warning("backend_down", feature=self.name, backend=self.backend)
+        self._changed()
         while True:
             await asyncio.sleep(self.interval)
             if await self._ok():
                 break
         self.up = True
         _log.info("backend_recovered", feature=self.name, backend=self.backend)
+        self._changed()
+
+    def _changed(self) -> None:
+        if self._on_change is None:
+            return
+        try:
+            self._on_change(self.up)
+        except Exception:  # a listener's bug must not stop the watch
+            _log.exception("backend_listener_failed", feature=self.name)
 
     async def aclose(self) -> None:
         if self._task is not None:
@@ -218,27 +233,54 @@ class RedisConnection:
         options: RedisOptions,
         *,
         on_closed: Callable[[RedisConnection], None] | None = None,
+        observer: Observer = NO_OBSERVER,
+        readiness: Readiness | None = None,
     ) -> None:
+        """``observer`` hears outages; ``readiness`` gets a ``redis:<feature>`` component
+        per user: ``ok``, or during an outage ``degraded`` (the feature falls back) or
+        ``failing`` (a ``critical`` user, such as a rate limiter that fails closed)."""
         self.spec = spec
         self.options = options
         self.pool = redis_pool(spec, options)
         self.client = _client(self.pool)
         probe = RedisProbe(spec, options)
         self.gate = OutageGate(
-            probe, name="redis", backend=spec.redacted, timeout=probe.timeout, on_close=probe.aclose
+            probe,
+            name="redis",
+            backend=spec.redacted,
+            timeout=probe.timeout,
+            on_close=probe.aclose,
+            on_change=self._gate_changed,
         )
         self.closed = False
         self._users: list[str] = []
+        self._critical: set[str] = set()
         self._on_closed = on_closed
+        self._observer = observer
+        self._readiness = readiness
 
     @property
     def users(self) -> tuple[str, ...]:
         """The features holding this connection now (one entry per holder)."""
         return tuple(self._users)
 
-    def _join(self, user: str) -> None:
+    def _join(self, user: str, critical: bool = False) -> None:
         self._users.append(user)
+        if critical:
+            self._critical.add(user)
         self.gate.name = ",".join(sorted(set(self._users)))
+        self._report(user)
+
+    def _report(self, user: str) -> None:
+        if self._readiness is None:
+            return
+        down: Status = "failing" if user in self._critical else "degraded"
+        self._readiness.set_status(f"redis:{user}", "ok" if self.gate.up else down)
+
+    def _gate_changed(self, up: bool) -> None:
+        self._observer.backend_state(self.gate.name, up)
+        for user in set(self._users):
+            self._report(user)
 
     def probe_every(self, seconds: float) -> None:
         """Ask for the outage probe at least this often; the most eager feature wins."""
@@ -272,25 +314,47 @@ class RedisConnections:
     without one gets a registry of its own, so it never shares by accident.
     """
 
-    def __init__(self) -> None:
+    def __init__(
+        self, *, observer: Observer = NO_OBSERVER, readiness: Readiness | None = None
+    ) -> None:
+        """``observer`` and ``readiness`` follow every connection's outages (see
+        ``RedisConnection``)."""
         self._open: dict[tuple[str, RedisOptions], RedisConnection] = {}
+        self.observer = observer
+        self.readiness = readiness
 
     def __len__(self) -> int:
         return len(self._open)
 
     def acquire(
-        self, spec: BackendSpec, options: RedisOptions | None, *, user: str
+        self,
+        spec: BackendSpec,
+        options: RedisOptions | None,
+        *,
+        user: str,
+        critical: bool = False,
     ) -> RedisConnection:
         """The connection for ``spec`` and ``options``, opened if none is; ``user`` names
-        the feature in logs and must ``release`` it once."""
+        the feature in logs and readiness and must ``release`` it once; ``critical``: the
+        feature cannot serve while Redis is down (readiness ``failing``, not ``degraded``)."""
         opts = options or RedisOptions()
         key = (spec.url, opts)
         conn = self._open.get(key)
         if conn is None:
-            conn = RedisConnection(spec, opts, on_closed=lambda c: self._forget(key, c))
+            conn = RedisConnection(
+                spec,
+                opts,
+                on_closed=lambda c: self._forget(key, c),
+                observer=self.observer,
+                readiness=self.readiness,
+            )
             self._open[key] = conn
-        conn._join(user)
+        conn._join(user, critical)
         return conn
+
+    def features(self) -> list[str]:
+        """The feature lists of the open connections, as the metrics label them."""
+        return [conn.gate.name for conn in self._open.values()]
 
     def _forget(self, key: tuple[str, RedisOptions], conn: RedisConnection) -> None:
         if self._open.get(key) is conn:

@@ -96,7 +96,13 @@ def setup_logging(settings: Settings) -> None:
         settings.logging.log_format or default_format(settings.server.debug),
         secrets=[
             *api_key_secrets(settings.auth.api_keys),
-            *secret_values(settings.providers.gemini_api_key, settings.providers.openai_api_key),
+            *secret_values(
+                settings.providers.gemini_api_key,
+                settings.providers.openai_api_key,
+                settings.telemetry.metrics_key,
+                settings.telemetry.sentry_dsn,
+                settings.telemetry.otel_exporter_otlp_headers,
+            ),
         ],
     )
 
@@ -106,6 +112,7 @@ def create_service(app: App, settings: Settings) -> Service:
     # Imported here: Genkit and the providers are heavy (see the module docstring).
     from genkit import Genkit  # noqa: PLC0415
 
+    from genkit_endpoints.core.health import Readiness  # noqa: PLC0415
     from genkit_endpoints.core.routes import RouteTable  # noqa: PLC0415
     from genkit_endpoints.model.client import ModelClient  # noqa: PLC0415
     from genkit_endpoints.model.providers import choose_model  # noqa: PLC0415
@@ -114,14 +121,27 @@ def create_service(app: App, settings: Settings) -> Service:
     from genkit_endpoints.security.images import ImageFetcher  # noqa: PLC0415
     from genkit_endpoints.serving.logging import access_logger  # noqa: PLC0415
     from genkit_endpoints.serving.service import ServiceConfig, build_service  # noqa: PLC0415
+    from genkit_endpoints.telemetry.audit import open_audit_log  # noqa: PLC0415
+    from genkit_endpoints.telemetry.observer import NO_OBSERVER  # noqa: PLC0415
 
+    telemetry = settings.telemetry_config(app.name)
+    metrics = None
+    if telemetry.metrics:
+        from genkit_endpoints.telemetry.metrics import PrometheusMetrics  # noqa: PLC0415
+
+        metrics = PrometheusMetrics()
+    observer = metrics if metrics is not None else NO_OBSERVER
     choice = choose_model(settings.provider_config())
     ai = Genkit(plugins=list(choice.plugins), model=choice.model, prompt_dir=app.prompt_dir)
-    # One registry: the breaker, the cache and the limiter on one Redis share one pool.
-    connections = RedisConnections()
+    # One registry: the breaker, the cache and the limiter on one Redis share one pool,
+    # one outage verdict and one readiness entry per feature.
+    readiness = Readiness()
+    connections = RedisConnections(observer=observer, readiness=readiness)
     cb = settings.breaker_config()
-    breaker = Breaker(cb, connections=connections) if cb is not None else None
-    llm = ModelClient(ai, settings.model_call_policy(), breaker)
+    breaker = Breaker(cb, connections=connections, observer=observer) if cb is not None else None
+    llm = ModelClient(
+        ai, settings.model_call_policy(), breaker, observer=observer, model=choice.model
+    )
     images = ImageFetcher(settings.image_fetch_config())
     made = app.routes(AppContext(ai=ai, llm=llm, images=images, settings=settings))
     table = (
@@ -146,6 +166,10 @@ def create_service(app: App, settings: Settings) -> Service:
         access_logger=access_logger(settings.logging.log_format or default_format(debug)),
         connections=connections,
         closing=(breaker,) if breaker is not None else (),
+        readiness=readiness,
+        metrics=metrics,
+        metrics_key=telemetry.metrics_key,
+        audit=open_audit_log(telemetry.audit_sink),
     )
     return build_service(ai, choice, table, cfg)
 

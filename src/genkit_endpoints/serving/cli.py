@@ -73,6 +73,19 @@ def build_parser(prog: str = _DEFAULT_PROG, description: str | None = None) -> _
     p.add_argument(
         "--request-timeout", type=float, help="seconds until 504 (REQUEST_TIMEOUT, default 120)"
     )
+    p.add_argument(
+        "--otel-endpoint",
+        help="OTLP collector URL; turns tracing on (OTEL_EXPORTER_OTLP_ENDPOINT)",
+    )
+    p.add_argument(
+        "--no-telemetry",
+        dest="otel_sdk_disabled",
+        action="store_const",
+        const=True,
+        default=None,
+        help="export nothing: no tracing, no Sentry (OTEL_SDK_DISABLED=true)",
+    )
+    p.add_argument("--audit-log", help="stdout|stderr|off|<file> (AUDIT_LOG, default off)")
     return p
 
 
@@ -98,6 +111,9 @@ def parse_settings(argv: Sequence[str] | None = None, app: App | None = None) ->
             log_format=args.log_format,
             model=args.model,
             request_timeout=args.request_timeout,
+            otel_exporter_otlp_endpoint=args.otel_endpoint,
+            otel_sdk_disabled=args.otel_sdk_disabled,
+            audit_log=args.audit_log,
         )
     except ValidationError as exc:
         _fail(prog, one_line(exc))

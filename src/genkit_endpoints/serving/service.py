@@ -22,11 +22,11 @@ from genkit import Genkit
 
 from genkit_endpoints.core.errors import ServiceUnavailable
 from genkit_endpoints.core.health import Readiness
-from genkit_endpoints.core.routes import RouteTable, RunContext
+from genkit_endpoints.core.routes import ActiveStreams, RouteTable, RunContext
 from genkit_endpoints.grpc.config import GrpcConfig
 from genkit_endpoints.http.adapters import create_framework_app
-from genkit_endpoints.http.middleware.access_log import route_templates
 from genkit_endpoints.http.middleware.policy import HttpPolicy
+from genkit_endpoints.http.middleware.record import route_templates
 from genkit_endpoints.http.middleware.stack import build_stack
 from genkit_endpoints.http.types import ASGIApp
 from genkit_endpoints.model.providers import ModelChoice, WarmUp
@@ -35,6 +35,10 @@ from genkit_endpoints.policies.ratelimit import RateLimitConfig, RateLimiter
 from genkit_endpoints.policies.redis import RedisConnections
 from genkit_endpoints.security.keys import ApiKeyring
 from genkit_endpoints.serving.lifecycle import Lifecycle
+from genkit_endpoints.telemetry.audit import AuditLog
+from genkit_endpoints.telemetry.metrics import PrometheusMetrics
+from genkit_endpoints.telemetry.multiprocess import worker_stopped
+from genkit_endpoints.telemetry.observer import NO_OBSERVER, Observer
 
 if TYPE_CHECKING:
     from genkit_endpoints.grpc.server import GrpcServer
@@ -43,7 +47,15 @@ _log = structlog.get_logger(__name__)
 
 
 # Routes every adapter serves besides the flows; docs only in DEBUG.
-_KIT_PATHS = ("/health", "/ready", "/docs", "/redoc", "/openapi.json", "/schema")
+_KIT_PATHS = (
+    "/health",
+    "/ready",
+    "/metrics",
+    "/docs",
+    "/redoc",
+    "/openapi.json",
+    "/schema",
+)
 
 
 class ShuttingDown(ServiceUnavailable):
@@ -75,6 +87,13 @@ class ServiceConfig:
     closing: tuple[Any, ...] = ()
     # Allocations between young garbage collections once serving; None: CPython's 700.
     gc_gen0_threshold: int | None = 50_000
+    # The readiness the app's parts already report to (the Redis registry); None: new.
+    readiness: Readiness | None = None
+    # Served at /metrics (behind ``metrics_key`` when set) and told every event; None: off.
+    metrics: PrometheusMetrics | None = None
+    metrics_key: str | None = field(default=None, repr=False)
+    # One line per request and RPC; None: off. Closed at the end of the lifespan.
+    audit: AuditLog | None = None
 
 
 @dataclass
@@ -94,19 +113,42 @@ def build_service(
     ai: Genkit, choice: ModelChoice, table: RouteTable, cfg: ServiceConfig
 ) -> Service:
     """Wire ``table`` into a served app. No I/O until the server runs the lifespan."""
-    readiness = Readiness()
+    readiness = cfg.readiness if cfg.readiness is not None else Readiness()
+    observer: Observer = cfg.metrics if cfg.metrics is not None else NO_OBSERVER
     warm = WarmUp(ai, readiness)  # "model" is not ready until the warm-up succeeded
     lifecycle = Lifecycle()
     # First shutdown signal: readiness turns 503 while in-flight work finishes.
     lifecycle.on_drain(readiness.start_draining)
+    lifecycle.on_drain(observer.draining)
     # Built here, connected lazily: a Redis client opens its pool at the first command.
-    connections = cfg.connections if cfg.connections is not None else RedisConnections()
-    cache = FlowCache(cfg.cache, connections=connections) if cfg.cache is not None else None
-    # What the transports share at run time; the table itself stays as the app built it.
-    run = RunContext(cache=cache, json_max_depth=cfg.http.json_max_depth)
-    limiter = (
-        RateLimiter(cfg.rate_limit, connections=connections) if cfg.rate_limit is not None else None
+    connections = (
+        cfg.connections
+        if cfg.connections is not None
+        else RedisConnections(observer=observer, readiness=readiness)
     )
+    cache = (
+        FlowCache(cfg.cache, connections=connections, observer=observer)
+        if cfg.cache is not None
+        else None
+    )
+    # What the transports share at run time; the table itself stays as the app built it.
+    run = RunContext(
+        cache=cache,
+        json_max_depth=cfg.http.json_max_depth,
+        active=ActiveStreams(on_change=observer.streams),
+    )
+    limiter = (
+        RateLimiter(cfg.rate_limit, connections=connections, observer=observer)
+        if cfg.rate_limit is not None
+        else None
+    )
+    if cfg.metrics is not None:
+        breakers = [r.config.name for r in cfg.closing if hasattr(r, "config")]
+        cfg.metrics.declare(
+            flows=[r.name for r in table if r.cacheable] if cache is not None else (),
+            breakers=[b for b in breakers if isinstance(b, str)],
+            redis_features=connections.features(),
+        )
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Any) -> AsyncIterator[None]:
@@ -116,7 +158,7 @@ def build_service(
         # Streams still open when the grace runs out end with an error frame, not a cut.
         lifecycle.before_deadline(cfg.shutdown_grace, lambda: run.active.end_all(ShuttingDown()))
         task = asyncio.create_task(warm.run())
-        grpc_server = await _start_grpc(table, run, readiness, cfg, limiter)
+        grpc_server = await _start_grpc(table, run, readiness, cfg, limiter, observer)
         if grpc_server is not None:
             # At the first signal: health NOT_SERVING and no new RPCs, while calls finish.
             lifecycle.on_drain(lambda: grpc_server.request_drain(cfg.shutdown_grace))
@@ -144,6 +186,10 @@ def build_service(
                 await cache.aclose()
             for resource in cfg.closing:
                 await resource.aclose()
+            if cfg.audit is not None:
+                cfg.audit.close()
+            if cfg.metrics is not None:
+                worker_stopped()  # this worker's in-flight gauges leave later scrapes
 
     framework_app = create_framework_app(
         cfg.framework,
@@ -164,6 +210,10 @@ def build_service(
         api_keys=cfg.api_keys,
         access_logger=cfg.access_logger,
         rate_limiter=limiter,
+        observer=observer,
+        audit=cfg.audit,
+        metrics=cfg.metrics,
+        metrics_key=cfg.metrics_key,
     )
     return Service(asgi, ai, table, run, readiness, choice, lifecycle)
 
@@ -179,12 +229,13 @@ def _log_model_choice(choice: ModelChoice) -> None:
         _log.info("using_model", model=choice.model, provider=choice.provider)
 
 
-async def _start_grpc(
+async def _start_grpc(  # noqa: PLR0917 - private, one caller
     table: RouteTable,
     run: RunContext,
     readiness: Readiness,
     cfg: ServiceConfig,
     limiter: RateLimiter | None,
+    observer: Observer,
 ) -> GrpcServer | None:
     """The gRPC server on the serving event loop (grpc.aio binds to the current loop)."""
     if cfg.grpc is None or cfg.grpc_service is None:
@@ -201,6 +252,8 @@ async def _start_grpc(
         api_keys=cfg.api_keys,
         rate_limiter=limiter,
         run=run,
+        observer=observer,
+        audit=cfg.audit,
     )
     await server.start()
     return server

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 import structlog
 
-from genkit_endpoints.http.middleware.access_log import (
-    AccessLogMiddleware,
+from genkit_endpoints.http.middleware.record import (
+    RecordMiddleware,
     route_templates,
 )
 from genkit_endpoints.http.middleware.policy import HttpPolicy
@@ -100,7 +100,7 @@ async def test_access_log_says_499_when_the_client_left_before_a_response(access
         message = await receive()
         assert message["type"] == "http.disconnect"  # nothing to answer to
 
-    sent = await call_gone(AccessLogMiddleware(waits_for_body, route_templates([])), http_scope())
+    sent = await call_gone(RecordMiddleware(waits_for_body, route_templates([])), http_scope())
     assert sent.messages == []
     (event,) = access_log()
     assert event["status"] == 499
@@ -115,7 +115,7 @@ async def test_access_log_logs_a_cancelled_request_as_499(access_log: Any) -> No
         await asyncio.sleep(60)
 
     task = asyncio.create_task(
-        call(AccessLogMiddleware(forever, route_templates([])), http_scope())
+        call(RecordMiddleware(forever, route_templates([])), http_scope())
     )
     await started.wait()
     task.cancel()
@@ -129,7 +129,7 @@ async def test_access_log_is_silent_above_info(access_log: Any) -> None:
     logging.getLogger().setLevel(logging.WARNING)
     logging.getLogger("genkit_endpoints").setLevel(logging.WARNING)
     try:
-        await call(AccessLogMiddleware(json_app(), route_templates([])), http_scope())
+        await call(RecordMiddleware(json_app(), route_templates([])), http_scope())
     finally:
         logging.getLogger("genkit_endpoints").setLevel(logging.NOTSET)
     assert access_log() == []

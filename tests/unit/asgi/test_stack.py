@@ -10,6 +10,7 @@ from genkit_endpoints.http.middleware.stack import HttpPolicy, build_stack
 from genkit_endpoints.http.types import Message, Receive, Scope, Send
 from genkit_endpoints.policies.ratelimit import RateLimitConfig, RateLimiter
 from genkit_endpoints.security.keys import ApiKeyring
+from genkit_endpoints.telemetry.metrics import PrometheusMetrics
 
 
 async def test_non_http_scopes_pass_through_untouched() -> None:
@@ -34,9 +35,10 @@ async def test_non_http_scopes_pass_through_untouched() -> None:
 LAYERS = {
     "proxy headers": "ProxyHeadersMiddleware",
     "request id": "RequestIdMiddleware",
-    "access log": "AccessLogMiddleware",
+    "request record": "RecordMiddleware",
     "security headers": "SecurityHeadersMiddleware",
     "error envelope": "ErrorEnvelopeMiddleware",
+    "/metrics": "MetricsEndpointMiddleware",
     "CORS": "CorsMiddleware",
     "trusted host": "TrustedHostMiddleware",
     "concurrency limit": "ConcurrencyLimitMiddleware",
@@ -65,6 +67,7 @@ def full_stack() -> list[str]:
         policy,
         api_keys=ApiKeyring.parse("web:k" + "e" * 31),
         rate_limiter=RateLimiter(RateLimitConfig(rates="10/minute")),
+        metrics=PrometheusMetrics(),
     )
     names = []
     for _ in range(len(LAYERS) + 1):  # bounded: a cycle of .app would otherwise never end

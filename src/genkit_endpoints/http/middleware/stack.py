@@ -2,18 +2,22 @@
 
 Outermost first::
 
-    proxy headers → request id → access log → security headers → error envelope → CORS
-    → trusted host → concurrency limit → body limit → API key → rate limit → request
-    timeout → gzip → framework
+    proxy headers → request id → request record → security headers → error envelope
+    → /metrics → CORS → trusted host → concurrency limit → body limit → API key → rate
+    limit → request timeout → gzip → framework
 
 Why this order:
 
 * The client's address and scheme are settled first, so every later layer (and the
   log) sees the real client and HSTS sees https from a trusted proxy.
-* The request id exists before anything can answer; the access log sits outside every
-  layer that can answer, so it logs the status actually sent.
+* The request id exists before anything can answer; the request record (access log,
+  metrics, audit log) sits outside every layer that can answer, so it sees the status
+  actually sent.
 * Security headers wrap the error envelope and every rejecting layer, so 400/401/403/
   408/413/503/504 and the envelope's 500 all carry them.
+* ``/metrics`` answers inside the envelope and the security headers but before CORS,
+  hosts, limits and keys: a scraper addresses the pod by IP, carries no API key, and must
+  see the metrics most when the service is overloaded. It has its own key.
 * CORS answers preflights before host, auth and limits: a browser's preflight carries
   no API key. Trusted host before the concurrency slot; the cheap rejections (body size,
   key) before any work; the timeout innermost among the answering layers, disarmed
@@ -32,10 +36,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from genkit_endpoints.http.middleware.access_log import (
-    AccessLogMiddleware,
-    route_templates,
-)
 from genkit_endpoints.http.middleware.body_limit import BodyLimitMiddleware
 from genkit_endpoints.http.middleware.concurrency import ConcurrencyLimitMiddleware
 from genkit_endpoints.http.middleware.cors import CorsMiddleware
@@ -43,16 +43,20 @@ from genkit_endpoints.http.middleware.errors import ErrorEnvelopeMiddleware
 from genkit_endpoints.http.middleware.gzip import GzipMiddleware
 from genkit_endpoints.http.middleware.policy import HttpPolicy
 from genkit_endpoints.http.middleware.proxy import ProxyHeadersMiddleware, TrustedProxies
+from genkit_endpoints.http.middleware.record import RecordMiddleware, route_templates
 from genkit_endpoints.http.middleware.request_id import RequestIdMiddleware
 from genkit_endpoints.http.middleware.security_headers import SecurityHeadersMiddleware
 from genkit_endpoints.http.middleware.timeout import TimeoutMiddleware
 from genkit_endpoints.http.middleware.trusted_host import TrustedHostMiddleware
 from genkit_endpoints.http.types import ASGIApp
 from genkit_endpoints.security.addresses import parse_networks
+from genkit_endpoints.telemetry.observer import NO_OBSERVER, Observer
 
 if TYPE_CHECKING:
     from genkit_endpoints.policies.ratelimit import RateLimiter
     from genkit_endpoints.security.keys import ApiKeyring
+    from genkit_endpoints.telemetry.audit import AuditLog
+    from genkit_endpoints.telemetry.metrics import PrometheusMetrics
 
 
 def build_stack(
@@ -63,11 +67,17 @@ def build_stack(
     api_keys: ApiKeyring | None = None,
     access_logger: Any | None = None,
     rate_limiter: RateLimiter | None = None,
+    observer: Observer = NO_OBSERVER,
+    audit: AuditLog | None = None,
+    metrics: PrometheusMetrics | None = None,
+    metrics_key: str | None = None,
 ) -> ASGIApp:
     """Wrap a framework app in the kit's middleware, in the documented order.
 
-    ``route_template`` maps a path to its route template for the access log (default:
-    every path is logged as unmatched). ``rate_limiter``: None, no rate limiting.
+    ``route_template`` maps a path to its route template for the access log and the
+    metrics (default: every path is unmatched). ``rate_limiter``: None, no rate limiting.
+    ``observer`` hears every request; ``audit`` writes its line; ``metrics`` (None: no
+    ``/metrics``) is served, behind ``metrics_key`` when one is given.
     """
     policy = policy or HttpPolicy()
     route_template = route_template or route_templates(())
@@ -90,9 +100,15 @@ def build_stack(
     inner = TrustedHostMiddleware(inner, policy.trusted_hosts)
     if policy.cors_allowed_origins:
         inner = CorsMiddleware(inner, policy.cors_allowed_origins, debug=policy.debug)
+    if metrics is not None:
+        from genkit_endpoints.http.middleware.metrics import (  # noqa: PLC0415 - only with metrics
+            MetricsEndpointMiddleware,
+        )
+
+        inner = MetricsEndpointMiddleware(inner, metrics, key=metrics_key)
     inner = ErrorEnvelopeMiddleware(inner)
     inner = SecurityHeadersMiddleware(inner, debug=policy.debug, hsts_max_age=policy.hsts_max_age)
-    inner = AccessLogMiddleware(inner, route_template, access_logger)
+    inner = RecordMiddleware(inner, route_template, access_logger, observer=observer, audit=audit)
     inner = RequestIdMiddleware(inner)
     if policy.trusted_proxies:
         inner = ProxyHeadersMiddleware(

@@ -46,6 +46,7 @@ from genkit_endpoints.policies.breaker.base import (
     counts_as_failure,
 )
 from genkit_endpoints.policies.breaker.memory import MemoryBreakerStore
+from genkit_endpoints.telemetry.observer import NO_OBSERVER, Observer
 
 if TYPE_CHECKING:
     from genkit_endpoints.policies.redis import RedisConnections
@@ -64,10 +65,13 @@ class Breaker:
         *,
         clock: Clock | None = None,
         connections: RedisConnections | None = None,
+        observer: Observer = NO_OBSERVER,
     ) -> None:
         """``connections``: where a shared breaker takes its Redis connection; pass the
-        service's registry to share it with the other features (default: its own)."""
+        service's registry to share it with the other features (default: its own).
+        ``observer`` follows its state and counts its transitions."""
         self.config = config
+        self.observer = observer
         self.transitions = 0
         self.store: BreakerStore
         if config.shared and config.backend is not None:
@@ -93,6 +97,8 @@ class Breaker:
         token = uuid.uuid4().hex
         step = await self.store.acquire(token)
         self._note(step)
+        # A shared breaker changes state in other replicas too: report what this one sees.
+        self.observer.breaker_state(self.config.name, self.store.view())
         if not step.admitted:
             raise BreakerOpen(step.retry_after)
         try:
@@ -119,6 +125,7 @@ class Breaker:
             return
         old, new, reason = step.transition
         self.transitions += 1
+        self.observer.breaker_transition(self.config.name, str(old), str(new))
         _log.warning(
             "breaker_state_changed",
             breaker=self.config.name,

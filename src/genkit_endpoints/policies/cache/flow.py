@@ -26,10 +26,11 @@ import orjson
 import structlog
 from pydantic import BaseModel
 
-from genkit_endpoints.core.context import current_principal
+from genkit_endpoints.core.context import current_principal, record_var
 from genkit_endpoints.core.errors import EndpointError
 from genkit_endpoints.policies.cache.base import CacheConfig, CacheStore, Lease
 from genkit_endpoints.policies.cache.memory import MemoryStore
+from genkit_endpoints.telemetry.observer import NO_OBSERVER, Observer
 
 if TYPE_CHECKING:
     from genkit_endpoints.policies.redis import RedisConnections
@@ -101,11 +102,13 @@ class FlowCache:
         clock: Clock = time.monotonic,
         store: CacheStore | None = None,
         connections: RedisConnections | None = None,
+        observer: Observer = NO_OBSERVER,
     ) -> None:
         """``store`` overrides the one ``config.backend`` names; a Redis store takes its
         connection from ``connections``; pass the service's registry to share it (default:
-        its own)."""
+        its own). ``observer`` counts the results (hit, miss, coalesced, bypass)."""
         self.config = config
+        self.observer = observer
         self._store: CacheStore = (
             store if store is not None else _make_store(config, clock, connections)
         )
@@ -131,13 +134,15 @@ class FlowCache:
         head = orjson.dumps([flow, version, mode, principal])
         return hashlib.sha256(head + b"\n" + canonical).hexdigest()
 
-    async def begin(self, key: str, *, read: bool = True) -> bytes | Flight:
+    async def begin(self, key: str, *, read: bool = True, flow: str = "") -> bytes | Flight:
         """The cached value, or a ``Flight`` that makes this request the one filling it.
 
         Raises the ``EndpointError`` a concurrent leader failed with. ``read=False``
         (``Cache-Control: no-cache``) skips the lookup and the single-flight but stores.
+        ``flow`` labels the result in the metrics.
         """
         if not read:
+            self._result(flow, "bypass")
             return Flight(self, key, Lease(), None)
         for _ in range(_MAX_ROUNDS):
             pending = self._inflight.get(key)
@@ -145,9 +150,11 @@ class FlowCache:
                 break
             try:
                 # shield: a waiter that goes away must not cancel the leader's future.
-                return await asyncio.shield(pending)
+                value = await asyncio.shield(pending)
             except _LeaderGone:
                 continue
+            self._result(flow, "coalesced")
+            return value
         loop = asyncio.get_running_loop()
         future: asyncio.Future[bytes] = loop.create_future()
         future.add_done_callback(_retrieve)
@@ -163,9 +170,17 @@ class FlowCache:
             raise
         if isinstance(got, bytes):
             flight._resolve(got, None)
+            self._result(flow, "hit")
             return got
         flight._lease = got
+        self._result(flow, "miss")
         return flight
+
+    def _result(self, flow: str, result: str) -> None:
+        self.observer.cache_result(flow, result)
+        record = record_var.get()
+        if record is not None:
+            record.cache = result
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)

@@ -46,6 +46,7 @@ from genkit_endpoints.serving.settings.shared_state import (
     RateLimitSettings,
     RedisSettings,
 )
+from genkit_endpoints.serving.settings.telemetry import TelemetrySettings
 from genkit_endpoints.serving.settings.transport import (
     AuthSettings,
     GrpcSettings,
@@ -53,6 +54,7 @@ from genkit_endpoints.serving.settings.transport import (
     LoggingSettings,
     ServerSettings,
 )
+from genkit_endpoints.telemetry.config import TelemetryConfig
 
 __all__ = ["Settings", "SettingsGroup", "load_settings", "one_line"]
 
@@ -74,6 +76,7 @@ GROUPS: dict[str, type[SettingsGroup]] = {
     "providers": ProviderSettings,
     "images": ImageSettings,
     "logging": LoggingSettings,
+    "telemetry": TelemetrySettings,
 }
 
 
@@ -108,6 +111,7 @@ class Settings(BaseModel):
     providers: ProviderSettings
     images: ImageSettings
     logging: LoggingSettings
+    telemetry: TelemetrySettings
     # The app's own group (``App.settings``), if it has one.
     app: SettingsGroup | None = None
 
@@ -192,6 +196,9 @@ class Settings(BaseModel):
 
     def image_fetch_config(self) -> ImageFetchConfig:
         return self.images.config()
+
+    def telemetry_config(self, service_name: str) -> TelemetryConfig:
+        return self.telemetry.config(service_name)
 
     def log_format(self) -> str | None:
         """LOG_FORMAT as set (None: the logging module chooses by DEBUG and the terminal)."""
