@@ -11,8 +11,10 @@ their tokens and time to first chunk. Retries are off so one request is one mode
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import grpc
 import httpx
@@ -224,3 +226,58 @@ def test_metrics_need_their_own_key_and_no_api_key_opens_them(server: ServerProc
     # Not rate limited: far more scrapes than the limit allows any principal.
     for _ in range(LIMIT + 5):
         assert scrape(server).status_code == 200
+
+
+_PROMQL_WORDS = frozenset({"and", "or", "unless", "offset", "bool"})
+_SUFFIXES = ("", "_bucket", "_count", "_sum", "_total", "_created")
+REPO = Path(__file__).resolve().parents[2]
+
+
+def metric_names(expr: str) -> set[str]:
+    """The metric names a PromQL expression selects (not functions, labels or keywords)."""
+    text = re.sub(r'"[^"]*"', "", expr)
+    text = re.sub(r"\{[^}]*\}", "", text)  # label matchers
+    text = re.sub(r"\[[^\]]*\]", "", text)  # range selectors
+    text = re.sub(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", "", text)
+    names = set()
+    for match in re.finditer(r"[A-Za-z_:][A-Za-z0-9_:]*", text):
+        rest = text[match.end() :].lstrip()
+        if rest.startswith("(") or match.group() in _PROMQL_WORDS:
+            continue  # a function call or an operator
+        names.add(match.group())
+    return names
+
+
+def dashboard_expressions() -> list[str]:
+    doc = json.loads((REPO / "docs" / "grafana" / "genkit-endpoints.json").read_text())
+    return [t["expr"] for p in doc["panels"] for t in p.get("targets", ())]
+
+
+def readme_expressions() -> list[str]:
+    readme = (REPO / "README.md").read_text()
+    blocks = re.findall(r"```promql\n(.*?)```", readme, re.S)
+    lines = [ln for block in blocks for ln in block.splitlines()]
+    return [ln for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
+
+
+def test_the_dashboard_and_the_readme_query_only_metrics_the_service_emits(
+    server: ServerProcess,
+) -> None:
+    exposed = {
+        family.name + suffix
+        for family in text_string_to_metric_families(scrape(server).text)
+        for suffix in _SUFFIXES
+    }
+    expressions = dashboard_expressions() + readme_expressions()
+    assert len(expressions) > 15
+    used = set().union(*(metric_names(e) for e in expressions))
+    assert used, "no metric names found"
+    assert used <= exposed, sorted(used - exposed)
+    # Every family the service emits is on the dashboard.
+    families = {
+        f.name
+        for f in text_string_to_metric_families(scrape(server).text)
+        if not f.name.endswith("_created")  # creation times, not worth a panel
+    }
+    shown = {n.removesuffix(s) for n in used for s in _SUFFIXES if s and n.endswith(s)} | used
+    assert families <= shown, sorted(families - shown)

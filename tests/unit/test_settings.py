@@ -151,6 +151,12 @@ def test_every_variable_belongs_to_exactly_one_group() -> None:
     )
 
 
+def test_the_readme_documents_every_variable() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    missing = [name for name in Settings.variable_names() if f"`{name}`" not in readme]
+    assert not missing, f"add these to the README's settings table: {missing}"
+
+
 def test_flat_keyword_overrides_reach_their_group(in_tmp: Path) -> None:
     s = Settings(None, port=9001, redis_url="redis://127.0.0.1:6399/0", cb_mode="adaptive")
     assert (s.server.port, s.breaker.cb_mode) == (9001, "adaptive")
