@@ -61,7 +61,7 @@ CONFORMANCE = [
     response_headers_conformance,
 ]
 CHECKS = [not_a_server_error, *CONFORMANCE]
-MAX_EXAMPLES = 25  # per operation and mode
+MAX_EXAMPLES = 15  # per operation and mode
 PROBLEM = "application/problem+json"
 KEY = "fuzz-key-0123456789abcdef"
 # Small, so that long generated strings (translate takes 10 000 characters) cross it now
