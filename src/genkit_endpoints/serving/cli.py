@@ -144,6 +144,7 @@ def main(app: App, argv: Sequence[str] | None = None) -> int:
         require_server,
         run,
     )
+    from genkit_endpoints.telemetry.sentry import SentryExtraMissing, require_sentry  # noqa: PLC0415
 
     cfg = settings.server_config()
     server = settings.server.server
@@ -155,6 +156,7 @@ def main(app: App, argv: Sequence[str] | None = None) -> int:
         settings.rate_limit_config()
         settings.cache_config()
         settings.breaker_config()
+        require_sentry(settings.telemetry_config(app.name).sentry)
         if needs_factory(server, cfg):
             # Worker processes build their own service; this process only supervises, so
             # it checks the model settings and leaves the building to the workers.
@@ -169,6 +171,7 @@ def main(app: App, argv: Sequence[str] | None = None) -> int:
         MissingExtraError,
         ServerExtraMissing,
         RedisExtraMissing,
+        SentryExtraMissing,
         UnsupportedDependency,
         LookupError,
     ) as exc:
