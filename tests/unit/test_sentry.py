@@ -46,7 +46,7 @@ from genkit_endpoints.telemetry.sentry import (
 from tests.support.sentry_ingest import SentryIngest, tag
 
 API_KEY = "unit-api-key-0123456789abcdef"  # a registered secret: no shape to recognise
-PROMPT_SECRET = "sk-live-abcdefghijklmnopqrstuvwxyz012345"  # recognised by its shape
+PROMPT_SECRET = "sk-live-abcdefghijklmnopqrstuvwxyz012345"  # noqa: S105 - recognised by its shape
 
 
 @pytest.fixture(scope="module")
@@ -102,9 +102,7 @@ def bug(text: str = f"boom {PROMPT_SECRET} {API_KEY}") -> KeyError:
     raise AssertionError("unreachable")
 
 
-def test_a_bug_is_one_event_with_the_request_id_and_flow_and_no_secret(
-    sentry: Sentry
-) -> None:
+def test_a_bug_is_one_event_with_the_request_id_and_flow_and_no_secret(sentry: Sentry) -> None:
     rid_token = request_id_var.set("req-abc-123")
     record_token = record_var.set(RequestRecord(flow="shout"))
     try:
@@ -145,9 +143,7 @@ def test_a_bug_is_one_event_with_the_request_id_and_flow_and_no_secret(
     ],
     ids=lambda e: type(e).__name__,
 )
-def test_errors_raised_on_purpose_are_never_reported(
-    sentry: Sentry, refusal: Exception
-) -> None:
+def test_errors_raised_on_purpose_are_never_reported(sentry: Sentry, refusal: Exception) -> None:
     report_unexpected(refusal)
     report_unexpected(InternalError())  # a 500 raised on purpose is still a bug
     sentry.reporter.close()
@@ -170,9 +166,7 @@ def test_the_event_carries_the_active_span(sentry: Sentry) -> None:
     assert event["contexts"]["trace"]["span_id"] == "b7ad6b7169203331"
 
 
-def test_nothing_is_reported_unless_the_kit_reports_it(
-    sentry: Sentry
-) -> None:
+def test_nothing_is_reported_unless_the_kit_reports_it(sentry: Sentry) -> None:
     """No logging, excepthook or thread integration: an error log line, an exception
     that ends a thread and one that reaches sys.excepthook are not events."""
     assert set(sentry_sdk.get_client().integrations) == {"dedupe"}
@@ -196,9 +190,7 @@ def test_nothing_is_reported_unless_the_kit_reports_it(
     assert sentry.events() == []
 
 
-def test_the_same_exception_reported_twice_is_one_event(
-    sentry: Sentry
-) -> None:
+def test_the_same_exception_reported_twice_is_one_event(sentry: Sentry) -> None:
     exc = bug("twice")
     report_unexpected(exc)
     report_unexpected(exc)
@@ -206,9 +198,7 @@ def test_the_same_exception_reported_twice_is_one_event(
     assert len(sentry.events()) == 1
 
 
-async def test_aclose_flushes_and_stops_reporting(
-    sentry: Sentry
-) -> None:
+async def test_aclose_flushes_and_stops_reporting(sentry: Sentry) -> None:
     report_unexpected(bug("before close"))
     await sentry.reporter.aclose()
     assert len(sentry.events()) == 1  # arrived before aclose returned

@@ -39,7 +39,7 @@ _reporter: Reporter | None = None
 
 def install_reporter(reporter: Reporter | None) -> Reporter | None:
     """Make ``reporter`` the process's crash reporter (None: none); returns the previous one."""
-    global _reporter  # noqa: PLW0603 - one reporter per process, like the SDK behind it
+    global _reporter
     previous, _reporter = _reporter, reporter
     return previous
 

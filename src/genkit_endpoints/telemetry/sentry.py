@@ -99,8 +99,7 @@ def scrub_event(masker: SecretMasker, event: dict[str, Any]) -> dict[str, Any]:
         for frame in frames if isinstance(frames, list) else ():
             if isinstance(frame, dict):
                 frame.pop("vars", None)
-    masked: dict[str, Any] = masker(None, "sentry", event)
-    return masked
+    return dict(masker(None, "sentry", event))
 
 
 def _privacy_options() -> dict[str, Any]:
