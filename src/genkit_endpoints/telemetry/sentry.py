@@ -103,10 +103,12 @@ def scrub_event(masker: SecretMasker, event: dict[str, Any]) -> dict[str, Any]:
 
 
 def _privacy_options() -> dict[str, Any]:
-    """The SDK options that turn off collecting personal data, in the installed major
-    version's words: 3.x replaced the separate switches with ``data_collection``."""
-    major = int(installed_version("sentry-sdk").split(".", 1)[0])
-    if major >= 3:
+    """The SDK options that turn off collecting personal data, in the installed SDK's
+    words: late 2.x releases added ``data_collection`` (deprecating the separate
+    switches) and 3.x only has it; earlier ones have only the switches."""
+    from sentry_sdk.consts import DEFAULT_OPTIONS  # noqa: PLC0415 - the optional extra
+
+    if "data_collection" in DEFAULT_OPTIONS:
         return {
             "data_collection": {
                 "user_info": False,
