@@ -22,7 +22,7 @@ from genkit_endpoints.core.context import RequestRecord, current_record, record_
 from genkit_endpoints.http.middleware.policy import HttpPolicy
 from genkit_endpoints.http.middleware.record import RecordMiddleware, route_templates
 from genkit_endpoints.http.middleware.stack import build_stack
-from genkit_endpoints.http.types import Receive, Scope, Send
+from genkit_endpoints.http.types import ASGIApp, Receive, Scope, Send
 from genkit_endpoints.security.keys import ApiKeyring
 from genkit_endpoints.serving.app import create_service
 from genkit_endpoints.telemetry.audit import AuditLog, AuditSinkError, open_audit_log
@@ -49,7 +49,7 @@ def lines(buffer: io.BytesIO) -> list[dict[str, Any]]:
     return [json.loads(line) for line in raw.splitlines()]
 
 
-def flow_like_app(body: bytes = b'{"joke": "x"}'):  # type: ignore[no-untyped-def]
+def flow_like_app(body: bytes = b'{"joke": "x"}') -> ASGIApp:
     """Reads the request body and notes on the record what the inner layers would: the
     flow, the cache result, the rate-limit decision, the model and its usage."""
 
