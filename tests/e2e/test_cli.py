@@ -44,6 +44,7 @@ def one_line_error(proc: subprocess.CompletedProcess[str]) -> str:
         (["--model", "acme/x"], {}, "unknown provider"),
         ([], {"LLM_TIMEOUT": "soon"}, "LLM_TIMEOUT"),
         ([], {"PORT": "-3"}, "PORT"),
+        (["--audit-log", "/"], {}, "AUDIT_LOG"),  # a directory: nothing to append to
         (["--bogus"], {}, "--bogus"),
     ],
 )
@@ -85,6 +86,28 @@ def test_a_redis_url_without_the_redis_extra_is_one_line(
     line = one_line_error(proc)
     assert "'redis' extra" in line
     assert "pip install 'genkit-endpoints[redis]'" in line
+
+
+WITHOUT_SENTRY = (
+    "import sys; sys.modules['sentry_sdk'] = None; "  # as if the extra were not installed
+    "from endpoints_hello.main import main; sys.exit(main())"
+)
+
+
+def test_a_sentry_dsn_without_the_sentry_extra_is_one_line(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-c", WITHOUT_SENTRY, "--port", str(free_port()), "--no-grpc"],
+        capture_output=True,
+        text=True,
+        env=app_env({"SENTRY_DSN": "http://publickey@127.0.0.1:9/1"}),
+        cwd=tmp_path,
+        timeout=60,
+        check=False,
+    )
+    line = one_line_error(proc)
+    assert "'sentry' extra" in line
+    assert "pip install 'genkit-endpoints[sentry]'" in line
+    assert "publickey" not in proc.stderr
 
 
 def test_help_lists_the_flags(tmp_path: Path) -> None:

@@ -30,6 +30,11 @@ _SCRUB = (
     "GENKIT_ENV",
     "DEBUG",
     "REDIS_URL",  # a server under test uses Redis only when its test says so
+    # Nor does it report to a developer's Sentry or append to their audit file.
+    "SENTRY_DSN",
+    "SENTRY_ENVIRONMENT",
+    "SENTRY_RELEASE",
+    "AUDIT_LOG",
 )
 
 

@@ -8,6 +8,7 @@ them. Here the tests that share one server form one work unit, handed to one wor
 * an adversarial test of one server (the server is a part of its id),
 * a ``test_servers`` test of one server, a ``test_providers`` test of one wire format
   and framework (their module-scoped servers);
+* every test of a module in ``SHARED_SERVER_MODULES`` (one server for the module);
 
 every other test is a unit of its own, as under ``--dist load``. The units are read from
 node ids because that is all the scheduler sees (the workers collect, it does not).
@@ -24,6 +25,8 @@ _SERVERS = "uvicorn|granian|hypercorn"
 _STACK = re.compile(rf"\[({_FRAMEWORKS})-({_SERVERS})[\]-]")
 _SERVER = re.compile(rf"[\[-]({_SERVERS})[\]-]")
 _PROVIDER = re.compile(rf"\[(gemini|openai)-({_FRAMEWORKS})[\]-]")
+# Modules whose tests all use one module-scoped server.
+SHARED_SERVER_MODULES = frozenset({"tests/e2e/test_reporting.py"})
 
 
 def work_unit(nodeid: str) -> str:
@@ -37,6 +40,8 @@ def work_unit(nodeid: str) -> str:
         return f"{path}-{server[1]}"
     if path == "tests/e2e/test_providers.py" and (provider := _PROVIDER.search(nodeid)):
         return f"{path}-{provider[1]}-{provider[2]}"
+    if path in SHARED_SERVER_MODULES:
+        return path
     return nodeid
 
 

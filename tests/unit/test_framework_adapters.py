@@ -39,6 +39,7 @@ from genkit_endpoints.model.config import ModelCallPolicyConfig
 from genkit_endpoints.model.offline import OFFLINE_MODEL, OfflineModel
 from tests.support.image_server import offline_fetcher
 from tests.unit.asgi_helpers import Captured, call, call_chunks, http_scope, lifespan, within
+from tests.unit.conftest import CrashReports
 
 RID = (b"x-request-id", b"parity-check")  # fixed, so problem bodies match byte for byte
 JSON = (b"content-type", b"application/json")
@@ -328,10 +329,11 @@ def failing_table(probe: Probe) -> RouteTable:
     )
 
 
-async def test_crashes_are_the_same_generic_500_everywhere() -> None:
+async def test_crashes_are_the_same_generic_500_everywhere(crash_reports: CrashReports) -> None:
     paths = ("/crash", "/explosive", "/flows/crash", "/flows/explosive")
     bodies: dict[str, dict[str, bytes]] = {}
     for framework in FRAMEWORKS:
+        crash_reports.clear()
         async with serving(framework, failing_table(Probe())) as app:
             with structlog.testing.capture_logs() as logs:
                 sent = {p: await call(app, Case(p, "POST", p).scope(), b"{}") for p in paths}
@@ -352,23 +354,31 @@ async def test_crashes_are_the_same_generic_500_everywhere() -> None:
         for event in crashed:
             assert isinstance(event["exc_info"], RuntimeError)
             assert event["exc_info"].__traceback__ is not None
+        # Every 500 is one crash report of the exception that caused it, wherever it ended
+        # (the framework's handler, the error envelope or the route), never two.
+        logged = [e["exc_info"] for e in logs if e["event"] in ("unhandled_error", "flow_failed")]
+        assert len(crash_reports) == len(paths), (framework, crash_reports)
+        assert sorted(map(id, crash_reports)) == sorted(map(id, logged)), framework
     assert bodies["litestar"] == bodies["fastapi"]
     assert bodies["quart"] == bodies["fastapi"]
 
 
 @pytest.mark.parametrize("framework", FRAMEWORKS)
-async def test_request_timeout_answers_504_and_cancels_the_flow(framework: str) -> None:
+async def test_request_timeout_answers_504_and_cancels_the_flow(
+    framework: str, crash_reports: CrashReports
+) -> None:
     probe = Probe()
     async with serving(framework, failing_table(probe), request_timeout=0.2) as app:
         sent = await call(app, Case("stuck", "POST", "/stuck").scope(), b"{}")
         assert sent.status == 504
         async with asyncio.timeout(2):
             await probe.cancelled.wait()  # Quart left its view task running (adapter fix)
+    assert crash_reports == []  # a timeout is no bug
 
 
 @pytest.mark.parametrize("framework", FRAMEWORKS)
 async def test_a_stream_that_crashes_ends_with_a_500_frame_and_one_logged_traceback(
-    framework: str,
+    framework: str, crash_reports: CrashReports
 ) -> None:
     async with serving(framework, failing_table(Probe())) as app:
         with structlog.testing.capture_logs() as logs:
@@ -380,6 +390,7 @@ async def test_a_stream_that_crashes_ends_with_a_500_frame_and_one_logged_traceb
     (failure,) = [e for e in logs if e["log_level"] == "error"]
     assert failure["event"] == "flow_failed"
     assert isinstance(failure["exc_info"], RuntimeError)
+    assert crash_reports == [failure["exc_info"]]
 
 
 @pytest.mark.parametrize("framework", FRAMEWORKS)

@@ -26,6 +26,7 @@ from genkit_endpoints.model.client import ModelClient
 from genkit_endpoints.model.config import ModelCallPolicyConfig
 from genkit_endpoints.policies.breaker import Breaker, BreakerConfig, BreakerState
 from genkit_endpoints.policies.cache import CacheConfig, FlowCache
+from tests.unit.conftest import CrashReports
 from tests.unit.grpc_harness import (
     LEAKS,
     finish,
@@ -180,7 +181,7 @@ def _failing(exc: Exception) -> Callable[[Genkit, RouteTable], RouteTable]:
     ],
 )
 async def test_errors_map_to_status_codes_with_retry_after(
-    exc: Exception, code: grpc.StatusCode, retry_after: str | None
+    exc: Exception, code: grpc.StatusCode, retry_after: str | None, crash_reports: CrashReports
 ) -> None:
     async with serving(patch=_failing(exc)) as h:
         call = h.stub.TellJoke(pb.JokeRequest())
@@ -190,6 +191,8 @@ async def test_errors_map_to_status_codes_with_retry_after(
     assert info.value.code() == code
     assert trailers.get("retry-after") == retry_after
     assert not any(leak in (info.value.details() or "") for leak in LEAKS)
+    # Only the bug is a crash report; a refusal raised on purpose never is.
+    assert crash_reports == ([exc] if code == grpc.StatusCode.INTERNAL else [])
 
 
 async def test_unexpected_failure_is_logged_but_not_sent() -> None:
@@ -228,7 +231,9 @@ def _one_broken_flow(breaker: Breaker) -> Callable[[Genkit, RouteTable], RouteTa
     return patch
 
 
-async def test_a_bug_in_one_flow_is_internal_and_never_opens_the_breaker() -> None:
+async def test_a_bug_in_one_flow_is_internal_and_never_opens_the_breaker(
+    crash_reports: CrashReports,
+) -> None:
     breaker = Breaker(BreakerConfig(failure_threshold=2, recovery_timeout=60))
     async with serving(patch=_one_broken_flow(breaker)) as h:
         codes = []
@@ -245,6 +250,7 @@ async def test_a_bug_in_one_flow_is_internal_and_never_opens_the_breaker() -> No
     failures = [e for e in logs if e["log_level"] == "error"]
     assert [e["event"] for e in failures] == ["flow_failed"] * 4
     assert all(isinstance(e["exc_info"], TypeError) for e in failures)
+    assert crash_reports == [e["exc_info"] for e in failures]
 
 
 async def test_grpc_serves_cacheable_rpcs_from_the_flow_cache() -> None:

@@ -26,6 +26,7 @@ from genkit import Action, GenkitError
 from pydantic import BaseModel
 
 from genkit_endpoints.core.context import record_var
+from genkit_endpoints.core.crash import report_unexpected
 from genkit_endpoints.core.errors import EndpointError, InternalError, InvalidInput
 from genkit_endpoints.core.errors import field_errors_from_pydantic as _field_errors
 from genkit_endpoints.core.json_depth import (
@@ -285,14 +286,15 @@ def _flow_failure(route: FlowRoute, exc: EndpointError | GenkitError) -> Endpoin
     """A flow run's failure as the client's error.
 
     An unexpected exception (a bug in the flow, or anything it let through) is logged
-    here with its traceback: every transport runs flows through here, and the client
-    only gets the generic 500. Errors of the hierarchy were raised on purpose, and a
-    500 among them was logged where it was raised.
+    here with its traceback and goes to the crash reporter: every transport runs flows
+    through here, and the client only gets the generic 500. Errors of the hierarchy were
+    raised on purpose, and a 500 among them was logged (and reported) where it was raised.
     """
     err = as_endpoint_error(exc)
     inner = _unwrap(exc)
     if isinstance(err, InternalError) and not isinstance(inner, EndpointError):
         _log.error("flow_failed", flow=route.name, exc_info=inner)
+        report_unexpected(inner)
     return err
 
 

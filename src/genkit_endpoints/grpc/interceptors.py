@@ -218,10 +218,14 @@ class LoggingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         method = handler_call_details.method
         handler = await continuation(handler_call_details)
         if handler is None:  # gRPC answers UNIMPLEMENTED without running any of our code
-            # A name the caller chose: logged, but never a metric label.
+            # A name the caller chose: logged, but never a metric label or audit route.
             self._observer.rpc_started()
             self._observer.rpc_finished(OTHER, OTHER, "UNIMPLEMENTED", 0.0)
             self._emit(method, "UNIMPLEMENTED", 0.0)
+            if self._audit is not None:  # no context yet: the peer's address is unknown
+                self._audit.rpc(
+                    RequestRecord(), method=OTHER, code="UNIMPLEMENTED", seconds=0.0, client_ip=None
+                )
             return None
         service, name = _split(method)
 

@@ -24,6 +24,7 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor, ServiceDescr
 from google.protobuf.message import DecodeError, Message
 
 from genkit_endpoints.core import routes
+from genkit_endpoints.core.crash import report_unexpected
 from genkit_endpoints.core.errors import (
     EndpointError,
     InternalError,
@@ -114,10 +115,11 @@ async def abort_with_error(context: grpc.aio.ServicerContext, err: EndpointError
 
 def _failure(exc: BaseException) -> EndpointError:
     err = routes.as_endpoint_error(exc)
-    # Unexpected: the log gets what the client must not. A flow's own failure arrives
-    # here already typed, and routes logged it if it was a bug.
+    # Unexpected: the log (and the crash reporter) get what the client must not. A flow's
+    # own failure arrives here already typed, and routes logged it if it was a bug.
     if isinstance(err, InternalError) and not isinstance(exc, EndpointError):
         _log.error("grpc_flow_failed", exc_info=exc)
+        report_unexpected(exc)
     return err
 
 

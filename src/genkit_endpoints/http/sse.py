@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 import structlog
 
+from genkit_endpoints.core.crash import report_unexpected
 from genkit_endpoints.core.errors import EndpointError
 from genkit_endpoints.core.routes import Chunk, Final, FlowRoute, as_endpoint_error
 
@@ -36,6 +37,7 @@ def _failure(exc: Exception) -> EndpointError:
     err = as_endpoint_error(exc)
     if not isinstance(exc, EndpointError):
         _log.error("stream_failed", exc_info=exc)
+        report_unexpected(exc)
     return err
 
 

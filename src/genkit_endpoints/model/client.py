@@ -99,7 +99,7 @@ def _report(
     observed.observer.model_tokens(observed.model, inp, out)
     record = record_var.get()
     if record is not None:
-        record.model = observed.model
+        record.model = observed.model or None  # "": a client built without a model name
         record.add_tokens(inp, out)
 
 
@@ -268,7 +268,9 @@ class ModelClient:
 
     @contextlib.contextmanager
     def _observing(self, model: Any) -> Iterator[None]:
-        if self.observer is NO_OBSERVER:
+        # Without metrics the request's record (audit log) still wants the model and its
+        # tokens; only with neither is there nothing to note.
+        if self.observer is NO_OBSERVER and record_var.get() is None:
             yield
             return
         name = model if isinstance(model, str) and model else self.model

@@ -37,6 +37,7 @@ import structlog
 from genkit import GenkitError, Interrupt, ModelResponse
 from genkit.plugin_api import StatusName, from_http_code
 
+from genkit_endpoints.core.crash import report_unexpected
 from genkit_endpoints.core.errors import (
     EndpointError,
     InternalError,
@@ -272,6 +273,7 @@ def _raised(exc: Exception) -> EndpointError | None:
     if exc.reason == "MODEL_NOT_FOUND":
         return error_from_genkit("NOT_FOUND", str(exc))
     _log.error("generate_failed", exc_info=exc)
+    report_unexpected(exc)
     return InternalError()
 
 

@@ -39,7 +39,15 @@ if TYPE_CHECKING:
     from genkit_endpoints.security.images import ImageFetcher
     from genkit_endpoints.serving.service import Service
 
-__all__ = ["APP_ENV", "WORKER_FACTORY", "App", "AppContext", "create_service", "locate"]
+__all__ = [
+    "APP_ENV",
+    "WORKER_FACTORY",
+    "App",
+    "AppContext",
+    "configured_secrets",
+    "create_service",
+    "locate",
+]
 
 # The variable that tells a worker process where the app is, and the worker's factory.
 APP_ENV = "GENKIT_ENDPOINTS_APP"
@@ -89,21 +97,27 @@ class App:
         return create_service(self, settings).asgi
 
 
+def configured_secrets(settings: Settings) -> list[str]:
+    """Every secret value the settings hold: masked wherever the service reports (logs,
+    crash reports)."""
+    return [
+        *api_key_secrets(settings.auth.api_keys),
+        *secret_values(
+            settings.providers.gemini_api_key,
+            settings.providers.openai_api_key,
+            settings.telemetry.metrics_key,
+            settings.telemetry.sentry_dsn,
+            settings.telemetry.otel_exporter_otlp_headers,
+        ),
+    ]
+
+
 def setup_logging(settings: Settings) -> None:
     """Logging as the settings say, with every configured secret masked by value."""
     configure_logging(
         settings.logging.log_level,
         settings.logging.log_format or default_format(settings.server.debug),
-        secrets=[
-            *api_key_secrets(settings.auth.api_keys),
-            *secret_values(
-                settings.providers.gemini_api_key,
-                settings.providers.openai_api_key,
-                settings.telemetry.metrics_key,
-                settings.telemetry.sentry_dsn,
-                settings.telemetry.otel_exporter_otlp_headers,
-            ),
-        ],
+        secrets=configured_secrets(settings),
     )
 
 
@@ -123,8 +137,11 @@ def create_service(app: App, settings: Settings) -> Service:
     from genkit_endpoints.serving.service import ServiceConfig, build_service  # noqa: PLC0415
     from genkit_endpoints.telemetry.audit import open_audit_log  # noqa: PLC0415
     from genkit_endpoints.telemetry.observer import NO_OBSERVER  # noqa: PLC0415
+    from genkit_endpoints.telemetry.sentry import setup_sentry  # noqa: PLC0415
 
     telemetry = settings.telemetry_config(app.name)
+    # Per process: every worker reports its own 500s and INTERNALs (None: SENTRY_DSN unset).
+    crash_reports = setup_sentry(telemetry.sentry, configured_secrets(settings))
     metrics = None
     if telemetry.metrics:
         from genkit_endpoints.telemetry.metrics import PrometheusMetrics  # noqa: PLC0415
@@ -165,7 +182,9 @@ def create_service(app: App, settings: Settings) -> Service:
         cache=settings.cache_config(),
         access_logger=access_logger(settings.logging.log_format or default_format(debug)),
         connections=connections,
-        closing=(breaker,) if breaker is not None else (),
+        # Closed at the end of the lifespan; the crash reporter last, so its flush sends
+        # everything reported until then.
+        closing=tuple(r for r in (breaker, crash_reports) if r is not None),
         readiness=readiness,
         metrics=metrics,
         metrics_key=telemetry.metrics_key,

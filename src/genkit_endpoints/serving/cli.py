@@ -144,6 +144,8 @@ def main(app: App, argv: Sequence[str] | None = None) -> int:
         require_server,
         run,
     )
+    from genkit_endpoints.telemetry.audit import AuditSinkError, open_audit_log  # noqa: PLC0415
+    from genkit_endpoints.telemetry.sentry import SentryExtraMissing, require_sentry  # noqa: PLC0415
 
     cfg = settings.server_config()
     server = settings.server.server
@@ -155,6 +157,12 @@ def main(app: App, argv: Sequence[str] | None = None) -> int:
         settings.rate_limit_config()
         settings.cache_config()
         settings.breaker_config()
+        telemetry = settings.telemetry_config(app.name)
+        require_sentry(telemetry.sentry)
+        # An audit file that cannot be appended to: one line now, not in every worker.
+        probe = open_audit_log(telemetry.audit_sink)
+        if probe is not None:
+            probe.close()
         if needs_factory(server, cfg):
             # Worker processes build their own service; this process only supervises, so
             # it checks the model settings and leaves the building to the workers.
@@ -169,6 +177,8 @@ def main(app: App, argv: Sequence[str] | None = None) -> int:
         MissingExtraError,
         ServerExtraMissing,
         RedisExtraMissing,
+        SentryExtraMissing,
+        AuditSinkError,
         UnsupportedDependency,
         LookupError,
     ) as exc:

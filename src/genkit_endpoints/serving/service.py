@@ -82,8 +82,9 @@ class ServiceConfig:
     # features on the same Redis share one pool and one outage verdict. Give the app's
     # breaker the same one. None: a registry of this service's own.
     connections: RedisConnections | None = None
-    # Objects the app built that hold connections (a shared-state breaker): their
-    # ``aclose()`` runs at the end of the lifespan.
+    # Objects the app built that hold connections (a shared-state breaker) or queued
+    # reports (the Sentry reporter, which flushes): their ``aclose()`` runs, in this
+    # order, at the end of the lifespan.
     closing: tuple[Any, ...] = ()
     # Allocations between young garbage collections once serving; None: CPython's 700.
     gc_gen0_threshold: int | None = 50_000

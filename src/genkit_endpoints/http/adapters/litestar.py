@@ -22,6 +22,7 @@ from litestar.handlers import HTTPRouteHandler
 from litestar.openapi import OpenAPIConfig
 from litestar.response import Stream
 
+from genkit_endpoints.core.crash import report_unexpected
 from genkit_endpoints.core.errors import (
     BadRequest,
     EndpointError,
@@ -106,6 +107,7 @@ def _on_unexpected(request: AnyRequest, exc: Exception) -> Response[Any]:
     # Litestar swallows the exception after this answer (FastAPI re-raises it to the error
     # envelope, which logs it), so it is logged here under the envelope's event name.
     _log.error("unhandled_error", path=request.scope.get("path"), exc_info=exc)
+    report_unexpected(exc)
     return to_response(http.problem_reply(InternalError(), instance=request_path(request.scope)))
 
 

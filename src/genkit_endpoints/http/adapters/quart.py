@@ -23,6 +23,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.exceptions import MethodNotAllowed as WerkzeugMethodNotAllowed
 from werkzeug.exceptions import NotFound as WerkzeugNotFound
 
+from genkit_endpoints.core.crash import report_unexpected
 from genkit_endpoints.core.errors import (
     BadRequest,
     EndpointError,
@@ -156,6 +157,7 @@ async def _on_unexpected(exc: Exception) -> Response:
     # Quart swallows the exception after this answer (FastAPI re-raises it to the error
     # envelope, which logs it), so it is logged here under the envelope's event name.
     _log.error("unhandled_error", path=request.scope.get("path"), exc_info=exc)
+    report_unexpected(exc)
     return to_response(http.problem_reply(InternalError(), instance=request_path(request.scope)))
 
 

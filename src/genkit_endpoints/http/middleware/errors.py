@@ -13,6 +13,7 @@ from typing import Any
 import structlog
 
 from genkit_endpoints.core.context import current_request_id
+from genkit_endpoints.core.crash import report_unexpected
 from genkit_endpoints.core.errors import (
     PROBLEM_CONTENT_TYPE,
     BadRequest,
@@ -90,6 +91,7 @@ class ErrorEnvelopeMiddleware:
             err = exc if isinstance(exc, EndpointError) else InternalError()
             if not isinstance(exc, EndpointError) or err.status >= 500:
                 _log.error("unhandled_error", path=scope.get("path"), exc_info=exc)
+                report_unexpected(exc)  # a 503 or 504 that escaped is logged, not reported
             if not state[0]:
                 await send_problem(send, err, instance)
         else:

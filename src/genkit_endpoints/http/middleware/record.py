@@ -121,36 +121,48 @@ class RecordMiddleware:
         try:
             await self.app(scope, inner_receive, recording_send)
         finally:
-            seconds = time.perf_counter() - start
-            route = self.template(scope["path"])
-            method = scope["method"]
-            status = sent[0]
-            self.observer.http_finished(method, route, status, seconds)
-            client = scope.get("client")
-            client_ip = client[0] if client else None
-            principal = scope.get(PRINCIPAL_SCOPE_KEY)
-            if record.principal is None:
-                record.principal = principal
-            if logging_on:
-                self.log.info(
-                    "request",
-                    method=method,
-                    route=route,
-                    status=status,
-                    duration_ms=round(seconds * 1000, 3),
-                    bytes=sent[1],
-                    client_ip=client_ip,
-                    principal=principal,
-                )
-            if self.audit is not None:
-                self.audit.http(
-                    record,
-                    method=method,
-                    route=route,
-                    status=status,
-                    seconds=seconds,
-                    client_ip=client_ip,
-                    bytes_in=sent[2],
-                    bytes_out=sent[1],
-                )
-            record_var.reset(token)
+            try:
+                self._finished(scope, record, sent, time.perf_counter() - start, logging_on)
+            finally:
+                record_var.reset(token)
+
+    def _finished(
+        self,
+        scope: Scope,
+        record: RequestRecord,
+        sent: list[int],
+        seconds: float,
+        logging_on: bool,
+    ) -> None:
+        route = self.template(scope["path"])
+        method = scope["method"]
+        status = sent[0]
+        self.observer.http_finished(method, route, status, seconds)
+        client = scope.get("client")
+        client_ip = client[0] if client else None
+        # The API-key layer leaves the name in the scope: its ContextVar is reset by now.
+        principal = scope.get(PRINCIPAL_SCOPE_KEY)
+        if record.principal is None:
+            record.principal = principal
+        if logging_on:
+            self.log.info(
+                "request",
+                method=method,
+                route=route,
+                status=status,
+                duration_ms=round(seconds * 1000, 3),
+                bytes=sent[1],
+                client_ip=client_ip,
+                principal=record.principal,
+            )
+        if self.audit is not None:
+            self.audit.http(
+                record,
+                method=method,
+                route=route,
+                status=status,
+                seconds=seconds,
+                client_ip=client_ip,
+                bytes_in=sent[2],
+                bytes_out=sent[1],
+            )
