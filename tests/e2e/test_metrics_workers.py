@@ -94,11 +94,11 @@ def test_two_workers_answer_as_one_service_and_leave_nothing_behind(
         server.proc.send_signal(signal.SIGTERM)
         code = server.proc.wait(timeout=30)
         events = server.log_events()
-    assert len(run_dirs) == 1, run_dirs
     # One scrape, served by one of the workers, holds both workers' requests.
     assert total(families, REQUEST_COUNT, http_route=ROUTE) == sent
     # In flight while it was taken: the scrape itself (the others' gauges are back at 0).
     assert total(families, ACTIVE_REQUESTS) == 1
+    assert len(run_dirs) == 1, run_dirs
     assert {e["port"] for e in started} == {grpc_port}
     assert code == 0, server.log_text()[-3000:]
     # Every worker ran its drain hook, none outlived the server, and the run's metrics
