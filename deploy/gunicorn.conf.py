@@ -18,7 +18,10 @@ limits and drains for SHUTDOWN_GRACE seconds (uvicorn's own deadline, so the lif
 shutdown still runs) before gunicorn's kill a little later; the drain hook runs at the
 first signal because each worker's uvicorn installs its handlers before the lifespan
 chains in front of them; keep-alive from KEEP_ALIVE_TIMEOUT; one log format (gunicorn's
-own lines go through the root logger the kit's logging configures).
+own lines go through the root logger the kit's logging configures). With METRICS_ENABLED
+(the default) every worker's counts add up in one ``/metrics``: the master gives the run
+a directory in ``TMPDIR`` (or empties ``PROMETHEUS_MULTIPROC_DIR`` if you set it), drops
+a dead worker's live gauges, and removes the directory it made when it exits.
 """
 
 from __future__ import annotations
@@ -28,7 +31,14 @@ from typing import Any
 
 from gunicorn.glogging import Logger
 
-from genkit_endpoints import gunicorn_worker_class, parse_settings, setup_logging
+from genkit_endpoints import (
+    gunicorn_metrics_start,
+    gunicorn_metrics_stop,
+    gunicorn_metrics_worker_exit,
+    gunicorn_worker_class,
+    parse_settings,
+    setup_logging,
+)
 
 # No flags here (gunicorn has its own): environment and env files; a bad value is one
 # line on stderr and exit code 2, before gunicorn starts any worker.
@@ -67,5 +77,17 @@ logger_class = RootLogger
 
 
 def on_starting(server: Any) -> None:
-    """Configure logging in the master; each worker's app factory does it again."""
+    """Configure logging in the master (each worker's app factory does it again), and
+    give this run its metrics directory before the first worker is forked."""
     setup_logging(_settings)
+    if _settings.telemetry.metrics_enabled:
+        gunicorn_metrics_start()
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    """In the master, once a worker is reaped (also after a crash)."""
+    gunicorn_metrics_worker_exit(worker.pid)
+
+
+def on_exit(server: Any) -> None:
+    gunicorn_metrics_stop()

@@ -64,7 +64,12 @@ if TYPE_CHECKING:
     from genkit_endpoints.serving.app import App, AppContext, create_service, setup_logging
     from genkit_endpoints.serving.cli import main, parse_settings, serve
     from genkit_endpoints.serving.config import ServerConfig
-    from genkit_endpoints.serving.gunicorn import gunicorn_worker_class
+    from genkit_endpoints.serving.gunicorn import (
+        gunicorn_metrics_start,
+        gunicorn_metrics_stop,
+        gunicorn_metrics_worker_exit,
+        gunicorn_worker_class,
+    )
     from genkit_endpoints.serving.runners import run
     from genkit_endpoints.serving.service import Service, ServiceConfig, build_service
     from genkit_endpoints.serving.settings import Settings, SettingsGroup, load_settings
@@ -120,6 +125,9 @@ _EXPORTS: dict[str, str] = {
     "run": "genkit_endpoints.serving.runners",
     "ASGIApp": "genkit_endpoints.http.types",
     "gunicorn_worker_class": "genkit_endpoints.serving.gunicorn",
+    "gunicorn_metrics_start": "genkit_endpoints.serving.gunicorn",
+    "gunicorn_metrics_worker_exit": "genkit_endpoints.serving.gunicorn",
+    "gunicorn_metrics_stop": "genkit_endpoints.serving.gunicorn",
     "parse_settings": "genkit_endpoints.serving.cli",
     # The runtime config objects (what settings produce; deployments and benchmarks).
     "ServerConfig": "genkit_endpoints.serving.config",
@@ -198,6 +206,9 @@ __all__ = [
     "current_principal",
     "current_request_id",
     "fingerprint",
+    "gunicorn_metrics_start",
+    "gunicorn_metrics_stop",
+    "gunicorn_metrics_worker_exit",
     "gunicorn_worker_class",
     "json_field",
     "literal",

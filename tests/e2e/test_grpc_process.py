@@ -1,4 +1,8 @@
-"""REST and gRPC in one process: one Genkit instance, one drain."""
+"""REST and gRPC in one process: one Genkit instance, one drain.
+
+Two workers sharing the gRPC port are checked with the other promises of several
+workers, in ``test_metrics_workers``.
+"""
 
 from __future__ import annotations
 
@@ -17,9 +21,8 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from endpoints_hello.generated import genkit_sample_pb2 as pb
 from endpoints_hello.generated import genkit_sample_pb2_grpc as pb_grpc
-from tests.e2e.test_servers import pid_alive, serving_workers
 from tests.fakes.provider import FakeProvider
-from tests.support.server import ServerProcess, free_port, run_server
+from tests.support.server import ServerProcess, run_server
 
 STATUS_NAME = health_pb2.HealthCheckResponse.ServingStatus.Name
 
@@ -208,34 +211,3 @@ def test_streams_longer_than_the_grace_end_with_an_error_not_a_cut(
     assert grpc_result.get("code") == "UNAVAILABLE", grpc_result
     assert code == 0
     assert elapsed < 2 + 6
-
-
-@pytest.mark.parametrize("server_name", ["uvicorn", "granian", "hypercorn"])
-def test_two_workers_serve_share_the_grpc_port_and_both_drain(
-    tmp_path: Path, server_name: str
-) -> None:
-    """Both workers answer HTTP and start gRPC on the same port (SO_REUSEPORT; the kernel
-    spreads calls); on SIGTERM every worker drains and none outlives the server."""
-    grpc_port = free_port()
-    args = ["--server", server_name, "--workers", "2", "--grpc-port", str(grpc_port)]
-    with run_server(tmp_path, args=args) as server:
-        owners = serving_workers(server, want=2, timeout=60)
-        deadline = time.monotonic() + 60
-        while True:
-            started = [e for e in server.log_events() if e.get("event") == "grpc_server_started"]
-            if len(started) == 2:
-                break
-            assert time.monotonic() < deadline, server.log_text()[-3000:]
-            time.sleep(0.1)
-        with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
-            stub = pb_grpc.GenkitServiceStub(channel)
-            assert stub.Health(pb.HealthRequest(), timeout=5).status == "ok"
-        server.proc.send_signal(signal.SIGTERM)
-        code = server.proc.wait(timeout=30)
-        events = server.log_events()
-    assert {e["port"] for e in started} == {grpc_port}
-    assert code == 0, server.log_text()[-3000:]
-    assert len(owners) == 2
-    # Every worker ran its drain hook, and none of them outlived the server.
-    assert sum(e.get("event") == "shutdown_started" for e in events) == 2
-    assert not any(pid_alive(pid) for pid in owners)

@@ -2,8 +2,8 @@
 
 Each server runs the default FastAPI app from ``python -m endpoints_hello --server NAME``.
 Draining on a signal is part of the contract every stack keeps (``test_shutdown``); two
-workers serving and draining together are checked beside gRPC (``test_grpc_process``),
-whose port the workers share.
+workers serving, counting into one ``/metrics`` and draining together are checked beside
+gRPC, whose port the workers share (``test_metrics_workers``).
 
 Which worker owns a connection is read from ``/proc`` (the socket's inode among the
 worker's file descriptors), so no production code has to reveal process ids.
@@ -187,25 +187,3 @@ def owner(server: ServerProcess, s: socket.socket) -> int | None:
             except OSError:
                 continue
     return None
-
-
-def serving_workers(server: ServerProcess, *, want: int, timeout: float) -> set[int]:
-    """Open connections (kept open) until ``want`` distinct processes have answered one."""
-    owners: set[int] = set()
-    held: list[socket.socket] = []
-    deadline = time.monotonic() + timeout
-    try:
-        while len(owners) < want and time.monotonic() < deadline:
-            s = socket.create_connection(("127.0.0.1", server.port), timeout=10)
-            held.append(s)
-            assert get_health(s).startswith(b"HTTP/1.1 200")
-            pid = owner(server, s)
-            if pid is not None:
-                owners.add(pid)
-            if len(held) % 8 == 0:  # let a worker still starting up catch up
-                time.sleep(0.3)
-    finally:
-        for s in held:
-            s.close()
-    assert len(owners) == want, f"only {owners} served:\n{server.log_text()[-3000:]}"
-    return owners

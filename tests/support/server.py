@@ -44,9 +44,10 @@ _SCRUB = (
 # nor, on an idle one, lets a spinning start-up run for minutes. Every server's main
 # process imports the app and Genkit; granian then starts worker processes that import
 # all of it again before serving, so its start-up costs two imports and gets twice the
-# budget. A start-up that uses no CPU at all for STALL_LIMIT seconds is hung (a
-# deadlock, a blocked read): a runnable process gets some CPU within that however busy
-# the machine is.
+# budget. With ``--workers N`` every worker imports it all, so the budget is N times
+# that. A start-up that uses no CPU at all for STALL_LIMIT seconds is hung (a deadlock,
+# a blocked read): a runnable process gets some CPU within that however busy the
+# machine is.
 STARTUP_BUDGET = {"uvicorn": 15.0, "hypercorn": 15.0, "granian": 30.0}
 STALL_LIMIT = 20.0
 DEFAULT_SERVER = "uvicorn"  # the CLI's default when neither --server nor SERVER is given
@@ -55,14 +56,21 @@ _PORT_ATTEMPTS = 3  # a free port may be taken by another process before the ser
 
 
 def startup_budget(args: Sequence[str], env: Mapping[str, str] | None = None) -> float:
-    """The start-up CPU budget of the server ``args`` (else ``env``'s SERVER) selects."""
+    """The start-up CPU budget of the server and worker count ``args`` (else ``env``'s
+    SERVER and WORKERS) select."""
     server = (env or {}).get("SERVER", DEFAULT_SERVER)
+    workers = (env or {}).get("WORKERS", "1")
     for i, arg in enumerate(args):
-        if arg == "--server" and i + 1 < len(args):
-            server = args[i + 1]
+        if arg in ("--server", "--workers") and i + 1 < len(args):
+            if arg == "--server":
+                server = args[i + 1]
+            else:
+                workers = args[i + 1]
         elif arg.startswith("--server="):
             server = arg.partition("=")[2]
-    return STARTUP_BUDGET[server]
+        elif arg.startswith("--workers="):
+            workers = arg.partition("=")[2]
+    return STARTUP_BUDGET[server] * max(1, int(workers))
 
 
 def cpu_seconds(pid: int) -> float:

@@ -129,6 +129,37 @@ async def test_health_turns_serving_as_soon_as_readiness_turns_ready() -> None:
         watch.cancel()
 
 
+async def test_a_degraded_dependency_is_not_serving_while_the_service_still_is() -> None:
+    """Clients that want the detail ``/ready`` shows get one health entry per dependency;
+    the services themselves follow readiness, which a degraded dependency leaves ready."""
+    readiness = Readiness()
+    readiness.set_status("model", "ok")
+    readiness.set_status("redis:cache", "ok")
+    async with serving(readiness=readiness) as h:
+        health = health_pb2_grpc.HealthStub(h.channel)
+
+        async def status(service: str) -> int:
+            reply = await health.Check(health_pb2.HealthCheckRequest(service=service))
+            return int(reply.status)
+
+        watch = health.Watch(health_pb2.HealthCheckRequest(service="dependency/redis:cache"))
+        assert (await watch.read()).status == SERVING
+        readiness.set_status("redis:cache", "degraded")
+        assert (await asyncio.wait_for(watch.read(), PUSHED_WITHIN)).status == NOT_SERVING
+        assert await status("") == SERVING
+        assert await status(SERVICE.full_name) == SERVING
+        assert await status("dependency/model") == SERVING
+        overall = health.Watch(health_pb2.HealthCheckRequest(service=""))
+        assert (await overall.read()).status == SERVING
+        readiness.set_status("redis:cache", "failing")  # the service cannot do without it
+        assert (await asyncio.wait_for(overall.read(), PUSHED_WITHIN)).status == NOT_SERVING
+        overall.cancel()
+        readiness.set_status("redis:cache", "ok")
+        assert (await asyncio.wait_for(watch.read(), PUSHED_WITHIN)).status == SERVING
+        assert await status("") == SERVING
+        watch.cancel()
+
+
 async def test_health_turns_not_serving_as_soon_as_readiness_starts_draining() -> None:
     """The first shutdown signal drains readiness before the server's own drain runs."""
     readiness = Readiness()

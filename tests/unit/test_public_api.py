@@ -38,3 +38,23 @@ def test_importing_the_package_imports_neither_genkit_nor_a_server() -> None:
 def test_an_unknown_name_is_an_attribute_error() -> None:
     with pytest.raises(AttributeError, match="NoSuchThing"):
         genkit_endpoints.NoSuchThing  # type: ignore[attr-defined]  # noqa: B018
+
+
+def test_the_gunicorn_config_leaves_prometheus_client_to_the_workers(tmp_path: Path) -> None:
+    """gunicorn forks its workers from the master: a ``prometheus_client`` imported there
+    before ``on_starting`` set the metrics directory would leave every worker counting
+    on its own, and a scrape would see one worker's share."""
+    code = (
+        "import runpy, sys; "
+        f"runpy.run_path({str(ROOT / 'deploy' / 'gunicorn.conf.py')!r}); "
+        "print('prometheus_client' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert out.stdout.strip() == "False"

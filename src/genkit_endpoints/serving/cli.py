@@ -8,15 +8,20 @@ Nothing heavy is imported before the flags are parsed: ``--help`` stays instant.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING, NoReturn
 
 from pydantic import ValidationError
 
 from genkit_endpoints.serving.settings import Settings, load_settings, one_line
+from genkit_endpoints.telemetry.metrics import MULTIPROC_ENV
 
 if TYPE_CHECKING:
     from genkit_endpoints.http.types import ASGIApp
@@ -126,6 +131,12 @@ def main(app: App, argv: Sequence[str] | None = None) -> int:
     settings = parse_settings(argv, app)
     setup_logging(settings)
 
+    with _shared_metrics_dir(settings):
+        _build_and_run(app, settings)
+    return 0
+
+
+def _build_and_run(app: App, settings: Settings) -> None:
     # Imported here: Genkit and the providers are heavy, and --help should stay instant.
     from genkit_endpoints.compat import UnsupportedDependency  # noqa: PLC0415
     from genkit_endpoints.http.adapters import MissingExtraError, require_framework  # noqa: PLC0415
@@ -184,7 +195,42 @@ def main(app: App, argv: Sequence[str] | None = None) -> int:
     ) as exc:
         _fail(app.name, str(exc))
     run(asgi if asgi is not None else WORKER_FACTORY, server, cfg, factory=WORKER_FACTORY)
-    return 0
+
+
+@contextlib.contextmanager
+def _shared_metrics_dir(settings: Settings) -> Iterator[None]:
+    """This run's Prometheus multiprocess directory around serving, when one is needed.
+
+    Several workers each count their own requests, and a scrape reaches one of them; so
+    they write their values to a directory of this run that every scrape sums (see
+    ``genkit_endpoints.telemetry.multiprocess``). The variable has to be set before a
+    worker imports ``prometheus_client``, whose mode is fixed at import: so here, before
+    any worker starts, by a process that has not imported it. A directory the operator
+    chose is honoured with one worker too, emptied of the last run's files first.
+
+    The directory goes when the server returns: every runner returns, or raises
+    ``SystemExit``, after SIGTERM/SIGINT. Until the server installs its own handlers, a
+    SIGTERM unwinds through here too rather than ending the process on the spot.
+    """
+    if not settings.telemetry.metrics_enabled or (
+        settings.server.workers <= 1 and not os.environ.get(MULTIPROC_ENV)
+    ):
+        yield
+        return
+    from genkit_endpoints.telemetry.multiprocess import metrics_run_dir  # noqa: PLC0415
+
+    on_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _exit_on_signal) if on_main else None
+    try:
+        with metrics_run_dir():
+            yield
+    finally:
+        if on_main and signal.getsignal(signal.SIGTERM) is _exit_on_signal:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _exit_on_signal(signum: int, _: FrameType | None) -> None:
+    raise SystemExit(128 + signum)
 
 
 def serve(app: App, argv: Sequence[str] | None = None) -> NoReturn:
