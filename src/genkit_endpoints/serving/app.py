@@ -26,7 +26,6 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING
 
-from genkit_endpoints.security.masking import api_key_secrets, secret_values
 from genkit_endpoints.serving.logging import configure_logging, default_format
 from genkit_endpoints.serving.settings import Settings, SettingsGroup, load_settings
 
@@ -94,21 +93,23 @@ def setup_logging(settings: Settings) -> None:
     configure_logging(
         settings.logging.log_level,
         settings.logging.log_format or default_format(settings.server.debug),
-        secrets=[
-            *api_key_secrets(settings.auth.api_keys),
-            *secret_values(
-                settings.providers.gemini_api_key,
-                settings.providers.openai_api_key,
-                settings.telemetry.metrics_key,
-                settings.telemetry.sentry_dsn,
-                settings.telemetry.otel_exporter_otlp_headers,
-            ),
-        ],
+        secrets=settings.secrets(),
+        # With tracing on, every line inside a span names its trace and span.
+        trace_ids=settings.telemetry.tracing_enabled,
     )
 
 
 def create_service(app: App, settings: Settings) -> Service:
     """Build the whole service from settings (no I/O until the server starts it)."""
+    telemetry = settings.telemetry_config(app.name)
+    tracing = None
+    if telemetry.tracing is not None:
+        # First, even before Genkit is imported: the global tracer provider must exist
+        # before anything opens a span (Genkit's developer mode then exports through it).
+        from genkit_endpoints.telemetry.tracing import setup_tracing  # noqa: PLC0415
+
+        settings.telemetry.export_otel_environment()  # flags and env files, for the SDK
+        tracing = setup_tracing(telemetry.tracing, secrets=telemetry.secrets)
     # Imported here: Genkit and the providers are heavy (see the module docstring).
     from genkit import Genkit  # noqa: PLC0415
 
@@ -124,7 +125,6 @@ def create_service(app: App, settings: Settings) -> Service:
     from genkit_endpoints.telemetry.audit import open_audit_log  # noqa: PLC0415
     from genkit_endpoints.telemetry.observer import NO_OBSERVER  # noqa: PLC0415
 
-    telemetry = settings.telemetry_config(app.name)
     metrics = None
     if telemetry.metrics:
         from genkit_endpoints.telemetry.metrics import PrometheusMetrics  # noqa: PLC0415
@@ -152,6 +152,7 @@ def create_service(app: App, settings: Settings) -> Service:
         )
     )
     debug = settings.server.debug
+    log_format = settings.logging.log_format or default_format(debug)
     cfg = ServiceConfig(
         framework=settings.server.framework,
         title=app.title or app.name,
@@ -163,13 +164,14 @@ def create_service(app: App, settings: Settings) -> Service:
         api_keys=settings.api_keyring(),
         rate_limit=settings.rate_limit_config(),
         cache=settings.cache_config(),
-        access_logger=access_logger(settings.logging.log_format or default_format(debug)),
+        access_logger=access_logger(log_format, trace_ids=tracing is not None),
         connections=connections,
         closing=(breaker,) if breaker is not None else (),
         readiness=readiness,
         metrics=metrics,
         metrics_key=telemetry.metrics_key,
         audit=open_audit_log(telemetry.audit_sink),
+        tracing=tracing,
     )
     return build_service(ai, choice, table, cfg)
 

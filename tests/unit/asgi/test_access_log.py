@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 import structlog
 
+from genkit_endpoints.http.middleware.policy import HttpPolicy
 from genkit_endpoints.http.middleware.record import (
     RecordMiddleware,
     route_templates,
 )
-from genkit_endpoints.http.middleware.policy import HttpPolicy
 from genkit_endpoints.http.middleware.stack import build_stack
 from genkit_endpoints.http.types import Receive, Scope, Send
 from genkit_endpoints.security.keys import ApiKeyring
@@ -114,9 +114,7 @@ async def test_access_log_logs_a_cancelled_request_as_499(access_log: Any) -> No
         started.set()
         await asyncio.sleep(60)
 
-    task = asyncio.create_task(
-        call(RecordMiddleware(forever, route_templates([])), http_scope())
-    )
+    task = asyncio.create_task(call(RecordMiddleware(forever, route_templates([])), http_scope()))
     await started.wait()
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
