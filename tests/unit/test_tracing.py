@@ -15,6 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 import structlog
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from opentelemetry import trace
 from opentelemetry.instrumentation.propagators import set_global_response_propagator
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -24,20 +25,26 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from endpoints_hello.app import APP
+from endpoints_hello.generated import genkit_sample_pb2 as pb
+from genkit_endpoints.http.middleware.policy import HttpPolicy
 from genkit_endpoints.http.middleware.record import route_templates
+from genkit_endpoints.http.middleware.stack import build_stack
 from genkit_endpoints.http.middleware.tracing import TracingMiddleware
 from genkit_endpoints.security.masking import SecretMasker
 from genkit_endpoints.serving.app import create_service
 from genkit_endpoints.serving.cli import parse_settings
 from genkit_endpoints.serving.logging import access_logger, configure_logging
+from genkit_endpoints.telemetry.config import TracingConfig
 from genkit_endpoints.telemetry.otel import (
     OutboundOnlyPropagator,
     SpanScrubber,
     TraceResponseHeader,
 )
-from genkit_endpoints.telemetry.tracing import current_span_ids
+from genkit_endpoints.telemetry.tracing import Tracing, current_span_ids
 from tests.support.otlp_collector import FakeCollector
+from tests.unit.asgi._support import json_app
 from tests.unit.asgi_helpers import call, http_scope
+from tests.unit.grpc_harness import serving
 
 API_KEY = "web-key-0123456789abcdef"
 PROMPT = f"Translate 'lighthouse'. My key is {API_KEY}, my token sk-proj-{'A' * 24}."
@@ -208,6 +215,33 @@ async def test_the_server_span_shows_the_route_template_never_the_request(
     assert "/anything/42" not in json.dumps(dict(unmatched.attributes or {}))
 
 
+async def test_browsers_may_send_trace_context_and_read_traceresponse_cross_origin(
+    provider: tuple[TracerProvider, InMemorySpanExporter], response_header: None
+) -> None:
+    origin = b"https://app.example.com"
+    stack = build_stack(
+        json_app(),
+        HttpPolicy(cors_allowed_origins=(origin.decode(),)),
+        tracing=Tracing(provider[0], TracingConfig()),
+    )
+    simple = await call(stack, http_scope(headers=[(b"origin", origin)]))
+    same_origin = await call(stack, http_scope())
+    preflight = await call(
+        stack,
+        http_scope("/x", "OPTIONS", [(b"origin", origin),
+                                      (b"access-control-request-method", b"POST"),
+                                      (b"access-control-request-headers", b"traceparent")]),
+    )  # fmt: skip
+    exposed = [v for k, v in simple.start["headers"] if k == b"access-control-expose-headers"]
+    assert len(exposed) == 1  # one list, the CORS layer's
+    assert b"traceresponse" in exposed[0]
+    assert b"traceresponse" in simple.headers
+    # Same origin: the header, and no CORS header at all.
+    assert b"traceresponse" in same_origin.headers
+    assert not [k for k in same_origin.headers if k.startswith(b"access-control-")]
+    assert preflight.headers[b"access-control-allow-headers"] == b"traceparent"
+
+
 @pytest.mark.usefixtures("restore_logging")
 def test_log_lines_inside_a_span_carry_its_ids(
     provider: tuple[TracerProvider, InMemorySpanExporter], capfd: pytest.CaptureFixture[str]
@@ -262,3 +296,28 @@ async def test_no_telemetry_builds_no_provider_exporter_thread_or_layer(
     assert "TracingMiddleware" not in layers
     # What tracing would load (Genkit itself imports the SDK and a logging instrumentation).
     assert not (set(sys.modules) - before) & TRACING_ONLY_MODULES
+
+
+async def test_grpc_calls_get_a_server_span_each_streams_included(
+    provider: tuple[TracerProvider, InMemorySpanExporter],
+) -> None:
+    """OpenTelemetry's interceptor, outermost, around unary and server-streaming calls;
+    health checks are not traced."""
+    tracer_provider, exporter = provider
+    async with serving(tracer_provider=tracer_provider) as harness:
+        joke = await harness.stub.TellJoke(
+            pb.JokeRequest(name="Tom"), metadata=[("traceparent", CALLER)]
+        )
+        chunks = [c.text async for c in harness.stub.TellJokeStream(pb.JokeRequest(name="Tom"))]
+        health = health_pb2_grpc.HealthStub(harness.channel)
+        await health.Check(health_pb2.HealthCheckRequest(service=""))
+    assert "Tom" in joke.joke
+    assert len(chunks) >= 2
+    spans = {s.name: s for s in exporter.get_finished_spans()}
+    service = "/genkit.sample.v1.GenkitService"
+    assert set(spans) == {f"{service}/TellJoke", f"{service}/TellJokeStream"}
+    unary = spans[f"{service}/TellJoke"]
+    assert unary.kind is SpanKind.SERVER
+    assert unary.parent is not None
+    assert format(unary.parent.span_id, "016x") == CALLER.split("-")[2]
+    assert spans[f"{service}/TellJokeStream"].parent is None  # no caller context: a new trace

@@ -33,7 +33,11 @@ from genkit_endpoints.core.health import Readiness
 from genkit_endpoints.core.routes import RouteTable, RunContext
 from genkit_endpoints.grpc.auth import AuthInterceptor
 from genkit_endpoints.grpc.config import GrpcConfig
-from genkit_endpoints.grpc.interceptors import LoggingInterceptor, RequestIdInterceptor
+from genkit_endpoints.grpc.interceptors import (
+    LoggingInterceptor,
+    RequestIdInterceptor,
+    StreamsAsGenerators,
+)
 from genkit_endpoints.grpc.servicer import InflightCalls, build_method_handlers
 from genkit_endpoints.grpc.tls import load_server_tls
 from genkit_endpoints.policies.ratelimit import RateLimiter
@@ -255,7 +259,11 @@ def create_grpc_server(
         exempt = (f"/{service.full_name}/{health_method}",) if health_method else ()
         # Listed after auth, so it runs inside auth's wrapper and sees the principal.
         auth.append(RateLimitInterceptor(rate_limiter, exempt_methods=exempt))
-    tracing = [_tracing_interceptor(tracer_provider)] if tracer_provider is not None else []
+    tracing = (
+        [_tracing_interceptor(tracer_provider), StreamsAsGenerators()]
+        if tracer_provider is not None
+        else []
+    )
     server = grpc.aio.server(
         interceptors=[
             *tracing,
