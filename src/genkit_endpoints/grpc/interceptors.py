@@ -142,8 +142,10 @@ class StreamsAsGenerators(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
         async def generator(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             await run_behaviour(behaviour, request, context)
-            return
-            yield  # an async generator that never yields: the writes went out already
+            # Nothing to yield (the writes went out already); the loop makes this function
+            # an async generator.
+            for message in ():
+                yield message
 
         return _FACTORIES[kind](
             generator,
