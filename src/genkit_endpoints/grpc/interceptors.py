@@ -144,7 +144,8 @@ class StreamsAsGenerators(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             await run_behaviour(behaviour, request, context)
             # Nothing to yield (the writes went out already); the loop makes this function
             # an async generator.
-            for message in ():
+            nothing: tuple[Any, ...] = ()
+            for message in nothing:
                 yield message
 
         return _FACTORIES[kind](
