@@ -26,6 +26,7 @@ from endpoints_hello.generated import genkit_sample_pb2 as pb
 from endpoints_hello.generated import genkit_sample_pb2_grpc as pb_grpc
 from tests.fakes.provider import FakeProvider, Reply, ToolCall
 from tests.support.otlp_collector import CLIENT, SERVER, ExportedSpan, FakeCollector
+from tests.support.redis_server import RedisServer
 from tests.support.server import ServerProcess, run_server
 
 API_KEY = "tracer-key-7f3a9c2e5b1d4f60a8e2"
@@ -119,6 +120,18 @@ def assert_model_call_tree(
         (client,) = [s for s in below if s.kind == CLIENT]
         clients.append(client)
     return clients
+
+
+def descends_from(span: ExportedSpan, root: ExportedSpan, trace: list[ExportedSpan]) -> bool:
+    by_id = {s.span_id: s for s in trace}
+    current: ExportedSpan | None = span
+    for _ in range(len(trace)):  # bounded: a parent cycle would otherwise never end
+        if current is None or current.parent_span_id is None:
+            return False
+        if current.parent_span_id == root.span_id:
+            return True
+        current = by_id.get(current.parent_span_id)
+    return False
 
 
 def assert_provider_saw(fake: FakeProvider, clients: list[ExportedSpan]) -> None:
@@ -261,9 +274,16 @@ def test_litestar_over_otlp_grpc_captures_content_masked(tmp_path: Path) -> None
         assert_no_secret_left(collector)
 
 
-def test_quart_on_hypercorn_continues_the_callers_trace(tmp_path: Path) -> None:
+def test_quart_on_hypercorn_continues_the_callers_trace_and_flushes_it_on_sigterm(
+    tmp_path: Path,
+) -> None:
     with FakeCollector() as collector, FakeProvider() as fake:
-        env = {**tracing_env(collector, "http/protobuf"), **openai_env(fake)}
+        # Batches would leave only after a minute: what arrives, the shutdown flushed.
+        env = {
+            **tracing_env(collector, "http/protobuf"),
+            **openai_env(fake),
+            "OTEL_BSP_SCHEDULE_DELAY": "60000",
+        }
         with traced_server(tmp_path, "quart", env, server="hypercorn") as server:
             fake.script(Reply(text="Arr, matey."))
             trace_id, parent_id, traceparent = new_parent()
@@ -274,7 +294,9 @@ def test_quart_on_hypercorn_continues_the_callers_trace(tmp_path: Path) -> None:
                 timeout=30,
             )
             assert response.status_code == 200, response.text
-            trace = wait_for_server_span(collector, trace_id, "POST /chat")
+            assert not collector.spans()  # still buffered
+        # The server is gone (SIGTERM, exit): its last spans left on the way out.
+        trace = wait_for_server_span(collector, trace_id, "POST /chat")
         root = server_span(trace, trace_id, "POST /chat")
         assert root is not None
         assert root.parent_span_id == parent_id
@@ -283,11 +305,17 @@ def test_quart_on_hypercorn_continues_the_callers_trace(tmp_path: Path) -> None:
         assert_provider_saw(fake, clients)
 
 
-def test_untrusted_incoming_trace_starts_a_new_trace_on_rest_and_grpc(tmp_path: Path) -> None:
+def test_untrusted_incoming_trace_starts_a_new_trace_on_rest_and_grpc(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    """Also with the shared state on Redis: its commands are spans of the request."""
+    namespace = redis_server.namespace()
     with FakeCollector() as collector, FakeProvider() as fake:
         env = {
             **tracing_env(collector, "http/protobuf", TRUST_INCOMING_TRACE="false"),
             **openai_env(fake),
+            "REDIS_URL": redis_server.url,
+            **{f"{feature}_NAMESPACE": namespace for feature in ("RATE_LIMIT", "CACHE", "CB")},
         }
         with traced_server(tmp_path, "fastapi", env, grpc_on=True) as server:
             fake.script(Reply(text="A joke."), Reply(text="Another joke."))
@@ -322,6 +350,15 @@ def test_untrusted_incoming_trace_starts_a_new_trace_on_rest_and_grpc(tmp_path: 
         assert grpc_root.parent_span_id is None
         assert grpc_root.trace_id not in (caller_trace, trace_id)
         assert not [s for s in spans if s.trace_id == caller_trace]
+        # The rate limit's and the breaker's Redis commands, in the request's trace, with
+        # their arguments (keys: the principal; values: cached output) never recorded.
+        commands = [s for s in rest if s.attributes.get("db.system") == "redis"]
+        assert commands
+        for command in commands:
+            assert command.kind == CLIENT
+            assert descends_from(command, root, rest)
+            # Every key starts with the namespace: recorded arguments would show it.
+            assert namespace not in json.dumps(command.attributes)
         # The provider still gets the (new) trace.
         assert_provider_saw(
             fake,
