@@ -68,6 +68,8 @@ if TYPE_CHECKING:
     from genkit_endpoints.serving.runners import run
     from genkit_endpoints.serving.service import Service, ServiceConfig, build_service
     from genkit_endpoints.serving.settings import Settings, SettingsGroup, load_settings
+    from genkit_endpoints.telemetry.config import TracingConfig
+    from genkit_endpoints.telemetry.tracing import Tracing, current_trace_id, setup_tracing
 
 # Public name -> the module that defines it.
 _EXPORTS: dict[str, str] = {
@@ -90,6 +92,7 @@ _EXPORTS: dict[str, str] = {
     "fingerprint": "genkit_endpoints.core.versions",
     "current_principal": "genkit_endpoints.core.context",
     "current_request_id": "genkit_endpoints.core.context",
+    "current_trace_id": "genkit_endpoints.telemetry.tracing",
     "Principal": "genkit_endpoints.security.keys",
     "ImageFetcher": "genkit_endpoints.security.images",
     "FetchedImage": "genkit_endpoints.security.images",
@@ -121,6 +124,8 @@ _EXPORTS: dict[str, str] = {
     "ASGIApp": "genkit_endpoints.http.types",
     "gunicorn_worker_class": "genkit_endpoints.serving.gunicorn",
     "parse_settings": "genkit_endpoints.serving.cli",
+    "setup_tracing": "genkit_endpoints.telemetry.tracing",
+    "Tracing": "genkit_endpoints.telemetry.tracing",
     # The runtime config objects (what settings produce; deployments and benchmarks).
     "ServerConfig": "genkit_endpoints.serving.config",
     "HttpPolicy": "genkit_endpoints.http.middleware.policy",
@@ -138,6 +143,7 @@ _EXPORTS: dict[str, str] = {
     "ProviderConfigError": "genkit_endpoints.model.config",
     "OfflineModelConfig": "genkit_endpoints.model.config",
     "ImageFetchConfig": "genkit_endpoints.security.images",
+    "TracingConfig": "genkit_endpoints.telemetry.config",
     # The structlog processor that masks secrets (for apps composing their own logging).
     "SecretMasker": "genkit_endpoints.security.masking",
 }
@@ -188,6 +194,8 @@ __all__ = [
     "ServiceUnavailable",
     "Settings",
     "SettingsGroup",
+    "Tracing",
+    "TracingConfig",
     "Unauthenticated",
     "UpstreamError",
     "UpstreamRejected",
@@ -197,6 +205,7 @@ __all__ = [
     "create_service",
     "current_principal",
     "current_request_id",
+    "current_trace_id",
     "fingerprint",
     "gunicorn_worker_class",
     "json_field",
@@ -208,6 +217,7 @@ __all__ = [
     "run",
     "serve",
     "setup_logging",
+    "setup_tracing",
 ]
 
 

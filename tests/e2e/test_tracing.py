@@ -80,9 +80,10 @@ def openai_env(fake: FakeProvider) -> dict[str, str]:
 @contextmanager
 def traced_server(
     tmp_path: Path, framework: str, env: dict[str, str], *, server: str = "uvicorn",
-    grpc_on: bool = False,
+    grpc_on: bool = False, args: tuple[str, ...] = (),
 ) -> Iterator[ServerProcess]:  # fmt: skip
-    args = ["--framework", framework, "--server", server, *([] if grpc_on else ["--no-grpc"])]
+    args = ("--framework", framework, "--server", server, *(() if grpc_on else ("--no-grpc",)),
+            *args)  # fmt: skip
     with run_server(tmp_path, args=args, env=env, probe="/ready") as process:
         yield process
 
@@ -284,7 +285,10 @@ def test_quart_on_hypercorn_continues_the_callers_trace_and_flushes_it_on_sigter
             **openai_env(fake),
             "OTEL_BSP_SCHEDULE_DELAY": "60000",
         }
-        with traced_server(tmp_path, "quart", env, server="hypercorn") as server:
+        # The endpoint from the command line this time.
+        del env["OTEL_EXPORTER_OTLP_ENDPOINT"]
+        flag = ("--otel-endpoint", collector.http_endpoint)
+        with traced_server(tmp_path, "quart", env, server="hypercorn", args=flag) as server:
             fake.script(Reply(text="Arr, matey."))
             trace_id, parent_id, traceparent = new_parent()
             response = httpx.post(
