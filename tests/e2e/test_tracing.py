@@ -1,9 +1,11 @@
 """Tracing end to end: real servers exporting with the real OTLP exporters to a fake
 collector (``tests/support/otlp_collector.py``), calling the fake provider.
 
-One server process per test, each a different combination, so the four together cover:
-every framework, both OTLP protocols, REST and gRPC, a continued and an untrusted
-incoming trace, content capture off and on. Each checks the trace tree the collector
+One server process per test, each a configuration no other test needs, so the four
+together cover: every framework (and two of the servers), both OTLP protocols, REST and
+gRPC, a continued and an untrusted incoming trace, content capture off and on, the
+endpoint from the environment and from ``--otel-endpoint``, spans flushed on SIGTERM,
+and Redis command spans. Each checks the trace tree the collector
 received — server span → flow → generate → model (and tool) → the provider request's
 client span — with its parent ids, that the provider request carried ``traceparent`` of
 the same trace, and that no seeded secret (API key, provider key, collector header,
