@@ -73,6 +73,8 @@ if TYPE_CHECKING:
     from genkit_endpoints.serving.runners import run
     from genkit_endpoints.serving.service import Service, ServiceConfig, build_service
     from genkit_endpoints.serving.settings import Settings, SettingsGroup, load_settings
+    from genkit_endpoints.telemetry.config import TracingConfig
+    from genkit_endpoints.telemetry.tracing import Tracing, current_trace_id, setup_tracing
 
 # Public name -> the module that defines it.
 _EXPORTS: dict[str, str] = {
@@ -95,6 +97,7 @@ _EXPORTS: dict[str, str] = {
     "fingerprint": "genkit_endpoints.core.versions",
     "current_principal": "genkit_endpoints.core.context",
     "current_request_id": "genkit_endpoints.core.context",
+    "current_trace_id": "genkit_endpoints.telemetry.tracing",
     "Principal": "genkit_endpoints.security.keys",
     "ImageFetcher": "genkit_endpoints.security.images",
     "FetchedImage": "genkit_endpoints.security.images",
@@ -129,6 +132,8 @@ _EXPORTS: dict[str, str] = {
     "gunicorn_metrics_worker_exit": "genkit_endpoints.serving.gunicorn",
     "gunicorn_metrics_stop": "genkit_endpoints.serving.gunicorn",
     "parse_settings": "genkit_endpoints.serving.cli",
+    "setup_tracing": "genkit_endpoints.telemetry.tracing",
+    "Tracing": "genkit_endpoints.telemetry.tracing",
     # The runtime config objects (what settings produce; deployments and benchmarks).
     "ServerConfig": "genkit_endpoints.serving.config",
     "HttpPolicy": "genkit_endpoints.http.middleware.policy",
@@ -146,6 +151,7 @@ _EXPORTS: dict[str, str] = {
     "ProviderConfigError": "genkit_endpoints.model.config",
     "OfflineModelConfig": "genkit_endpoints.model.config",
     "ImageFetchConfig": "genkit_endpoints.security.images",
+    "TracingConfig": "genkit_endpoints.telemetry.config",
     # The structlog processor that masks secrets (for apps composing their own logging).
     "SecretMasker": "genkit_endpoints.security.masking",
 }
@@ -196,6 +202,8 @@ __all__ = [
     "ServiceUnavailable",
     "Settings",
     "SettingsGroup",
+    "Tracing",
+    "TracingConfig",
     "Unauthenticated",
     "UpstreamError",
     "UpstreamRejected",
@@ -205,6 +213,7 @@ __all__ = [
     "create_service",
     "current_principal",
     "current_request_id",
+    "current_trace_id",
     "fingerprint",
     "gunicorn_metrics_start",
     "gunicorn_metrics_stop",
@@ -219,6 +228,7 @@ __all__ = [
     "run",
     "serve",
     "setup_logging",
+    "setup_tracing",
 ]
 
 

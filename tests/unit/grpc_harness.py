@@ -54,6 +54,7 @@ async def serving(
     readiness: Readiness | None = None,
     patch: Callable[[Genkit, RouteTable], RouteTable] | None = None,
     run: RunContext | None = None,
+    tracer_provider: Any = None,
     **cfg: Any,
 ) -> AsyncIterator[Harness]:
     model = OfflineModel(offline)
@@ -63,7 +64,12 @@ async def serving(
         table = patch(ai, table)
     config = GrpcConfig(**{"host": "127.0.0.1", "port": 0, **cfg})
     server = create_grpc_server(
-        table, service=SERVICE, readiness=readiness or Readiness(), cfg=config, run=run
+        table,
+        service=SERVICE,
+        readiness=readiness or Readiness(),
+        cfg=config,
+        run=run,
+        tracer_provider=tracer_provider,
     )
     await server.start()
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")

@@ -2,8 +2,9 @@
 
 Some guarantees need more than a library's public API: request-head limits and a head
 deadline inside uvicorn's and hypercorn's HTTP/1 protocols, a clean exit code after
-uvicorn's drain, granian's multi-process server with our own app loader, and Genkit
-forgetting a failed plugin start-up. Each such hook lives in this package, next to the
+uvicorn's drain, granian's multi-process server with our own app loader, Genkit
+forgetting a failed plugin start-up, a finished OpenTelemetry span copied so it can be
+masked before export. Each such hook lives in this package, next to the
 range of versions it was checked against. A version outside the range fails at start-up
 with one line (``UnsupportedDependency``) instead of misbehaving on the first request;
 ``tests/unit/test_compat_*.py`` hold one canary per hook, which is what to run before
@@ -37,6 +38,7 @@ SUPPORTED: dict[str, tuple[str, str, str]] = {
     "genkit": ("0.12", "0.13", "the kit clears its failed plugin start-ups"),
     # A major release may change the storage options the kit passes.
     "limits": ("4.0", "6", "the kit passes its Redis pool to limits' RedisStorage"),
+    "opentelemetry-sdk": ("1.30", "2", "the kit copies finished spans to mask them for export"),
 }
 
 _RELEASE = re.compile(r"\d+(?:\.\d+)*")

@@ -16,7 +16,7 @@ import contextlib
 import inspect
 import os
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any
 
 import grpc
@@ -38,6 +38,7 @@ __all__ = [
     "GuardInterceptor",
     "LoggingInterceptor",
     "RequestIdInterceptor",
+    "StreamsAsGenerators",
     "note_principal",
     "wrap_handler",
 ]
@@ -117,6 +118,41 @@ def wrap_handler(handler: grpc.RpcMethodHandler, around: Around) -> grpc.RpcMeth
         request_deserializer=handler.request_deserializer,
         response_serializer=handler.response_serializer,
     )
+
+
+class StreamsAsGenerators(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """Present every response-streaming behaviour as an async generator.
+
+    The interceptors here run each behaviour as a coroutine that sends its messages with
+    ``context.write`` (``wrap_handler``). OpenTelemetry's server interceptor instead
+    iterates a streaming behaviour with ``async for``, and fails on a coroutine. Placed
+    directly inside it, this turns the coroutine into an async generator that runs it to
+    the end and yields nothing itself: the messages still leave through ``context.write``,
+    inside the span.
+    """
+
+    async def intercept_service(
+        self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
+    ) -> grpc.RpcMethodHandler | None:
+        handler = await continuation(handler_call_details)
+        if handler is None or not handler.response_streaming:
+            return handler
+        kind = "stream_stream" if handler.request_streaming else "unary_stream"
+        behaviour: Behaviour = getattr(handler, kind)
+
+        async def generator(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            await run_behaviour(behaviour, request, context)
+            # Nothing to yield (the writes went out already); the loop makes this function
+            # an async generator.
+            nothing: tuple[Any, ...] = ()
+            for message in nothing:
+                yield message
+
+        return _FACTORIES[kind](
+            generator,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
 
 
 # Infrastructure services no policy applies to: probes and tooling must always answer.

@@ -2,7 +2,8 @@
 
 ``create_grpc_server`` assembles a ``grpc.aio`` server from the route table and the proto
 service descriptor, with the request-id and logging interceptors in front of any others
-(then authentication, then the rate limit, then the caller's own), explicit keep-alive,
+(only OpenTelemetry's server-span interceptor, with tracing on, comes before them; then
+authentication, then the rate limit, then the caller's own), explicit keep-alive,
 concurrency, metadata and message-size limits, and ``SO_REUSEPORT`` so several worker
 processes can share the port. It speaks TLS when the config names a certificate and
 key, mutual TLS when it also names a client CA (every client must present a certificate
@@ -20,6 +21,7 @@ import asyncio
 import contextlib
 from collections.abc import Callable, Sequence
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 import grpc
 import structlog
@@ -31,13 +33,20 @@ from genkit_endpoints.core.health import Readiness
 from genkit_endpoints.core.routes import RouteTable, RunContext
 from genkit_endpoints.grpc.auth import AuthInterceptor
 from genkit_endpoints.grpc.config import GrpcConfig
-from genkit_endpoints.grpc.interceptors import LoggingInterceptor, RequestIdInterceptor
+from genkit_endpoints.grpc.interceptors import (
+    LoggingInterceptor,
+    RequestIdInterceptor,
+    StreamsAsGenerators,
+)
 from genkit_endpoints.grpc.servicer import InflightCalls, build_method_handlers
 from genkit_endpoints.grpc.tls import load_server_tls
 from genkit_endpoints.policies.ratelimit import RateLimiter
 from genkit_endpoints.security.keys import ApiKeyring
 from genkit_endpoints.telemetry.audit import AuditLog
 from genkit_endpoints.telemetry.observer import NO_OBSERVER, Observer
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import TracerProvider
 
 __all__ = ["DEPENDENCY_PREFIX", "GrpcServer", "create_grpc_server"]
 
@@ -212,6 +221,7 @@ def create_grpc_server(
     run: RunContext | None = None,
     observer: Observer = NO_OBSERVER,
     audit: AuditLog | None = None,
+    tracer_provider: TracerProvider | None = None,
 ) -> GrpcServer:
     """Build (and bind, not start) the gRPC server for ``service`` from ``table``.
 
@@ -223,7 +233,10 @@ def create_grpc_server(
     (``genkit_endpoints.grpc.auth``). ``rate_limiter`` limits every call but those,
     inside auth so it keys by principal (``genkit_endpoints.grpc.ratelimit``). ``run``
     is the service's run context, for its response cache (None: uncached). ``observer``
-    hears every call (metrics); ``audit`` writes one line per call (None: off). Raises
+    hears every call (metrics); ``audit`` writes one line per call (None: off).
+    ``tracer_provider`` (None: no tracing) opens a server span per call, outside every
+    other interceptor, so their log lines carry its trace id; health and reflection calls
+    are not traced. Raises
     ``ValueError`` when an RPC has no route (see ``build_method_handlers``),
     ``TlsConfigError`` (a ``ValueError``) for a bad TLS file and ``RuntimeError`` when
     the address cannot be bound.
@@ -246,8 +259,14 @@ def create_grpc_server(
         exempt = (f"/{service.full_name}/{health_method}",) if health_method else ()
         # Listed after auth, so it runs inside auth's wrapper and sees the principal.
         auth.append(RateLimitInterceptor(rate_limiter, exempt_methods=exempt))
+    tracing = (
+        [_tracing_interceptor(tracer_provider), StreamsAsGenerators()]
+        if tracer_provider is not None
+        else []
+    )
     server = grpc.aio.server(
         interceptors=[
+            *tracing,
             RequestIdInterceptor(),
             LoggingInterceptor(observer=observer, audit=audit),
             *auth,
@@ -291,6 +310,24 @@ def create_grpc_server(
         cfg=cfg,
         auth=_auth_mode(mutual=mutual, api_keys=api_keys is not None),
     )
+
+
+def _tracing_interceptor(provider: TracerProvider) -> grpc.aio.ServerInterceptor:
+    # OpenTelemetry's interceptor; it continues the caller's trace through the global
+    # propagator, which ignores incoming context when TRUST_INCOMING_TRACE is false.
+    from opentelemetry.instrumentation.grpc import aio_server_interceptor  # noqa: PLC0415
+    from opentelemetry.instrumentation.grpc.filters import (  # noqa: PLC0415
+        any_of,
+        negate,
+        service_prefix,
+    )
+
+    # Health checks come every few seconds from every probe: each would be a trace.
+    untraced = any_of(service_prefix("grpc.health."), service_prefix("grpc.reflection."))
+    interceptor: grpc.aio.ServerInterceptor = aio_server_interceptor(  # type: ignore[no-untyped-call]
+        tracer_provider=provider, filter_=negate(untraced)
+    )
+    return interceptor
 
 
 def _auth_mode(*, mutual: bool, api_keys: bool) -> str:

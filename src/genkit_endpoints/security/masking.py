@@ -41,7 +41,7 @@ VERBATIM_KEYS = frozenset(
     {
         "request_id", "method", "path", "route", "status", "code", "duration_ms", "bytes",
         "client_ip", "level", "logger", "timestamp", "principal", "flow", "exc_info",
-        "_record", "_from_structlog",
+        "_record", "_from_structlog", "trace_id", "span_id",
     }
 )  # fmt: skip
 

@@ -26,7 +26,6 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING
 
-from genkit_endpoints.security.masking import api_key_secrets, secret_values
 from genkit_endpoints.serving.logging import configure_logging, default_format
 from genkit_endpoints.serving.settings import Settings, SettingsGroup, load_settings
 
@@ -44,7 +43,6 @@ __all__ = [
     "WORKER_FACTORY",
     "App",
     "AppContext",
-    "configured_secrets",
     "create_service",
     "locate",
 ]
@@ -97,32 +95,28 @@ class App:
         return create_service(self, settings).asgi
 
 
-def configured_secrets(settings: Settings) -> list[str]:
-    """Every secret value the settings hold: masked wherever the service reports (logs,
-    crash reports)."""
-    return [
-        *api_key_secrets(settings.auth.api_keys),
-        *secret_values(
-            settings.providers.gemini_api_key,
-            settings.providers.openai_api_key,
-            settings.telemetry.metrics_key,
-            settings.telemetry.sentry_dsn,
-            settings.telemetry.otel_exporter_otlp_headers,
-        ),
-    ]
-
-
 def setup_logging(settings: Settings) -> None:
     """Logging as the settings say, with every configured secret masked by value."""
     configure_logging(
         settings.logging.log_level,
         settings.logging.log_format or default_format(settings.server.debug),
-        secrets=configured_secrets(settings),
+        secrets=settings.secrets(),
+        # With tracing on, every line inside a span names its trace and span.
+        trace_ids=settings.telemetry.tracing_enabled,
     )
 
 
 def create_service(app: App, settings: Settings) -> Service:
     """Build the whole service from settings (no I/O until the server starts it)."""
+    telemetry = settings.telemetry_config(app.name)
+    tracing = None
+    if telemetry.tracing is not None:
+        # First, even before Genkit is imported: the global tracer provider must exist
+        # before anything opens a span (Genkit's developer mode then exports through it).
+        from genkit_endpoints.telemetry.tracing import setup_tracing  # noqa: PLC0415
+
+        settings.telemetry.export_otel_environment()  # flags and env files, for the SDK
+        tracing = setup_tracing(telemetry.tracing, secrets=telemetry.secrets)
     # Imported here: Genkit and the providers are heavy (see the module docstring).
     from genkit import Genkit  # noqa: PLC0415
 
@@ -139,9 +133,8 @@ def create_service(app: App, settings: Settings) -> Service:
     from genkit_endpoints.telemetry.observer import NO_OBSERVER  # noqa: PLC0415
     from genkit_endpoints.telemetry.sentry import setup_sentry  # noqa: PLC0415
 
-    telemetry = settings.telemetry_config(app.name)
     # Per process: every worker reports its own 500s and INTERNALs (None: SENTRY_DSN unset).
-    crash_reports = setup_sentry(telemetry.sentry, configured_secrets(settings))
+    crash_reports = setup_sentry(telemetry.sentry, list(telemetry.secrets))
     metrics = None
     if telemetry.metrics:
         from genkit_endpoints.telemetry.metrics import PrometheusMetrics  # noqa: PLC0415
@@ -169,6 +162,7 @@ def create_service(app: App, settings: Settings) -> Service:
         )
     )
     debug = settings.server.debug
+    log_format = settings.logging.log_format or default_format(debug)
     cfg = ServiceConfig(
         framework=settings.server.framework,
         title=app.title or app.name,
@@ -180,7 +174,7 @@ def create_service(app: App, settings: Settings) -> Service:
         api_keys=settings.api_keyring(),
         rate_limit=settings.rate_limit_config(),
         cache=settings.cache_config(),
-        access_logger=access_logger(settings.logging.log_format or default_format(debug)),
+        access_logger=access_logger(log_format, trace_ids=tracing is not None),
         connections=connections,
         # Closed at the end of the lifespan; the crash reporter last, so its flush sends
         # everything reported until then.
@@ -189,6 +183,7 @@ def create_service(app: App, settings: Settings) -> Service:
         metrics=metrics,
         metrics_key=telemetry.metrics_key,
         audit=open_audit_log(telemetry.audit_sink),
+        tracing=tracing,
     )
     return build_service(ai, choice, table, cfg)
 

@@ -2,7 +2,9 @@
 
 JSON lines in production (tracebacks included as text), a coloured console in DEBUG.
 ``LOG_LEVEL`` applies to our loggers, to Genkit's structlog events and to library
-loggers (uvicorn, httpx, …) alike. Every line inside a request carries ``request_id``.
+loggers (uvicorn, httpx, …) alike. Every line inside a request carries ``request_id``,
+and with tracing on every line inside a span ``trace_id`` and ``span_id``, so a request's
+lines and its trace find each other.
 Every line, tracebacks included, passes ``log_masking.SecretMasker`` last, so secrets
 (by key name, by shape, or registered by the app) never reach the output.
 """
@@ -21,6 +23,7 @@ from structlog.types import EventDict, ExceptionRenderer, Processor, WrappedLogg
 
 from genkit_endpoints.core.context import current_request_id
 from genkit_endpoints.security.masking import SecretMasker
+from genkit_endpoints.telemetry.tracing import current_span_ids
 
 LogFormat = Literal["json", "console"]
 LEVELS = ("debug", "info", "warning", "error", "critical")
@@ -30,6 +33,14 @@ def _add_request_id(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
     rid = current_request_id()
     if rid is not None:
         event.setdefault("request_id", rid)
+    return event
+
+
+def _add_trace_ids(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
+    ids = current_span_ids()
+    if ids is not None:
+        event.setdefault("trace_id", ids[0])
+        event.setdefault("span_id", ids[1])
     return event
 
 
@@ -64,12 +75,17 @@ def _masked_tracebacks(masker: SecretMasker) -> ExceptionRenderer:
 
 
 def configure_logging(
-    level: str = "info", fmt: LogFormat = "json", *, secrets: Iterable[str] = ()
+    level: str = "info",
+    fmt: LogFormat = "json",
+    *,
+    secrets: Iterable[str] = (),
+    trace_ids: bool = False,
 ) -> None:
     """Configure structlog and the stdlib root logger. Call once, from ``main``.
 
     ``secrets`` are values masked wherever they occur in a line (the app's API keys and
-    provider keys): they have no shape the masker could recognise.
+    provider keys): they have no shape the masker could recognise. ``trace_ids`` (tracing
+    on) adds the active span's ``trace_id`` and ``span_id`` to every line.
     """
     if level not in LEVELS:
         raise ValueError(f"log level must be one of {', '.join(LEVELS)}")
@@ -77,6 +93,7 @@ def configure_logging(
     shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,
         _add_request_id,
+        *([_add_trace_ids] if trace_ids else []),
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
@@ -120,15 +137,17 @@ def configure_logging(
         lib.setLevel(numeric)
 
 
-def access_logger(fmt: LogFormat, name: str = "genkit_endpoints.access") -> Any:
+def access_logger(
+    fmt: LogFormat, name: str = "genkit_endpoints.access", *, trace_ids: bool = False
+) -> Any:
     """The logger for the per-request access line: fast where it matters.
 
     In JSON mode it writes orjson bytes straight to stderr through a short processor chain
-    (request id, level, logger, timestamp), much cheaper per line than the stdlib bridge,
-    and it runs on every request. Its fields are chosen by the kit (route template, never
-    the raw path; no headers), so the masker has nothing to find there. On the console it
-    is the ordinary logger. Call after ``configure_logging``; the level is the root
-    logger's, checked by the caller.
+    (request id, trace ids with ``trace_ids``, level, logger, timestamp), much cheaper per
+    line than the stdlib bridge, and it runs on every request. Its fields are chosen by
+    the kit (route template, never the raw path; no headers), so the masker has nothing
+    to find there. On the console it is the ordinary logger. Call after
+    ``configure_logging``; the level is the root logger's, checked by the caller.
     """
     if fmt != "json":
         return structlog.get_logger(name)
@@ -141,6 +160,7 @@ def access_logger(fmt: LogFormat, name: str = "genkit_endpoints.access") -> Any:
         structlog.BytesLogger(sys.stderr.buffer),
         processors=[
             _add_request_id,
+            *([_add_trace_ids] if trace_ids else []),
             structlog.processors.add_log_level,
             add_logger_name,
             structlog.processors.TimeStamper(fmt="iso", utc=True),

@@ -42,6 +42,7 @@ from genkit_endpoints.telemetry.observer import NO_OBSERVER, Observer
 
 if TYPE_CHECKING:
     from genkit_endpoints.grpc.server import GrpcServer
+    from genkit_endpoints.telemetry.tracing import Tracing
 
 _log = structlog.get_logger(__name__)
 
@@ -95,6 +96,9 @@ class ServiceConfig:
     metrics_key: str | None = field(default=None, repr=False)
     # One line per request and RPC; None: off. Closed at the end of the lifespan.
     audit: AuditLog | None = None
+    # Tracing as ``setup_tracing`` installed it (None: off): a server span per request and
+    # RPC; what is still buffered is exported at the end of the lifespan.
+    tracing: Tracing | None = None
 
 
 @dataclass
@@ -191,6 +195,10 @@ def build_service(
                 cfg.audit.close()
             if cfg.metrics is not None:
                 worker_stopped()  # this worker's in-flight gauges leave later scrapes
+            if cfg.tracing is not None:
+                # Last: the spans of the requests and calls that just finished go too. A
+                # thread, as the exporter blocks on the network (bounded by its timeout).
+                await asyncio.to_thread(cfg.tracing.shutdown)
 
     framework_app = create_framework_app(
         cfg.framework,
@@ -215,6 +223,7 @@ def build_service(
         audit=cfg.audit,
         metrics=cfg.metrics,
         metrics_key=cfg.metrics_key,
+        tracing=cfg.tracing,
     )
     return Service(asgi, ai, table, run, readiness, choice, lifecycle)
 
@@ -255,6 +264,7 @@ async def _start_grpc(  # noqa: PLR0917 - private, one caller
         run=run,
         observer=observer,
         audit=cfg.audit,
+        tracer_provider=cfg.tracing.provider if cfg.tracing is not None else None,
     )
     await server.start()
     return server

@@ -5,12 +5,16 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from opentelemetry.sdk.trace import TracerProvider
+
 from genkit_endpoints.http.middleware import stack as stack_module
 from genkit_endpoints.http.middleware.stack import HttpPolicy, build_stack
 from genkit_endpoints.http.types import Message, Receive, Scope, Send
 from genkit_endpoints.policies.ratelimit import RateLimitConfig, RateLimiter
 from genkit_endpoints.security.keys import ApiKeyring
+from genkit_endpoints.telemetry.config import TracingConfig
 from genkit_endpoints.telemetry.metrics import PrometheusMetrics
+from genkit_endpoints.telemetry.tracing import Tracing
 
 
 async def test_non_http_scopes_pass_through_untouched() -> None:
@@ -34,6 +38,7 @@ async def test_non_http_scopes_pass_through_untouched() -> None:
 # The documented layer names, outermost first, and the class each one is.
 LAYERS = {
     "proxy headers": "ProxyHeadersMiddleware",
+    "tracing": "TracingMiddleware",
     "request id": "RequestIdMiddleware",
     "request record": "RecordMiddleware",
     "security headers": "SecurityHeadersMiddleware",
@@ -68,6 +73,8 @@ def full_stack() -> list[str]:
         api_keys=ApiKeyring.parse("web:k" + "e" * 31),
         rate_limiter=RateLimiter(RateLimitConfig(rates="10/minute")),
         metrics=PrometheusMetrics(),
+        # A provider of this test's own: the global one is never touched.
+        tracing=Tracing(TracerProvider(), TracingConfig()),
     )
     names = []
     for _ in range(len(LAYERS) + 1):  # bounded: a cycle of .app would otherwise never end

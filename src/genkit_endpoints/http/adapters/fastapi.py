@@ -4,11 +4,20 @@ Request parsing, validation and error bodies live in ``genkit_endpoints.http.han
 framework answers the same bytes. FastAPI's own body handling is not used, so neither
 is its OpenAPI generator: the document (served only in DEBUG) comes from
 ``genkit_endpoints.http.openapi``, built from the same route table.
+
+FastAPI's native OpenTelemetry support (releases with a ``telemetry`` parameter) is
+switched off: as soon as a global tracer provider exists it opens a server span of its
+own — a second one next to the kit's tracing layer, which gives every framework the same
+single server span and shows it only the route template, where FastAPI's records the raw
+path — plus dependency and endpoint spans that would put the flow's spans under
+FastAPI's instead of under the request.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import Response, StreamingResponse
@@ -27,6 +36,21 @@ from genkit_endpoints.http import handlers as http
 from genkit_endpoints.http.adapters import Lifespan
 from genkit_endpoints.http.handlers import HttpReply
 from genkit_endpoints.http.openapi import openapi_document
+
+_NATIVE_TELEMETRY_OFF = {
+    "tracing": False,
+    "metrics": False,
+    "logs": False,
+    "operation_spans": False,
+    "auto_configure": False,
+}
+
+
+def _native_telemetry_off() -> dict[str, Any]:
+    # Older releases have no such parameter, and no native telemetry to switch off.
+    if "telemetry" in inspect.signature(FastAPI.__init__).parameters:
+        return {"telemetry": dict(_NATIVE_TELEMETRY_OFF)}
+    return {}
 
 
 def to_response(reply: HttpReply) -> Response:
@@ -92,6 +116,7 @@ def create_fastapi_app(
         lifespan=lifespan,
         redirect_slashes=False,
         exception_handlers={StarletteHTTPException: on_http_error, Exception: on_unexpected},
+        **_native_telemetry_off(),
     )
 
     async def health() -> Response:

@@ -6,8 +6,10 @@ refuses it otherwise). Preflights from allowed origins get 204 here, before trus
 auth and the routes, with the methods and request headers the API uses; preflights from
 other origins get a 403 problem. Actual requests from allowed origins get the origin
 echoed, ``Vary: Origin`` and ``Access-Control-Expose-Headers`` naming the headers a
-script may read (``X-Request-ID``, the rate-limit headers). No credentials: the API
-authenticates with headers, never cookies.
+script may read (``X-Request-ID``, the rate-limit headers, ``traceresponse`` when tracing
+is on). A browser's tracing library may send ``traceparent`` / ``tracestate``; whether
+they are believed is ``TRUST_INCOMING_TRACE``'s decision, not the origin's. No
+credentials: the API authenticates with headers, never cookies.
 
 Fast path: a request without ``Origin`` (servers, curl, same-origin GETs) costs one scan.
 """
@@ -30,6 +32,8 @@ ALLOW_HEADERS = (
     "cache-control",
     "content-type",
     "last-event-id",
+    "traceparent",
+    "tracestate",
     "x-api-key",
     "x-request-id",
 )
@@ -39,6 +43,7 @@ EXPOSE_HEADERS = (
     "ratelimit-limit",
     "ratelimit-remaining",
     "ratelimit-reset",
+    "traceresponse",
 )
 MAX_AGE = 600
 

@@ -2,14 +2,17 @@
 
 Outermost first::
 
-    proxy headers → request id → request record → security headers → error envelope
-    → /metrics → CORS → trusted host → concurrency limit → body limit → API key → rate
-    limit → request timeout → gzip → framework
+    proxy headers → tracing → request id → request record → security headers → error
+    envelope → /metrics → CORS → trusted host → concurrency limit → body limit → API key
+    → rate limit → request timeout → gzip → framework
 
 Why this order:
 
 * The client's address and scheme are settled first, so every later layer (and the
   log) sees the real client and HSTS sees https from a trusted proxy.
+* The server span (tracing on) opens next: it covers every layer that can answer or
+  log, so the access line and every line inside the request carry its trace id, and it
+  records the real client address. The proxy layer outside it only rewrites the scope.
 * The request id exists before anything can answer; the request record (access log,
   metrics, audit log) sits outside every layer that can answer, so it sees the status
   actually sent.
@@ -57,6 +60,7 @@ if TYPE_CHECKING:
     from genkit_endpoints.security.keys import ApiKeyring
     from genkit_endpoints.telemetry.audit import AuditLog
     from genkit_endpoints.telemetry.metrics import PrometheusMetrics
+    from genkit_endpoints.telemetry.tracing import Tracing
 
 
 def build_stack(
@@ -71,13 +75,15 @@ def build_stack(
     audit: AuditLog | None = None,
     metrics: PrometheusMetrics | None = None,
     metrics_key: str | None = None,
+    tracing: Tracing | None = None,
 ) -> ASGIApp:
     """Wrap a framework app in the kit's middleware, in the documented order.
 
     ``route_template`` maps a path to its route template for the access log and the
     metrics (default: every path is unmatched). ``rate_limiter``: None, no rate limiting.
     ``observer`` hears every request; ``audit`` writes its line; ``metrics`` (None: no
-    ``/metrics``) is served, behind ``metrics_key`` when one is given.
+    ``/metrics``) is served, behind ``metrics_key`` when one is given. ``tracing`` (None:
+    off) opens a server span per request with its provider.
     """
     policy = policy or HttpPolicy()
     route_template = route_template or route_templates(())
@@ -110,6 +116,18 @@ def build_stack(
     inner = SecurityHeadersMiddleware(inner, debug=policy.debug, hsts_max_age=policy.hsts_max_age)
     inner = RecordMiddleware(inner, route_template, access_logger, observer=observer, audit=audit)
     inner = RequestIdMiddleware(inner)
+    if tracing is not None:
+        from genkit_endpoints.http.middleware.tracing import (  # noqa: PLC0415 - only with tracing
+            UNTRACED_PATHS,
+            TracingMiddleware,
+        )
+
+        inner = TracingMiddleware(
+            inner,
+            route_template,
+            tracer_provider=tracing.provider,
+            untraced_paths=UNTRACED_PATHS | policy.exempt_paths,
+        )
     if policy.trusted_proxies:
         inner = ProxyHeadersMiddleware(
             inner, TrustedProxies(parse_networks(policy.trusted_proxies))

@@ -19,6 +19,7 @@ in its ``App``); they are read, validated and exported to workers with the kit's
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -33,6 +34,7 @@ from genkit_endpoints.policies.cache import CacheConfig
 from genkit_endpoints.policies.ratelimit import RateLimitConfig
 from genkit_endpoints.security.images import ImageFetchConfig
 from genkit_endpoints.security.keys import ApiKeyring
+from genkit_endpoints.security.masking import api_key_secrets, secret_values
 from genkit_endpoints.serving.config import ServerConfig
 from genkit_endpoints.serving.settings.base import SettingsGroup
 from genkit_endpoints.serving.settings.models import (
@@ -198,7 +200,22 @@ class Settings(BaseModel):
         return self.images.config()
 
     def telemetry_config(self, service_name: str) -> TelemetryConfig:
-        return self.telemetry.config(service_name)
+        return dataclasses.replace(
+            self.telemetry.config(service_name), secrets=tuple(self.secrets())
+        )
+
+    def secrets(self) -> list[str]:
+        """Every configured secret value, masked wherever it would be logged or exported."""
+        return [
+            *api_key_secrets(self.auth.api_keys),
+            *secret_values(
+                self.providers.gemini_api_key,
+                self.providers.openai_api_key,
+                self.telemetry.metrics_key,
+                self.telemetry.sentry_dsn,
+                self.telemetry.otel_exporter_otlp_headers,
+            ),
+        ]
 
     def log_format(self) -> str | None:
         """LOG_FORMAT as set (None: the logging module chooses by DEBUG and the terminal)."""
