@@ -1,7 +1,7 @@
 # Short names for the common jobs. Each is one uv command; see README.md.
 UV ?= python3 -m uv
 
-.PHONY: run test lint fmt typecheck bench bench-resilience lock
+.PHONY: run test lint fmt typecheck bench bench-resilience bench-observability lock
 
 run:        ## start the server on :8080 (offline model unless a provider key is set)
 	$(UV) run --all-extras endpoints-hello
@@ -26,6 +26,9 @@ bench:      ## side-by-side benchmark: ours vs a bare FastAPI app (installs wrk 
 
 bench-resilience: ## cache hits, rate-limit cost, 1 000 in flight, stampedes (memory and Redis)
 	$(UV) run --all-extras python bench/resilience.py
+
+bench-observability: ## what metrics, the audit log and tracing cost; /metrics scrape time with 4 workers
+	$(UV) run --all-extras python bench/observability.py
 
 lock:
 	$(UV) lock
