@@ -15,9 +15,12 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
+from types import FrameType
 from typing import IO, Any
 
 LOCALHOST = "127.0.0.1"
@@ -289,3 +292,30 @@ def wait_healthy(
             return time.perf_counter() - started
         time.sleep(interval)
     raise BenchError(f"/health gave no 200 within {timeout:.0f} s:\n{log_tail(log)}")
+
+
+def _interrupt(signum: int, _: FrameType | None) -> None:
+    # SIGTERM/SIGHUP unwind like Ctrl-C, so the `finally` below stops every child.
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def run_harness(name: str, body: Callable[[Path, Children], int]) -> int:
+    """Run a benchmark's ``body(workdir, children)`` with the shared exit rules.
+
+    0 or what ``body`` returns when it completed, 1 on a ``BenchError``, 130 when
+    interrupted (Ctrl-C, SIGTERM, SIGHUP); every child is stopped on the way out.
+    """
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _interrupt)
+    children = Children()
+    try:
+        with tempfile.TemporaryDirectory(prefix=f"bench-{name}-") as tmp:
+            return body(Path(tmp), children)
+    except KeyboardInterrupt:
+        print(f"\n{name}: interrupted; stopping servers", file=sys.stderr)
+        return 130
+    except BenchError as exc:
+        print(f"{name}: error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        children.stop_all()

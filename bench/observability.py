@@ -21,21 +21,18 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import signal
 import statistics
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import FrameType
 from typing import Any, ClassVar
 
 from _apps import JOKE_BODY
 from _load import Target, choose
-from _proc import BenchError, Children, busy_cpus, http_request
+from _proc import BenchError, Children, busy_cpus, http_request, run_harness
 from resilience import Run
 
 PARTS = ("overhead", "scrape")
@@ -182,26 +179,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
-def _interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, _interrupt)
-    children = Children()
-    try:
-        with tempfile.TemporaryDirectory(prefix="bench-observability-") as tmp:
-            return _run(args, Path(tmp), children)
-    except KeyboardInterrupt:
-        print("\nobservability: interrupted; stopping servers", file=sys.stderr)
-        return 130
-    except BenchError as exc:
-        print(f"observability: error: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        children.stop_all()
+    return run_harness("observability", lambda workdir, children: _run(args, workdir, children))
 
 
 def _run(args: argparse.Namespace, workdir: Path, children: Children) -> int:

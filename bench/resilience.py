@@ -26,15 +26,12 @@ import argparse
 import contextlib
 import json
 import resource
-import signal
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from _apps import JOKE_BODY, serve, server_env
@@ -48,6 +45,7 @@ from _proc import (
     cpu_seconds,
     cpu_ticks,
     http_request,
+    run_harness,
 )
 from _resilience_env import (
     limiter_probe,
@@ -433,30 +431,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
-def _interrupt(signum: int, _: FrameType | None) -> None:
-    raise KeyboardInterrupt(signal.Signals(signum).name)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, _interrupt)
     # 1 000 connections on each side: children inherit the raised limit.
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard == resource.RLIM_INFINITY or soft < hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 65536), hard))
-    children = Children()
-    try:
-        with tempfile.TemporaryDirectory(prefix="bench-resilience-") as tmp:
-            return _run(args, Path(tmp), children)
-    except KeyboardInterrupt:
-        print("\nresilience: interrupted; stopping servers", file=sys.stderr)
-        return 130
-    except BenchError as exc:
-        print(f"resilience: error: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        children.stop_all()
+    return run_harness("resilience", lambda workdir, children: _run(args, workdir, children))
 
 
 def _run(args: argparse.Namespace, workdir: Path, children: Children) -> int:

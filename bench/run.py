@@ -14,16 +14,13 @@ from __future__ import annotations
 
 import argparse
 import platform
-import signal
 import subprocess
 import sys
-import tempfile
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from types import FrameType
 
 from _apps import APPS, TARGETS, Server, check_answers, serve, server_env
 from _cli import parse_args
@@ -38,6 +35,7 @@ from _proc import (
     busy_seconds,
     cpu_seconds,
     cpu_ticks,
+    run_harness,
     thread_count,
 )
 from _report import GRPC, Results
@@ -201,27 +199,9 @@ def _git_commit() -> str | None:
     return done.stdout.strip() or None
 
 
-def _interrupt(signum: int, _: FrameType | None) -> None:
-    # SIGTERM/SIGHUP unwind like Ctrl-C, so the `finally` in main stops every child.
-    raise KeyboardInterrupt(signal.Signals(signum).name)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, _interrupt)
-    children = Children()
-    try:
-        with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
-            return _run(args, Path(tmp), children)
-    except KeyboardInterrupt:
-        print("\nbench: interrupted; stopping servers", file=sys.stderr)
-        return 130
-    except BenchError as exc:
-        print(f"bench: error: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        children.stop_all()
+    return run_harness("bench", lambda workdir, children: _run(args, workdir, children))
 
 
 def _run(args: argparse.Namespace, workdir: Path, children: Children) -> int:

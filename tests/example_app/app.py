@@ -50,7 +50,9 @@ class Shout(BaseModel):
     caller: str = Field(description="The API key's name; empty without keys.")
 
 
-def routes(ctx: AppContext) -> list[FlowRoute]:
+def summarize_and_count(ctx: AppContext) -> list[FlowRoute]:
+    """The model-backed flows: a cached Dotprompt summary and a stream (also served by
+    ``tests.support.failing_app``, which only swaps ``/shout``)."""
     # The prompt file names its output schema; Genkit resolves it by this name.
     ctx.ai.define_schema("Summary", Summary)
 
@@ -65,13 +67,6 @@ def routes(ctx: AppContext) -> list[FlowRoute]:
             run.send_chunk(number)
         return " ".join(numbers)
 
-    @ctx.ai.flow(description="The text in capitals, with the caller's name.")
-    async def shout(data: ShoutInput) -> Shout:
-        # Deliberately no model call and no cache: it answers who asked, which differs
-        # per caller, so sharing answers between callers would be wrong.
-        principal = current_principal()
-        return Shout(text=data.text.upper(), caller=principal.name if principal else "")
-
     # A list: the kit builds the table and computes the cached flow's version from its
     # source, the prompt file named here, the model and the model-call settings.
     return [
@@ -85,6 +80,19 @@ def routes(ctx: AppContext) -> list[FlowRoute]:
             prompts=("summarize",),
         ),
         FlowRoute(count, "/count/stream", CountInput, stream_key="count", grpc_method="Count"),
+    ]
+
+
+def routes(ctx: AppContext) -> list[FlowRoute]:
+    @ctx.ai.flow(description="The text in capitals, with the caller's name.")
+    async def shout(data: ShoutInput) -> Shout:
+        # Deliberately no model call and no cache: it answers who asked, which differs
+        # per caller, so sharing answers between callers would be wrong.
+        principal = current_principal()
+        return Shout(text=data.text.upper(), caller=principal.name if principal else "")
+
+    return [
+        *summarize_and_count(ctx),
         FlowRoute(shout, "/shout", ShoutInput, Shout, grpc_method="Shout"),
     ]
 

@@ -19,17 +19,9 @@ from __future__ import annotations
 import asyncio
 
 import structlog
-from genkit import ActionRunContext
 
 from genkit_endpoints import App, AppContext, FlowRoute, current_principal, serve
-from tests.example_app.app import (
-    PROMPTS,
-    CountInput,
-    Shout,
-    ShoutInput,
-    SummarizeInput,
-    Summary,
-)
+from tests.example_app.app import PROMPTS, Shout, ShoutInput, summarize_and_count
 
 SLOW_SECONDS = 30.0
 _log = structlog.get_logger("failing_app")
@@ -37,19 +29,6 @@ _HANDLERS = {"hello": "greeting"}  # the lookup the "boom" text fails
 
 
 def routes(ctx: AppContext) -> list[FlowRoute]:
-    ctx.ai.define_schema("Summary", Summary)
-
-    @ctx.ai.flow()
-    async def summarize(data: SummarizeInput) -> Summary:
-        return await ctx.llm.prompt("summarize", data.model_dump(), Summary)
-
-    @ctx.ai.flow(chunk_type=str)
-    async def count(data: CountInput, run: ActionRunContext) -> str:
-        numbers = [str(n) for n in range(1, data.to + 1)]
-        for number in numbers:
-            run.send_chunk(number)
-        return " ".join(numbers)
-
     @ctx.ai.flow()
     async def shout(data: ShoutInput) -> Shout:
         if data.text.startswith("boom"):
@@ -62,16 +41,7 @@ def routes(ctx: AppContext) -> list[FlowRoute]:
         return Shout(text=data.text.upper(), caller=principal.name if principal else "")
 
     return [
-        FlowRoute(
-            summarize,
-            "/summarize",
-            SummarizeInput,
-            Summary,
-            cacheable=True,
-            grpc_method="Summarize",
-            prompts=("summarize",),
-        ),
-        FlowRoute(count, "/count/stream", CountInput, stream_key="count", grpc_method="Count"),
+        *summarize_and_count(ctx),
         FlowRoute(shout, "/shout", ShoutInput, Shout, grpc_method="Shout"),
     ]
 

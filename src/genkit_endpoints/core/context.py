@@ -53,16 +53,6 @@ def current_principal() -> Principal | None:
     return principal_var.get()
 
 
-# The ASGI scope key under which the API-key layer leaves the principal's *name* for the
-# layers outside it (the access log), which run after its ContextVar was reset.
-PRINCIPAL_SCOPE_KEY = "genkit_endpoints.principal"
-
-
-# The ASGI scope key under which the outermost layer leaves the request's record, for
-# the layers and framework handlers that run in tasks of their own.
-RECORD_SCOPE_KEY = "genkit_endpoints.record"
-
-
 @dataclass(slots=True)
 class RequestRecord:
     """What the layers of one request or RPC learned about it, filled in as it runs.
@@ -98,3 +88,14 @@ record_var: ContextVar[RequestRecord | None] = ContextVar("request_record", defa
 def current_record() -> RequestRecord | None:
     """The record of the request being served, or None outside a request."""
     return record_var.get()
+
+
+def note_principal(name: str) -> None:
+    """Put the caller's name on the current request's record (access log, audit log).
+
+    The authentication layers of both transports call it: the layer that reads the
+    record runs outside them, after their ContextVar was reset.
+    """
+    record = record_var.get()
+    if record is not None:
+        record.principal = name

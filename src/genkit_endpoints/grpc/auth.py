@@ -23,13 +23,12 @@ from typing import Any
 
 import grpc
 
-from genkit_endpoints.core.context import principal_var
+from genkit_endpoints.core.context import note_principal, principal_var
 from genkit_endpoints.core.errors import Unauthenticated
 from genkit_endpoints.grpc.interceptors import (
     Around,
     Behaviour,
     GuardInterceptor,
-    note_principal,
     run_behaviour,
 )
 from genkit_endpoints.grpc.servicer import abort_with_error

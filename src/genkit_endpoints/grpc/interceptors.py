@@ -24,7 +24,6 @@ import structlog
 
 from genkit_endpoints.core.context import (
     RequestRecord,
-    current_record,
     record_var,
     request_id_var,
     valid_request_id,
@@ -39,7 +38,6 @@ __all__ = [
     "LoggingInterceptor",
     "RequestIdInterceptor",
     "StreamsAsGenerators",
-    "note_principal",
     "wrap_handler",
 ]
 
@@ -57,17 +55,6 @@ Around = Callable[[Behaviour, Any, grpc.aio.ServicerContext], Awaitable[Any]]
 Continuation = Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler | None]]
 
 OTHER = "_OTHER"  # the metric label of a method this server does not serve
-
-
-def note_principal(name: str) -> None:
-    """Put the caller's name on the current RPC's record (access log, audit log).
-
-    Interceptors inside the logging one reset their ContextVars before it logs, so what
-    they want on its line goes into the record.
-    """
-    record = current_record()
-    if record is not None:
-        record.principal = name
 
 
 def _split(method: str) -> tuple[str, str]:

@@ -256,6 +256,8 @@ class ModelClient:
         self.breaker = breaker
         self.observer = observer
         self.model = model
+        # Built once: the usual call uses the configured model.
+        self._observed = _Observed(observer, model)
         # Registered once by name: an inline `use=[ModelCallPolicy(...)]` makes Genkit
         # register a new randomly named middleware on every call — slow, and the
         # registry grows with every request.
@@ -273,8 +275,10 @@ class ModelClient:
         if self.observer is NO_OBSERVER and record_var.get() is None:
             yield
             return
-        name = model if isinstance(model, str) and model else self.model
-        token = _observed.set(_Observed(self.observer, name))
+        observed = self._observed
+        if isinstance(model, str) and model and model != self.model:
+            observed = _Observed(self.observer, model)  # a call's own model= label
+        token = _observed.set(observed)
         try:
             yield
         finally:

@@ -148,10 +148,9 @@ def build_service(
         else None
     )
     if cfg.metrics is not None:
-        breakers = [r.config.name for r in cfg.closing if hasattr(r, "config")]
+        # (A breaker declares its own series when it is built with the metrics.)
         cfg.metrics.declare(
             flows=[r.name for r in table if r.cacheable] if cache is not None else (),
-            breakers=[b for b in breakers if isinstance(b, str)],
             redis_features=connections.features(),
         )
 

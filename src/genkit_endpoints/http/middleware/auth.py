@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from genkit_endpoints.core.context import PRINCIPAL_SCOPE_KEY, principal_var
+from genkit_endpoints.core.context import note_principal, principal_var
 from genkit_endpoints.core.errors import Unauthenticated
 from genkit_endpoints.http.middleware.errors import request_path, send_problem
 from genkit_endpoints.http.types import ASGIApp, Receive, Scope, Send
@@ -92,7 +92,7 @@ class ApiKeyMiddleware:
         # In place, not a copy: outer layers read what the framework adds to the scope
         # (the matched route, for the access log).
         scope["headers"] = kept
-        scope[PRINCIPAL_SCOPE_KEY] = principal.name  # for the access log, outside us
+        note_principal(principal.name)
         token = principal_var.set(principal)
         try:
             await self.app(scope, receive, send)

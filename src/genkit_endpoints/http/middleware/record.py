@@ -27,12 +27,7 @@ from typing import Any
 
 import structlog
 
-from genkit_endpoints.core.context import (
-    PRINCIPAL_SCOPE_KEY,
-    RECORD_SCOPE_KEY,
-    RequestRecord,
-    record_var,
-)
+from genkit_endpoints.core.context import RequestRecord, record_var
 from genkit_endpoints.http.types import ASGIApp, Message, Receive, Scope, Send
 from genkit_endpoints.telemetry.audit import AuditLog
 from genkit_endpoints.telemetry.observer import NO_OBSERVER, Observer
@@ -94,7 +89,6 @@ class RecordMiddleware:
             return
         start = time.perf_counter()
         record = RequestRecord()
-        scope[RECORD_SCOPE_KEY] = record
         token = record_var.set(record)
         self.observer.http_started()
         # [status, bytes sent, bytes received]; a list keeps the closures cheap.
@@ -140,10 +134,6 @@ class RecordMiddleware:
         self.observer.http_finished(method, route, status, seconds)
         client = scope.get("client")
         client_ip = client[0] if client else None
-        # The API-key layer leaves the name in the scope: its ContextVar is reset by now.
-        principal = scope.get(PRINCIPAL_SCOPE_KEY)
-        if record.principal is None:
-            record.principal = principal
         if logging_on:
             self.log.info(
                 "request",

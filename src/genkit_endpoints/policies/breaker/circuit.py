@@ -73,6 +73,8 @@ class Breaker:
         self.config = config
         self.observer = observer
         self.transitions = 0
+        # Its series exists from the start: a dashboard shows "closed", not "no data".
+        observer.breaker_state(config.name, BreakerState.CLOSED)
         self.store: BreakerStore
         if config.shared and config.backend is not None:
             # The Redis extra is optional: imported only for a Redis URL.
