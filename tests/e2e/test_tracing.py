@@ -204,7 +204,11 @@ def test_fastapi_rest_and_grpc_over_otlp_http_continue_the_callers_trace(tmp_pat
         assert root.parent_span_id == parent_id
         assert root.service_name == "endpoints-hello"
         assert root.attributes["http.route"] == "/translate"
-        assert root.attributes["http.target"] == "/translate"  # never the query string
+        # The stable HTTP conventions, and never the query string.
+        assert root.attributes["url.path"] == "/translate"
+        assert "url.query" not in root.attributes
+        assert root.attributes["http.request.method"] == "POST"
+        assert root.attributes["http.response.status_code"] == 200
         assert response.headers["traceresponse"] == f"00-{trace_id}-{root.span_id}-01"
         clients = assert_model_call_tree(trace, root, "translate_text", "openai/gpt-4o-mini", 2)
         generate = one(trace, "generate", one(trace, "translate_text", root))

@@ -4,20 +4,28 @@ Genkit remembers a failed plugin initialisation per event loop and re-raises it 
 every later call; the warm-up drops it from the registry's private state so a provider
 that was down at start-up is retried. These tests fail when a Genkit release moves that
 state (the retry would silently stop working) or starts retrying by itself (the hook
-would be dead code). Run them before widening the Genkit range.
+would be dead code). The span-content switch must still reach the attributes Genkit
+writes, or every call would go back to serialising its input and output for nothing.
+Run them before widening the Genkit range.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import MutableMapping
 
 import pytest
 from genkit import Genkit
+from genkit._core._tracing import SpanMetadata, record_span_outcome, start_attributes
 from genkit.plugin_api import Action, ActionKind, ActionMetadata, Plugin
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.util.types import Attributes
 
 from genkit_endpoints import compat
 from genkit_endpoints.compat import UnsupportedDependency
-from genkit_endpoints.compat.genkit import flow_function, require_genkit
+from genkit_endpoints.compat.genkit import flow_function, require_genkit, set_span_content
 from genkit_endpoints.core.health import Readiness
 from genkit_endpoints.model.config import ProviderConfig
 from genkit_endpoints.model.providers import WarmUp, choose_model, warm_up
@@ -93,3 +101,34 @@ def test_a_flow_s_function_is_the_decorated_function() -> None:
     flow = ai.flow()(shout)
     assert flow_function(flow) is shout
     assert flow_function(shout) is shout
+
+
+def test_genkit_s_span_content_can_be_switched_off_and_back_on() -> None:
+    """Canary: the attributes Genkit opens and closes its spans with, through its helpers."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("genkit-like")
+    meta = SpanMetadata(name="tellJoke", input={"name": "Mittens"}, output="A joke.")
+
+    def genkit_span() -> Attributes:
+        start = start_attributes(meta, qualified_path="/{tellJoke,t:flow}")
+        with (
+            tracer.start_as_current_span("tellJoke", attributes=start) as span,
+            record_span_outcome(span, meta),
+        ):
+            pass
+        return exporter.get_finished_spans()[-1].attributes
+
+    try:
+        assert set_span_content(False) is True
+        off = genkit_span()
+        assert off is not None
+        assert (off["genkit:input"], off["genkit:output"]) == ("", "")
+        assert (off["genkit:name"], off["genkit:state"]) == ("tellJoke", "success")
+    finally:
+        assert set_span_content(True) is True
+    on = genkit_span()
+    assert on is not None
+    assert json.loads(str(on["genkit:input"])) == {"name": "Mittens"}
+    assert json.loads(str(on["genkit:output"])) == "A joke."

@@ -126,6 +126,25 @@ def test_with_capture_what_was_said_is_kept_masked_and_the_context_still_dropped
     assert attributes["genkit:output"] == '{"message": {"content": [{"text": "phare"}]}}'
 
 
+def test_a_span_with_nothing_to_drop_or_mask_leaves_uncopied(
+    provider: tuple[TracerProvider, InMemorySpanExporter],
+) -> None:
+    """Copying every span on the exporter's thread would cost every traced request."""
+    tracer_provider, exporter = provider
+    tracer = tracer_provider.get_tracer("server")
+    with tracer.start_as_current_span("POST /tell-joke", attributes={"http.route": "/tell-joke"}):
+        pass
+    with tracer.start_as_current_span("POST /translate") as span:
+        span.set_status(Status(StatusCode.ERROR, f"upstream said {API_KEY}"))
+    clean, secret = exporter.get_finished_spans()
+    scrubber = SpanScrubber(InMemorySpanExporter(), SecretMasker([API_KEY]), capture_content=False)
+    assert scrubber.scrub(clean) is clean
+    masked = scrubber.scrub(secret)
+    assert masked is not secret
+    assert masked.status.description == "upstream said ***"
+    assert masked.context == secret.context
+
+
 def test_untrusted_context_is_not_extracted_but_still_injected(
     provider: tuple[TracerProvider, InMemorySpanExporter],
 ) -> None:

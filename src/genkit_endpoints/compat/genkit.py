@@ -14,6 +14,16 @@ A flow's cache version hashes the source of the function the flow wraps. Genkit'
 ``flow_function`` reads it here and nowhere else. Without the attribute it answers None
 and a cacheable route without an explicit version is refused when its table is built —
 loudly, never a version that silently stops changing.
+
+Genkit writes every flow's, model's and tool's input and output as JSON into attributes
+of its spans (``genkit:input`` / ``genkit:output``) for its Dev UI, on every call, even
+when the span records nothing (tracing off) or the kit drops those attributes before
+export (prompt and completion capture off, the default). The serialisation is a
+module-level helper of Genkit's private ``_core._tracing``; ``set_span_content(False)``
+swaps it for one that returns an empty string, and ``set_span_content(True)`` puts
+Genkit's back. Upstream, this would be a switch on Genkit's tracer: serialise span
+content only when a recording span and a consumer (the Dev UI, an opted-in exporter)
+want it. The canary checks that the swap still reaches the attributes Genkit sets.
 """
 
 from __future__ import annotations
@@ -26,7 +36,17 @@ from genkit import Action, Genkit
 
 from genkit_endpoints.compat import require_supported
 
-__all__ = ["flow_function", "forget_failed_plugin_inits", "require_genkit"]
+__all__ = ["flow_function", "forget_failed_plugin_inits", "require_genkit", "set_span_content"]
+
+_GENKIT_SERIALISER = "_to_json_attr"
+
+
+# Genkit's own serialiser, once swapped out.
+_saved: dict[str, Callable[[object], str]] = {}
+
+
+def _no_content(value: object) -> str:
+    return ""
 
 
 def require_genkit() -> str:
@@ -49,3 +69,17 @@ def flow_function(flow: Any) -> Callable[..., Any] | None:
     """The function a Genkit flow wraps; a plain callable is its own function."""
     fn = getattr(flow, "_fn", None) if isinstance(flow, Action) else flow
     return fn if callable(fn) else None
+
+
+def set_span_content(on: bool) -> bool:
+    """Whether Genkit serialises inputs and outputs into its span attributes (see the
+    module docstring). Process-wide, like Genkit's tracer. False: this Genkit has no such
+    helper, nothing was changed (the kit still drops the content before export)."""
+    from genkit._core import _tracing  # noqa: PLC0415 - Genkit internals, only here
+
+    current = getattr(_tracing, _GENKIT_SERIALISER, None)
+    if not callable(current):
+        return False
+    original = _saved.setdefault(_GENKIT_SERIALISER, current)
+    setattr(_tracing, _GENKIT_SERIALISER, original if on else _no_content)
+    return True

@@ -120,6 +120,15 @@ def create_service(app: App, settings: Settings) -> Service:
     # Imported here: Genkit and the providers are heavy (see the module docstring).
     from genkit import Genkit  # noqa: PLC0415
 
+    from genkit_endpoints.compat.genkit import set_span_content  # noqa: PLC0415
+
+    # Genkit serialises every input and output into its spans; only its Dev UI
+    # (GENKIT_ENV=dev) and an exporter with content capture on ever read them.
+    set_span_content(
+        os.environ.get("GENKIT_ENV") == "dev"
+        or (telemetry.tracing is not None and telemetry.tracing.capture_content)
+    )
+
     from genkit_endpoints.core.health import Readiness  # noqa: PLC0415
     from genkit_endpoints.core.routes import RouteTable  # noqa: PLC0415
     from genkit_endpoints.model.client import ModelClient  # noqa: PLC0415

@@ -16,8 +16,9 @@ worker processes sharing a file never interleave within a line.
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import IO, Any
 
 import orjson
@@ -52,8 +53,23 @@ GRPC_STATUS_NUMBERS: dict[str, int] = {
 }
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
+class UtcStamp:
+    """Now as ISO 8601 in UTC with milliseconds (``2026-01-31T09:15:02.041+00:00``, as
+    ``datetime.isoformat`` writes it); the date and time of day are formatted once per
+    second, not once per line."""
+
+    def __init__(self, ns: Callable[[], int] = time.time_ns) -> None:
+        self._ns = ns
+        self._second = -1
+        self._prefix = ""
+
+    def __call__(self) -> str:
+        now = self._ns()
+        second, rest = divmod(now, 1_000_000_000)
+        if second != self._second:
+            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._second = second
+        return f"{self._prefix}.{rest // 1_000_000:03d}+00:00"
 
 
 class AuditSinkError(ValueError):
@@ -64,16 +80,23 @@ class AuditSinkError(ValueError):
 class AuditLog:
     """Writes audit entries to ``stream`` (binary), one flushed line each.
 
-    ``clock`` gives each entry's time (tests pass a fixed one). A failed write (a full
-    disk) is logged and the request goes on: its response is sent already.
+    ``clock`` gives each entry's time (tests pass a fixed one; default: the system clock,
+    in UTC). A failed write (a full disk) is logged and the request goes on: its response
+    is sent already.
     """
 
     def __init__(
-        self, stream: IO[bytes], *, owned: bool = False, clock: Callable[[], datetime] = _now
+        self,
+        stream: IO[bytes],
+        *,
+        owned: bool = False,
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
         self._stream = stream
         self._owned = owned
-        self._clock = clock
+        self._stamp: Callable[[], str] = (
+            UtcStamp() if clock is None else lambda: clock().isoformat(timespec="milliseconds")
+        )
 
     def http(
         self,
@@ -131,7 +154,7 @@ class AuditLog:
 
     def _write(self, record: RequestRecord, fields: dict[str, Any], seconds: float) -> None:
         entry = {
-            "time": self._clock().isoformat(timespec="milliseconds"),
+            "time": self._stamp(),
             "event": "audit",
             "request_id": current_request_id(),
             "trace_id": current_trace_id(),

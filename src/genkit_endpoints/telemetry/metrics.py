@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from genkit_endpoints.telemetry.observer import Observer
 
@@ -184,6 +184,10 @@ class PrometheusMetrics(Observer):
             buckets=_TOKEN_BUCKETS,
             registry=reg,
         )
+        # The labelled children of the per-request series by their label values: looking
+        # one up in a dict is cheaper than ``labels()``. Bounded like the labels are.
+        self._http_children: dict[tuple[str, str, int], Any] = {}
+        self._rate_limit_children: dict[tuple[str, str], Any] = {}
         # Series that exist before the first event, so a dashboard shows 0, not "no data".
         self._draining.set(0)
         self._http_active.set(0)
@@ -232,9 +236,14 @@ class PrometheusMetrics(Observer):
 
     def http_finished(self, method: str, route: str, status: int, seconds: float) -> None:
         self._http_active.dec()
-        self._http_duration.labels(
-            method if method in _METHODS else OTHER, route, str(status)
-        ).observe(seconds)
+        if method not in _METHODS:
+            method = OTHER  # before the lookup: a client's made-up methods are one series
+        key = (method, route, status)
+        child = self._http_children.get(key)
+        if child is None:
+            child = self._http_duration.labels(method, route, str(status))
+            self._http_children[key] = child
+        child.observe(seconds)
 
     def rpc_started(self) -> None:
         self._rpc_active.inc()
@@ -245,7 +254,12 @@ class PrometheusMetrics(Observer):
         self._rpc_duration.labels("grpc", service, method, str(number)).observe(seconds)
 
     def rate_limit(self, transport: str, decision: str) -> None:
-        self._rate_limit.labels(transport, decision).inc()
+        key = (transport, decision)
+        child = self._rate_limit_children.get(key)
+        if child is None:
+            child = self._rate_limit.labels(transport, decision)
+            self._rate_limit_children[key] = child
+        child.inc()
 
     def cache_result(self, flow: str, result: str) -> None:
         self._cache.labels(flow, result).inc()

@@ -118,34 +118,55 @@ class SpanScrubber(SpanExporter):
         return self.exporter.force_flush(timeout_millis)
 
     def scrub(self, span: ReadableSpan) -> ReadableSpan:
-        """``span`` as it may leave the process."""
-        events = [
-            Event(event.name, self._attributes(event.attributes), event.timestamp)
-            for event in span.events
-        ]
+        """``span`` as it may leave the process: itself when nothing in it needs to go or
+        be masked (most spans), else a copy."""
+        attributes = self._attributes(span.attributes)
+        events = list(span.events)
+        changed = attributes is not None
+        for i, event in enumerate(events):
+            scrubbed = self._attributes(event.attributes)
+            if scrubbed is not None:
+                events[i] = Event(event.name, scrubbed, event.timestamp)
+                changed = True
         status = span.status
         if status.description:
-            status = Status(status.status_code, self.masker.mask_text(status.description))
-        return span_with(span, attributes=self._attributes(span.attributes), events=events,
-                         status=status)  # fmt: skip
+            masked = self.masker.mask_text(status.description)
+            if masked != status.description:
+                status = Status(status.status_code, masked)
+                changed = True
+        if not changed:
+            return span
+        return span_with(
+            span,
+            attributes=span.attributes if attributes is None else attributes,
+            events=events,
+            status=status,
+        )
 
-    def _attributes(self, attributes: Attributes) -> dict[str, Any]:
+    def _attributes(self, attributes: Attributes) -> dict[str, Any] | None:
+        """The attributes as they may leave; None when that is all of them unchanged."""
+        if not attributes:
+            return None
         out: dict[str, Any] = {}
-        for name, value in (attributes or {}).items():
+        changed = False
+        for name, value in attributes.items():
             if name in CONTEXT_ATTRIBUTES or (
                 name in CONTENT_ATTRIBUTES and not self.capture_content
             ):
+                changed = True
                 continue
             if self.masker.secret_key(name):  # a captured Authorization header, say
-                out[name] = MASK
+                scrubbed: Any = MASK
             elif isinstance(value, str):
-                out[name] = self.masker.mask_text(value)
+                scrubbed = self.masker.mask_text(value)
             elif isinstance(value, tuple | list) and any(isinstance(v, str) for v in value):
-                out[name] = tuple(self.masker.mask_text(v) if isinstance(v, str) else v
-                                  for v in value)  # fmt: skip
+                scrubbed = tuple(self.masker.mask_text(v) if isinstance(v, str) else v
+                                 for v in value)  # fmt: skip
             else:
-                out[name] = value
-        return out
+                scrubbed = value
+            changed = changed or scrubbed != value
+            out[name] = scrubbed
+        return out if changed else None
 
 
 class OutboundOnlyPropagator(TextMapPropagator):

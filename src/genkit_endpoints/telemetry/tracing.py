@@ -16,6 +16,10 @@ no-op one. When on, it installs:
   on, secrets masked by the ``SecretMasker`` the logs use;
 * httpx/httpx2 and Redis client instrumentation: the provider requests carry
   ``traceparent``;
+* the stable HTTP semantic conventions for the server and client spans
+  (``http.request.method``, ``url.path``, ``http.response.status_code``: the names the
+  metrics use), unless ``OTEL_SEMCONV_STABILITY_OPT_IN`` says otherwise — the
+  instrumentations' default is the older names, and ``http/dup`` doubles every attribute;
 * ``traceresponse`` on traced HTTP responses and, with ``TRUST_INCOMING_TRACE=false``, a
   propagator that ignores incoming trace context (REST and gRPC) but still injects it.
 
@@ -26,6 +30,7 @@ of the lifespan exports what is still buffered.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -39,10 +44,11 @@ from genkit_endpoints.telemetry.config import TracingConfig
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
 
-__all__ = ["Tracing", "current_span_ids", "current_trace_id", "setup_tracing"]
+__all__ = ["SEMCONV_ENV", "Tracing", "current_span_ids", "current_trace_id", "setup_tracing"]
 
 _log = structlog.get_logger(__name__)
 
+SEMCONV_ENV = "OTEL_SEMCONV_STABILITY_OPT_IN"
 # How long the end of the lifespan waits for the last spans to leave.
 _FLUSH_TIMEOUT_MS = 5000
 
@@ -106,6 +112,9 @@ def setup_tracing(cfg: TracingConfig, *, secrets: Iterable[str] = ()) -> Tracing
     )
 
     require_opentelemetry_sdk()
+    # Read by the instrumentations once, when the first of them is built (below and in
+    # the transports' server-span layers).
+    os.environ.setdefault(SEMCONV_ENV, "http")
     processor = BatchSpanProcessor(
         SpanScrubber(otlp_exporter(cfg.protocol), SecretMasker(secrets), cfg.capture_content)
     )

@@ -1,8 +1,9 @@
 """The server span of each request: OpenTelemetry's maintained ASGI middleware, shown the
 route template instead of the request.
 
-OpenTelemetry's middleware names the span and fills ``url.path`` / ``http.target`` /
-``http.url`` from the raw path and query string, and may capture request headers when the
+OpenTelemetry's middleware names the span and fills ``url.path`` and ``url.query`` (or,
+with the older conventions, ``http.target`` / ``http.url``) from the raw path and query
+string, and may capture request headers when the
 ``OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_*`` variables say so. Raw paths carry ids and
 tokens, headers carry API keys. So it is handed a view of the scope: the path is the
 route template (``/flows/{name}``, ``<unmatched>`` for anything else, as in the access
