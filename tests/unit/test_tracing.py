@@ -21,6 +21,7 @@ from opentelemetry.instrumentation.propagators import set_global_response_propag
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
@@ -191,7 +192,7 @@ async def test_the_server_span_shows_the_route_template_never_the_request(
     response_header: None,
 ) -> None:
     tracer_provider, exporter = provider
-    # Even an operator asking for every header to be captured gets none of them.
+    # Even an operator asking OpenTelemetry to capture every header gets none of them.
     monkeypatch.setenv("OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST", ".*")
     seen: list[tuple[str, bytes]] = []
 
@@ -215,7 +216,18 @@ async def test_the_server_span_shows_the_route_template_never_the_request(
     assert span.name == "POST /flows/{name}"
     assert span.kind is SpanKind.SERVER
     assert span.attributes is not None
-    assert span.attributes["http.route"] == "/flows/{name}"
+    assert dict(span.attributes) == {
+        "http.request.method": "POST",
+        "http.route": "/flows/{name}",
+        "url.path": "/flows/{name}",
+        "url.scheme": "http",
+        "network.protocol.version": "1.1",
+        "server.address": scope["server"][0],
+        "server.port": scope["server"][1],
+        "client.address": scope["client"][0],
+        "http.response.status_code": 200,
+    }
+    assert span.status.status_code is StatusCode.UNSET
     assert format(span.context.trace_id, "032x") == CALLER.split("-")[1]
     assert span.parent is not None
     assert format(span.parent.span_id, "016x") == CALLER.split("-")[2]
@@ -232,6 +244,50 @@ async def test_the_server_span_shows_the_route_template_never_the_request(
     assert unmatched.name == "GET"
     assert "http.route" not in (unmatched.attributes or {})
     assert "/anything/42" not in json.dumps(dict(unmatched.attributes or {}))
+
+
+@pytest.mark.parametrize(
+    ("status", "failed"), [(404, False), (429, False), (500, True), (503, True)]
+)
+async def test_only_a_5xx_marks_the_server_span_failed(
+    provider: tuple[TracerProvider, InMemorySpanExporter], status: int, failed: bool
+) -> None:
+    tracer_provider, exporter = provider
+
+    async def app(scope, receive, send):  # type: ignore[no-untyped-def]
+        await send({"type": "http.response.start", "status": status, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    layer = TracingMiddleware(app, route_templates(["/x"]), tracer_provider=tracer_provider)
+    await call(layer, http_scope("/x", "BREW", [(b"user-agent", b"curl/8")]))
+    (span,) = exporter.get_finished_spans()
+    assert span.name == "_OTHER /x"  # a made-up method is one span name, not many
+    assert span.attributes is not None
+    assert span.attributes["http.request.method_original"] == "BREW"
+    assert span.attributes["user_agent.original"] == "curl/8"
+    assert span.attributes["http.response.status_code"] == status
+    assert (span.status.status_code is StatusCode.ERROR) is failed
+    assert span.attributes.get("error.type") == (str(status) if failed else None)
+
+
+async def test_an_unsampled_request_records_nothing_and_still_passes_its_context_on() -> None:
+    exporter = InMemorySpanExporter()
+    tracer_provider = TracerProvider(sampler=ALWAYS_OFF)
+    tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
+    inside: list[trace.SpanContext] = []
+
+    async def app(scope, receive, send):  # type: ignore[no-untyped-def]
+        inside.append(trace.get_current_span().get_span_context())
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    layer = TracingMiddleware(app, route_templates(["/x"]), tracer_provider=tracer_provider)
+    await call(layer, http_scope("/x"))
+    assert exporter.get_finished_spans() == ()
+    (context,) = inside
+    assert context.is_valid  # outbound calls still carry a trace id
+    assert not context.trace_flags.sampled
+    tracer_provider.shutdown()
 
 
 async def test_browsers_may_send_trace_context_and_read_traceresponse_cross_origin(

@@ -1,20 +1,25 @@
-"""The server span of each request: OpenTelemetry's maintained ASGI middleware, shown the
-route template instead of the request.
+"""The server span of each request, on the OpenTelemetry API, shown the route template and
+never the request itself.
 
-OpenTelemetry's middleware names the span and fills ``url.path`` and ``url.query`` (or,
-with the older conventions, ``http.target`` / ``http.url``) from the raw path and query
-string, and may capture request headers when the
-``OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_*`` variables say so. Raw paths carry ids and
-tokens, headers carry API keys. So it is handed a view of the scope: the path is the
-route template (``/flows/{name}``, ``<unmatched>`` for anything else, as in the access
-log), the query string is empty, and only the headers it needs are left (host,
-user agent, content length, and the trace context it extracts — or ignores, see
-``genkit_endpoints.telemetry.otel.OutboundOnlyPropagator``). The layers inside get the
-real scope. The per-message ``send`` / ``receive`` spans are off: one span per request,
-not one per SSE chunk. Probes (``/health``, ``/ready``) and ``/metrics`` are not traced:
-a probe every few seconds per pod would be a trace of its own each time.
+One span per request, the same on every framework and server: named ``POST /translate``
+(the method alone when no route matched, as the HTTP semantic conventions say), kind
+``SERVER``, with the stable conventions' attributes — ``http.request.method``,
+``http.route``, ``url.path`` (the route template: raw paths carry ids and tokens),
+``url.scheme``, ``network.protocol.version``, ``server.address`` / ``server.port``,
+``client.address`` (after ``ProxyHeadersMiddleware``), ``user_agent.original`` and
+``http.response.status_code``; a 5xx marks the span as an error. No query string, no
+other request header, no per-message ``send`` / ``receive`` spans. The caller's trace
+context is extracted through the global propagator (which ``TRUST_INCOMING_TRACE=false``
+replaces with one that extracts nothing), and the global response propagator adds
+``traceresponse`` to the response start.
 
-Only installed with tracing on; the module is imported only then.
+Why not OpenTelemetry's ASGI middleware: for every request, sampled or not, it decodes
+all headers once per header it looks up, collects the whole attribute set and computes
+its duration metrics; here an unsampled request costs the context extraction and one
+non-recording span. ``bench/observability.py`` measures the difference.
+
+Probes (``/health``, ``/ready``) and ``/metrics`` are not traced: a probe every few
+seconds per pod would be a trace of its own each time. Only installed with tracing on.
 """
 
 from __future__ import annotations
@@ -22,10 +27,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+from opentelemetry import trace
+from opentelemetry.instrumentation.propagators import get_global_response_propagator
+from opentelemetry.propagate import extract
+from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from genkit_endpoints.http.middleware.record import UNMATCHED
-from genkit_endpoints.http.types import ASGIApp, Receive, Scope, Send
+from genkit_endpoints.http.types import ASGIApp, Message, Receive, Scope, Send
 
 if TYPE_CHECKING:
     from opentelemetry.trace import TracerProvider
@@ -33,19 +41,17 @@ if TYPE_CHECKING:
 __all__ = ["UNTRACED_PATHS", "TracingMiddleware"]
 
 UNTRACED_PATHS = frozenset({"/health", "/ready", "/metrics"})
-_SHOWN_HEADERS = frozenset(
-    {b"host", b"user-agent", b"content-length", b"traceparent", b"tracestate", b"baggage"}
+TRACER_NAME = "genkit_endpoints.http"
+# The headers trace context travels in (W3C trace context and baggage, B3, Jaeger): the
+# only ones the propagators are shown.
+_CONTEXT_HEADERS = frozenset(
+    {b"traceparent", b"tracestate", b"baggage", b"b3", b"x-b3-traceid", b"x-b3-spanid",
+     b"x-b3-sampled", b"x-b3-flags", b"x-b3-parentspanid", b"uber-trace-id"}
+)  # fmt: skip
+_METHODS = frozenset(
+    {"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH", "QUERY"}
 )
-# Where the view keeps the real scope, for the layers inside.
-_REAL_SCOPE = "genkit_endpoints.scope"
-
-
-def _span_details(scope: Scope) -> tuple[str, dict[str, Any]]:
-    # The view's path is already the template.
-    route, method = scope["path"], scope.get("method", "HTTP")
-    if route == UNMATCHED:
-        return method, {}  # no route: the method alone, as the conventions say
-    return f"{method} {route}", {"http.route": route}
+_OTHER = "_OTHER"
 
 
 class TracingMiddleware:
@@ -62,27 +68,57 @@ class TracingMiddleware:
         self.app = app
         self.template = template
         self.untraced = frozenset(untraced_paths)
-        self.otel = OpenTelemetryMiddleware(
-            self._real,
-            default_span_details=_span_details,
-            tracer_provider=tracer_provider,
-            exclude_spans=["receive", "send"],
-        )
+        self.tracer = trace.get_tracer(TRACER_NAME, tracer_provider=tracer_provider)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in self.untraced:
             await self.app(scope, receive, send)
             return
+        carrier: dict[str, str] = {}
+        user_agent = None
+        for name, value in scope["headers"]:
+            if name in _CONTEXT_HEADERS:
+                carrier[name.decode("latin-1")] = value.decode("latin-1")
+            elif name == b"user-agent":
+                user_agent = value.decode("latin-1")
+        method = scope["method"]
         route = self.template(scope["path"])
-        view = dict(scope)
-        view.update(
-            path=route,
-            raw_path=route.encode(),
-            query_string=b"",
-            headers=[h for h in scope["headers"] if h[0] in _SHOWN_HEADERS],
-        )
-        view[_REAL_SCOPE] = scope
-        await self.otel(view, receive, send)
+        attributes: dict[str, Any] = {
+            "http.request.method": method if method in _METHODS else _OTHER,
+            "url.scheme": scope.get("scheme", "http"),
+            "network.protocol.version": scope.get("http_version", "1.1"),
+        }
+        if method not in _METHODS:
+            attributes["http.request.method_original"] = method
+        if route == UNMATCHED:
+            name = attributes["http.request.method"]
+            attributes["url.path"] = UNMATCHED
+        else:
+            name = f"{attributes['http.request.method']} {route}"
+            attributes["http.route"] = attributes["url.path"] = route
+        if server := scope.get("server"):
+            attributes["server.address"], attributes["server.port"] = server[0], server[1]
+        if client := scope.get("client"):
+            attributes["client.address"] = client[0]
+        if user_agent is not None:
+            attributes["user_agent.original"] = user_agent
+        with self.tracer.start_as_current_span(
+            name,
+            context=extract(carrier) if carrier else None,
+            kind=SpanKind.SERVER,
+            attributes=attributes,
+        ) as span:
+            response_headers = get_global_response_propagator()  # type: ignore[no-untyped-call]
 
-    async def _real(self, view: Scope, receive: Receive, send: Send) -> None:
-        await self.app(view[_REAL_SCOPE], receive, send)
+            async def traced_send(message: Message) -> None:
+                if message["type"] == "http.response.start":
+                    status = message["status"]
+                    span.set_attribute("http.response.status_code", status)
+                    if status >= 500:  # a 4xx is the client's doing, not a failed span
+                        span.set_status(Status(StatusCode.ERROR))
+                        span.set_attribute("error.type", str(status))
+                    if response_headers is not None:
+                        response_headers.inject(message)
+                await send(message)
+
+            await self.app(scope, receive, traced_send)
