@@ -16,10 +16,10 @@ no-op one. When on, it installs:
   on, secrets masked by the ``SecretMasker`` the logs use;
 * httpx/httpx2 and Redis client instrumentation: the provider requests carry
   ``traceparent``;
-* the stable HTTP semantic conventions for the server and client spans
-  (``http.request.method``, ``url.path``, ``http.response.status_code``: the names the
-  metrics use), unless ``OTEL_SEMCONV_STABILITY_OPT_IN`` says otherwise — the
-  instrumentations' default is the older names, and ``http/dup`` doubles every attribute;
+* the stable HTTP semantic conventions for the client spans of the instrumentations
+  (``http.request.method``, ``url.full``, ``http.response.status_code``: the names the
+  server span and the metrics use), unless ``OTEL_SEMCONV_STABILITY_OPT_IN`` says
+  otherwise — their default is the older names, and ``http/dup`` doubles every attribute;
 * ``traceresponse`` on traced HTTP responses and, with ``TRUST_INCOMING_TRACE=false``, a
   propagator that ignores incoming trace context (REST and gRPC) but still injects it.
 
