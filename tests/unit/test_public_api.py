@@ -35,6 +35,31 @@ def test_importing_the_package_imports_neither_genkit_nor_a_server() -> None:
     assert out.stdout.strip() == "[]"
 
 
+# What a command line that only parses flags must not load: the model framework, the
+# servers and web frameworks, and the libraries of the policies and the telemetry.
+SERVING_ONLY = ("genkit", "fastapi", "litestar", "quart", "uvicorn", "granian", "hypercorn",
+                "grpc", "structlog", "limits", "httpx", "redis", "prometheus_client",
+                "opentelemetry", "sentry_sdk")  # fmt: skip
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["--port", "not-a-port"], ["--no-such-flag"]])
+def test_help_and_bad_flags_load_nothing_of_the_serving_stack(argv: list[str]) -> None:
+    """Start-up errors and ``--help`` answer at once: no Genkit, no server, no logging."""
+    code = (
+        "import sys\n"
+        "from endpoints_hello.main import main\n"
+        "try:\n"
+        f"    main({argv!r})\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        f"print(sorted(m for m in {SERVING_ONLY!r} if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert out.stdout.strip().splitlines()[-1] == "[]", out.stderr[-2000:]
+
+
 def test_an_unknown_name_is_an_attribute_error() -> None:
     with pytest.raises(AttributeError, match="NoSuchThing"):
         genkit_endpoints.NoSuchThing  # type: ignore[attr-defined]  # noqa: B018

@@ -26,6 +26,11 @@ import structlog
 
 from genkit_endpoints.core.errors import ImageFetchError
 from genkit_endpoints.security.addresses import IPAddress, in_networks, is_public, parse_networks
+from genkit_endpoints.security.image_config import (
+    DEFAULT_IMAGE_TYPES,
+    IMAGE_TYPE_NAMES,
+    ImageFetchConfig,
+)
 
 __all__ = [
     "DEFAULT_IMAGE_TYPES",
@@ -39,9 +44,6 @@ __all__ = [
 # (host, port) -> the addresses to connect to, as strings; the default is getaddrinfo.
 Resolver = Callable[[str, int], Awaitable[Sequence[str]]]
 
-DEFAULT_IMAGE_TYPES = ("image/png", "image/jpeg", "image/gif", "image/webp")
-_NAMES = {"image/png": "PNG", "image/jpeg": "JPEG", "image/gif": "GIF", "image/webp": "WebP",
-          "image/avif": "AVIF", "image/heic": "HEIC", "image/heif": "HEIF"}  # fmt: skip
 _ALIASES = {"image/jpg": "image/jpeg", "image/pjpeg": "image/jpeg"}
 _ISO_BRANDS = {b"avif": "image/avif", b"avis": "image/avif", b"heic": "image/heic",
                b"heix": "image/heic", b"mif1": "image/heif", b"msf1": "image/heif"}  # fmt: skip
@@ -55,30 +57,6 @@ _HEADERS = {
     "accept-encoding": "identity",  # a compressed body would dodge the byte cap
 }
 _log = structlog.get_logger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class ImageFetchConfig:
-    """Limits of one download. ``timeout`` bounds all of it: DNS, every hop, the body."""
-
-    max_bytes: int = 10 * 1024 * 1024
-    timeout: float = 10.0
-    connect_timeout: float = 3.0
-    max_redirects: int = 3
-    allowed_networks: tuple[str, ...] = ()  # CIDRs exempt from the address check
-    content_types: tuple[str, ...] = DEFAULT_IMAGE_TYPES
-
-    def __post_init__(self) -> None:
-        if self.max_bytes < 1:
-            raise ValueError("max_bytes must be at least 1")
-        if self.timeout <= 0 or self.connect_timeout <= 0:
-            raise ValueError("timeout and connect_timeout must be positive")
-        if self.max_redirects < 0:
-            raise ValueError("max_redirects must not be negative")
-        unknown = [t for t in self.content_types if t not in _NAMES]
-        if unknown or not self.content_types:
-            raise ValueError(f"content_types must be among {sorted(_NAMES)}, got {unknown}")
-        parse_networks(self.allowed_networks)
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +113,7 @@ class ImageFetcher:
         self._resolver = resolver or _getaddrinfo
         self._transport = transport
         self._ssl_context = ssl_context
-        kinds = [_NAMES[t] for t in self.config.content_types]
+        kinds = [IMAGE_TYPE_NAMES[t] for t in self.config.content_types]
         listed = ", ".join(kinds[:-1]) + f" or {kinds[-1]}" if len(kinds) > 1 else kinds[0]
         self._not_image = f"The image URL does not point to an image ({listed})."
 

@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from structlog.types import EventDict, WrappedLogger
+if TYPE_CHECKING:  # types only: the settings use the masker, and --help loads no logging
+    from structlog.types import EventDict, WrappedLogger
 
 __all__ = ["MASK", "SecretMasker", "api_key_secrets", "is_secret_key", "secret_values"]
 

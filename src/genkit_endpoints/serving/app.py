@@ -26,7 +26,6 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING
 
-from genkit_endpoints.serving.logging import configure_logging, default_format
 from genkit_endpoints.serving.settings import Settings, SettingsGroup, load_settings
 
 if TYPE_CHECKING:
@@ -97,6 +96,10 @@ class App:
 
 def setup_logging(settings: Settings) -> None:
     """Logging as the settings say, with every configured secret masked by value."""
+    # Here, not at the top: structlog (and the rich tracebacks it loads) is for serving,
+    # not for ``--help`` or a bad flag.
+    from genkit_endpoints.serving.logging import configure_logging, default_format  # noqa: PLC0415
+
     configure_logging(
         settings.logging.log_level,
         settings.logging.log_format or default_format(settings.server.debug),
@@ -136,7 +139,7 @@ def create_service(app: App, settings: Settings) -> Service:
     from genkit_endpoints.policies.breaker import Breaker  # noqa: PLC0415
     from genkit_endpoints.policies.redis import RedisConnections  # noqa: PLC0415
     from genkit_endpoints.security.images import ImageFetcher  # noqa: PLC0415
-    from genkit_endpoints.serving.logging import access_logger  # noqa: PLC0415
+    from genkit_endpoints.serving.logging import access_logger, default_format  # noqa: PLC0415
     from genkit_endpoints.serving.service import ServiceConfig, build_service  # noqa: PLC0415
     from genkit_endpoints.telemetry.audit import open_audit_log  # noqa: PLC0415
     from genkit_endpoints.telemetry.observer import NO_OBSERVER  # noqa: PLC0415

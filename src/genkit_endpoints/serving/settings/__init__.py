@@ -32,7 +32,7 @@ from genkit_endpoints.model.config import ModelCallPolicyConfig, ProviderConfig
 from genkit_endpoints.policies.breaker import BreakerConfig
 from genkit_endpoints.policies.cache import CacheConfig
 from genkit_endpoints.policies.ratelimit import RateLimitConfig
-from genkit_endpoints.security.images import ImageFetchConfig
+from genkit_endpoints.security.image_config import ImageFetchConfig
 from genkit_endpoints.security.keys import ApiKeyring
 from genkit_endpoints.security.masking import api_key_secrets, secret_values
 from genkit_endpoints.serving.config import ServerConfig

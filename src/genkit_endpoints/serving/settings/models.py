@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import Field, SecretStr
 
 from genkit_endpoints.model.config import ModelCallPolicyConfig, OfflineModelConfig, ProviderConfig
-from genkit_endpoints.security.images import ImageFetchConfig
+from genkit_endpoints.security.image_config import ImageFetchConfig
 from genkit_endpoints.serving.settings.base import Cidrs, OptionalText, SettingsGroup, secret
 
 __all__ = [
