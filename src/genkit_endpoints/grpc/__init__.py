@@ -7,8 +7,9 @@ use, so an app that only imports ``genkit_endpoints.grpc.encoding`` (for a route
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from genkit_endpoints.core.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from genkit_endpoints.grpc.encoding import json_field
@@ -23,8 +24,4 @@ _HOMES = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(home), name)
+__getattr__, __dir__ = lazy_exports(__name__, _HOMES, __all__)
