@@ -6,6 +6,7 @@ bad flag must not pay for importing Genkit.
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass, field
 
 from pydantic import BaseModel, Field
@@ -52,3 +53,56 @@ class ProviderConfig:
 
 class ProviderConfigError(ValueError):
     """The model settings cannot work; the message names the setting to change."""
+
+
+# Provider names as they prefix model names (``googleai/gemini-2.5-flash``).
+GEMINI = "googleai"
+OPENAI = "openai"
+OFFLINE = "offline"
+OFFLINE_MODEL = "offline/default"
+DEFAULT_GEMINI_MODEL = "googleai/gemini-2.5-flash"
+DEFAULT_OPENAI_MODEL = "openai/gpt-4o-mini"
+# provider -> (the extra that installs its plugin, the plugin's module)
+PROVIDER_PACKAGES = {GEMINI: ("gemini", "genkit_google_genai"), OPENAI: ("openai", "genkit_openai")}
+
+
+def resolve_model(cfg: ProviderConfig) -> tuple[str, str]:
+    """``(model, provider)`` for MODEL (or the default order: Gemini key, OpenAI key,
+    offline), with every setting it needs checked and its provider's plugin installed —
+    without importing Genkit or the plugin, so a supervisor whose workers build the
+    service refuses bad model settings in one line and at once. ``ProviderConfigError``
+    names what to change."""
+    model = cfg.model
+    if not model:
+        if cfg.gemini_api_key:
+            model = DEFAULT_GEMINI_MODEL
+        elif cfg.openai_api_key:
+            model = DEFAULT_OPENAI_MODEL
+        else:
+            model = OFFLINE_MODEL
+    provider, _, name = model.partition("/")
+    if not name:
+        raise ProviderConfigError(f"MODEL={model!r} must look like 'provider/name'")
+    if provider == OFFLINE:
+        if model != OFFLINE_MODEL:
+            raise ProviderConfigError(f"the offline provider has one model: {OFFLINE_MODEL}")
+        return model, provider
+    if provider not in PROVIDER_PACKAGES:
+        raise ProviderConfigError(
+            f"MODEL={model!r}: unknown provider {provider!r} "
+            f"(use googleai/…, openai/… or {OFFLINE_MODEL})"
+        )
+    key, key_name = (
+        (cfg.gemini_api_key, "GEMINI_API_KEY")
+        if provider == GEMINI
+        else (cfg.openai_api_key, "OPENAI_API_KEY")
+    )
+    if not key:
+        raise ProviderConfigError(f"MODEL={model} needs {key_name}")
+    extra, module = PROVIDER_PACKAGES[provider]
+    if importlib.util.find_spec(module) is None:
+        raise ProviderConfigError(
+            f"the {provider} provider needs the '{extra}' extra: "
+            f"pip install 'genkit-endpoints[{extra}]'"
+        )
+    return model, provider

@@ -41,12 +41,11 @@ from genkit.plugin_api import (
     model_action_metadata,
 )
 
-from genkit_endpoints.model.config import OfflineModelConfig
+from genkit_endpoints.model.config import OFFLINE_MODEL, OfflineModelConfig
 from genkit_endpoints.model.schema_sample import ROOT_HINT, sample
 
 __all__ = ["OFFLINE_MODEL", "OfflineModel", "OfflineModelConfig"]
 
-OFFLINE_MODEL = "offline/default"
 _log = structlog.get_logger(__name__)
 
 _CUE = re.compile(r"\b(?:about|regarding|named|called|describing|on)\s+(.+)", re.I)

@@ -18,15 +18,16 @@ from genkit.plugin_api import Plugin
 
 from genkit_endpoints.compat.genkit import forget_failed_plugin_inits, require_genkit
 from genkit_endpoints.core.health import Readiness
-from genkit_endpoints.model.config import ProviderConfig, ProviderConfigError
-from genkit_endpoints.model.offline import OFFLINE_MODEL, OfflineModel
+from genkit_endpoints.model.config import (
+    GEMINI,
+    OFFLINE,
+    OPENAI,
+    PROVIDER_PACKAGES,
+    ProviderConfig,
+    resolve_model,
+)
+from genkit_endpoints.model.offline import OfflineModel
 
-GEMINI = "googleai"
-OPENAI = "openai"
-OFFLINE = "offline"
-DEFAULT_GEMINI_MODEL = "googleai/gemini-2.5-flash"
-DEFAULT_OPENAI_MODEL = "openai/gpt-4o-mini"
-_EXTRA = {GEMINI: "gemini", OPENAI: "openai"}
 _SDK_TIMEOUT_MARGIN_MS = 1_000
 MODEL_COMPONENT = "model"  # its name in the readiness report
 _log = structlog.get_logger(__name__)
@@ -45,21 +46,8 @@ class ModelChoice:
         return self.provider == OFFLINE
 
 
-def _import(module: str, provider: str) -> Any:
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        extra = _EXTRA[provider]
-        raise ProviderConfigError(
-            f"the {provider} provider needs the '{extra}' extra: "
-            f"pip install 'genkit-endpoints[{extra}]'"
-        ) from None
-
-
 def _gemini(cfg: ProviderConfig, model: str) -> ModelChoice:
-    if not cfg.gemini_api_key:
-        raise ProviderConfigError(f"MODEL={model} needs GEMINI_API_KEY")
-    mod = _import("genkit_google_genai", GEMINI)
+    mod = importlib.import_module(PROVIDER_PACKAGES[GEMINI][1])
     # No SDK retries (ModelCallPolicy retries within one deadline), and the SDK timeout
     # a little past LLM_TIMEOUT so our deadline — one for the whole call, retries
     # included, and naming the phase it timed out in — is the one that fires.
@@ -71,9 +59,7 @@ def _gemini(cfg: ProviderConfig, model: str) -> ModelChoice:
 
 
 def _openai(cfg: ProviderConfig, model: str) -> ModelChoice:
-    if not cfg.openai_api_key:
-        raise ProviderConfigError(f"MODEL={model} needs OPENAI_API_KEY")
-    mod = _import("genkit_openai", OPENAI)
+    mod = importlib.import_module(PROVIDER_PACKAGES[OPENAI][1])
     params: dict[str, Any] = {
         "api_key": cfg.openai_api_key,
         "timeout": (cfg.timeout_ms + _SDK_TIMEOUT_MARGIN_MS) / 1000,
@@ -85,36 +71,20 @@ def _openai(cfg: ProviderConfig, model: str) -> ModelChoice:
 
 
 def choose_model(cfg: ProviderConfig) -> ModelChoice:
-    """Resolve MODEL (or the default order: Gemini key, OpenAI key, offline).
+    """The model MODEL names (or the default order: Gemini key, OpenAI key, offline) and
+    its provider's plugin, ready for ``Genkit(plugins=...)``. The settings are checked by
+    ``resolve_model`` first: ``ProviderConfigError`` names what to change.
 
     Raises ``UnsupportedDependency`` for a Genkit outside the range ``compat.genkit`` was
-    checked against: choosing the model is the start-up step every process runs, also a
-    supervisor that leaves building the service to its workers.
+    checked against.
     """
     require_genkit()
-    model = cfg.model
-    if not model:
-        if cfg.gemini_api_key:
-            model = DEFAULT_GEMINI_MODEL
-        elif cfg.openai_api_key:
-            model = DEFAULT_OPENAI_MODEL
-        else:
-            model = OFFLINE_MODEL
-    provider, _, name = model.partition("/")
-    if not name:
-        raise ProviderConfigError(f"MODEL={model!r} must look like 'provider/name'")
+    model, provider = resolve_model(cfg)
     if provider == GEMINI:
         return _gemini(cfg, model)
     if provider == OPENAI:
         return _openai(cfg, model)
-    if provider == OFFLINE:
-        if model != OFFLINE_MODEL:
-            raise ProviderConfigError(f"the offline provider has one model: {OFFLINE_MODEL}")
-        return ModelChoice(model, OFFLINE, (OfflineModel(cfg.offline),))
-    raise ProviderConfigError(
-        f"MODEL={model!r}: unknown provider {provider!r} "
-        f"(use googleai/…, openai/… or {OFFLINE_MODEL})"
-    )
+    return ModelChoice(model, OFFLINE, (OfflineModel(cfg.offline),))
 
 
 async def warm_up(ai: Genkit) -> bool:

@@ -138,10 +138,9 @@ def main(app: App, argv: Sequence[str] | None = None) -> int:
 
 def _build_and_run(app: App, settings: Settings) -> None:
     # Imported here: Genkit and the providers are heavy, and --help should stay instant.
-    from genkit_endpoints.compat import UnsupportedDependency  # noqa: PLC0415
-    from genkit_endpoints.http.adapters import MissingExtraError, require_framework  # noqa: PLC0415
-    from genkit_endpoints.model.config import ProviderConfigError  # noqa: PLC0415
-    from genkit_endpoints.model.providers import choose_model  # noqa: PLC0415
+    from genkit_endpoints.compat import UnsupportedDependency, require_supported  # noqa: PLC0415
+    from genkit_endpoints.http.adapters import MissingExtraError, check_framework  # noqa: PLC0415
+    from genkit_endpoints.model.config import ProviderConfigError, resolve_model  # noqa: PLC0415
     from genkit_endpoints.policies.backends import RedisExtraMissing  # noqa: PLC0415
     from genkit_endpoints.serving.app import (  # noqa: PLC0415
         APP_ENV,
@@ -162,7 +161,7 @@ def _build_and_run(app: App, settings: Settings) -> None:
     server = settings.server.server
     try:
         require_server(server)  # a missing extra: one line, before the slow build
-        require_framework(settings.server.framework)
+        check_framework(settings.server.framework)
         # Each config checks its backend: a Redis URL without the redis extra is one line
         # now, not a traceback in every worker.
         settings.rate_limit_config()
@@ -176,8 +175,10 @@ def _build_and_run(app: App, settings: Settings) -> None:
             probe.close()
         if needs_factory(server, cfg):
             # Worker processes build their own service; this process only supervises, so
-            # it checks the model settings and leaves the building to the workers.
-            choose_model(settings.provider_config())
+            # it checks the model settings and leaves the building (and importing Genkit,
+            # a second time otherwise) to the workers.
+            require_supported("genkit")  # package metadata only
+            resolve_model(settings.provider_config())
             os.environ.update(settings.to_environ())  # how flags and env files reach them
             os.environ[APP_ENV] = locate(app)
             asgi: ASGIApp | None = None

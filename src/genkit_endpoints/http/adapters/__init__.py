@@ -3,22 +3,26 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from types import ModuleType
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from genkit_endpoints.core.errors import NotFound
-from genkit_endpoints.core.health import Readiness
-from genkit_endpoints.core.routes import RouteTable, RunContext
 from genkit_endpoints.http.middleware.errors import request_path, send_problem
 from genkit_endpoints.http.types import ASGIApp, Receive, Scope, Send
+
+if TYPE_CHECKING:
+    from genkit_endpoints.core.health import Readiness
+    from genkit_endpoints.core.routes import RouteTable, RunContext
 
 __all__ = [
     "FRAMEWORKS",
     "Lifespan",
     "MissingExtraError",
     "StrictPaths",
+    "check_framework",
     "create_framework_app",
     "request_path",
     "require_framework",
@@ -36,10 +40,19 @@ class MissingExtraError(RuntimeError):
     """The chosen framework is not installed; the message says which extra to install."""
 
 
-def require_framework(framework: str) -> ModuleType:
-    """The adapter module of ``framework``; a clear error when it cannot be used."""
+def check_framework(framework: str) -> None:
+    """Refuse an unknown framework, or one whose extra is missing, without importing it
+    (a supervisor whose workers build the app checks before it starts them)."""
     if framework not in FRAMEWORKS:
         raise ValueError(f"unknown framework {framework!r}; choose one of {', '.join(FRAMEWORKS)}")
+    extra = _EXTRAS.get(framework)
+    if extra is not None and importlib.util.find_spec(framework) is None:
+        raise MissingExtraError(_missing(framework, extra))
+
+
+def require_framework(framework: str) -> ModuleType:
+    """The adapter module of ``framework``; a clear error when it cannot be used."""
+    check_framework(framework)
     try:
         return importlib.import_module(f"genkit_endpoints.http.adapters.{framework}")
     except ModuleNotFoundError as exc:
@@ -47,10 +60,14 @@ def require_framework(framework: str) -> ModuleType:
         missing = (exc.name or "").split(".", 1)[0]
         if extra is None or missing != framework:
             raise  # a broken install, not a missing extra: the original error says more
-        raise MissingExtraError(
-            f"--framework {framework} needs the {extra!r} extra: "
-            f"pip install 'genkit-endpoints[{extra}]'"
-        ) from exc
+        raise MissingExtraError(_missing(framework, extra)) from exc
+
+
+def _missing(framework: str, extra: str) -> str:
+    return (
+        f"--framework {framework} needs the {extra!r} extra: "
+        f"pip install 'genkit-endpoints[{extra}]'"
+    )
 
 
 def create_framework_app(
@@ -69,7 +86,10 @@ def create_framework_app(
     one the app runs flows uncached with the default limit.
     """
     factory = getattr(require_framework(framework), f"create_{framework}_app")
-    run = run if run is not None else RunContext()  # default: uncached
+    if run is None:
+        from genkit_endpoints.core.routes import RunContext  # noqa: PLC0415 - see check_framework
+
+        run = RunContext()  # default: uncached
     app = factory(table, readiness, run=run, debug=debug, title=title, lifespan=lifespan)
     return cast(ASGIApp, app)
 
