@@ -21,7 +21,7 @@ fmt:        ## format and autofix
 typecheck:
 	$(UV) run --all-extras mypy
 
-bench:      ## side-by-side benchmark: ours vs a bare FastAPI app (installs wrk if missing)
+bench:      ## side-by-side benchmark: ours vs bare FastAPI and a hand-written Genkit app (installs wrk if missing)
 	$(UV) run --all-extras python bench/run.py
 
 bench-resilience: ## cache hits, rate-limit cost, 1 000 in flight, stampedes (memory and Redis)

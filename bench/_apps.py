@@ -3,8 +3,13 @@
 Every app is started the same way — the venv's Python directly (not ``uv run``, whose
 own start-up would be counted as ours), pinned to the server core, in an empty working
 directory and without any of our settings in the environment — so the only difference
-between bare and ours on one server is the code that serves the requests. The gRPC
-suite's processes are started in ``_grpc``; this module starts the REST ones.
+between bare, naive and ours on one server is the code that serves the requests. The
+gRPC suite's processes are started in ``_grpc``; this module starts the REST ones.
+
+The apps: ``bare`` (``bare_app.py``, plain FastAPI, no Genkit), ``naive``
+(``naive_app.py``, plain FastAPI calling the same Genkit flow as ours, written by hand
+the way Genkit's documentation shows, no policies) and ``ours`` (the sample app on the
+kit, with the production security settings).
 """
 
 from __future__ import annotations
@@ -29,16 +34,17 @@ TARGETS = (
     Target("GET /health", "GET", "/health"),
     Target("POST /tell-joke", "POST", "/tell-joke", JOKE_BODY),
 )
-APPS = ("bare", "ours")
+APPS = ("bare", "naive", "ours")
 SERVERS = ("uvicorn", "granian", "hypercorn")
+BASELINE_SCRIPTS = {"bare": "bare_app.py", "naive": "naive_app.py"}  # REST, in bench/
 
 
 def app_argv(name: str, server: str, port: int, grpc_port: int | None = None) -> list[str]:
     """The command line of app ``name`` on ``server``; ours serves gRPC iff ``grpc_port``."""
-    if name == "bare":
+    if name in BASELINE_SCRIPTS:
         return [
             sys.executable,
-            str(BENCH_DIR / "bare_app.py"),
+            str(BENCH_DIR / BASELINE_SCRIPTS[name]),
             f"--server={server}",
             f"--port={port}",
         ]
@@ -69,8 +75,8 @@ def server_env() -> dict[str, str]:
 
 
 # Ours runs as a locked-down production deployment would, with the full security stack:
-# API keys, CORS, trusted hosts and proxies configured, the access log on. The bare app
-# gets the same requests (the key header included) and ignores them.
+# API keys, CORS, trusted hosts and proxies configured, the access log on. The bare and
+# naive apps get the same requests (the key header included) and ignore them.
 BENCH_API_KEY = "bench-key-0123456789abcdef"
 SECURED_ENV = {
     "API_KEYS": f"bench:{BENCH_API_KEY}",
@@ -87,13 +93,17 @@ SECURED_ENV = {
 
 
 def app_env(name: str, base: dict[str, str]) -> dict[str, str]:
-    """The environment app ``name`` runs with: ours adds the production security settings."""
+    """The environment app ``name`` runs with: ours adds the production security settings.
+
+    The baselines get none: the naive app stands for code written without the kit, which
+    has no such settings to read.
+    """
     return {**base, **SECURED_ENV} if name == "ours" else base
 
 
 @dataclass(frozen=True)
 class Server:
-    name: str  # "bare" or "ours"
+    name: str  # "bare", "naive" or "ours"
     server: str  # uvicorn, granian, hypercorn; "grpc.aio" for the bare gRPC server
     port: int  # the port under load: REST, or gRPC in the gRPC suite
     pid: int  # the process we started; its CPU is measured with all its descendants
@@ -157,7 +167,11 @@ def serve(
 
 
 def check_answers(server: Server) -> None:
-    """Fail loudly unless both routes answer 200 with the expected JSON."""
+    """Fail loudly unless both routes answer 200 with the expected JSON.
+
+    ``username`` is the API key's name for ours (``SECURED_ENV``: the principal wins over
+    the body), and the body's (absent, so null) for the baselines, which know no keys.
+    """
     name, port = server.label, server.port
     status, _, body = http_request(port, "GET", "/health")
     if status != 200 or _json(body) != {"status": "ok"}:
@@ -173,8 +187,7 @@ def check_answers(server: Server) -> None:
         or set(doc) != {"joke", "username"}
         or not isinstance(doc["joke"], str)
         or not doc["joke"]
-        # ours answers the API key's name (SECURED_ENV), the bare app nothing
-        or doc["username"] not in (None, "bench")
+        or doc["username"] != ("bench" if server.name == "ours" else None)
     ):
         raise BenchError(f"{name}: POST /tell-joke gave {status} {ctype} {body[:200]!r}")
 

@@ -24,12 +24,14 @@ def _servers(value: str) -> list[str]:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description="Benchmark our app against bare baselines.")
+    p = argparse.ArgumentParser(
+        description="Benchmark our app against the bare and naive baselines (bench/README.md)."
+    )
     p.add_argument("--duration", type=int, default=8, help="seconds per measurement (8)")
     p.add_argument("--connections", type=int, default=50, help="keep-alive connections (50)")
     p.add_argument("--threads", type=int, default=1, help="wrk threads (1)")
     p.add_argument("--warmup", type=int, default=2, help="seconds of load before each (2)")
-    p.add_argument("--rounds", type=int, default=1, help="repeat, alternating app order (1)")
+    p.add_argument("--rounds", type=int, default=1, help="repeat, rotating the app order (1)")
     p.add_argument(
         "--cold-starts", type=int, default=3, help="starts per app and server, median (3; 0: skip)"
     )

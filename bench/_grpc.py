@@ -1,10 +1,13 @@
-"""The gRPC suite: our full gRPC server and a bare ``grpc.aio`` one, started, checked, driven.
+"""The gRPC suite: our full gRPC server and two ``grpc.aio`` baselines, started, checked, driven.
 
-Ours is the real app process with gRPC enabled (interceptors, standard health, drain; the
-REST side idles next to it on the same event loop), on the server chosen with
-``--grpc-server``. The baseline is ``bench/bare_grpc.py``. Both are pinned to the server
-core; every gRPC client (readiness probe, answer check, load) is ``bench/_grpcload.py``
-in a child process on the load core, so the harness itself never loads gRPC.
+Ours is the real app process with gRPC enabled (interceptors, authentication, standard
+health, drain; the REST side idles next to it on the same event loop), on the server
+chosen with ``--grpc-server``. ``Health`` is compared with ``bench/bare_grpc.py`` (the
+cost of our stack on a call that does nothing), ``TellJoke`` with ``bench/naive_grpc.py``
+(a hand-written servicer around the same Genkit flow: the cost or saving of the kit on a
+call that does the work). All are pinned to the server core; every gRPC client
+(readiness probe, answer check, load) is ``bench/_grpcload.py`` in a child process on
+the load core, so the harness itself never loads gRPC.
 """
 
 from __future__ import annotations
@@ -18,12 +21,17 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from _apps import START_TIMEOUT, Server, app_argv, app_env, spawned
+from _apps import BENCH_API_KEY, START_TIMEOUT, Server, app_argv, app_env, spawned
 from _load import LoadResult, run_child
 from _proc import BenchError, Children, free_port, log_tail, process_tree, wait_healthy
 
 BENCH_DIR = Path(__file__).resolve().parent
-ENDPOINT = "gRPC Health"  # the label of the one measured RPC in tables and JSON
+HEALTH = "gRPC Health"  # labels of the measured RPCs in tables and JSON
+TELL_JOKE = "gRPC TellJoke"
+RPC_FLAG = {HEALTH: "health", TELL_JOKE: "joke"}  # _grpcload.py --rpc
+# What each app is measured on: Health against the bare server, TellJoke against naive.
+MEASURED = {"bare": (HEALTH,), "naive": (TELL_JOKE,), "ours": (HEALTH, TELL_JOKE)}
+BASELINES = {"bare": "bare_grpc.py", "naive": "naive_grpc.py"}  # in bench/
 CLIENT = str(BENCH_DIR / "_grpcload.py")
 _RESULT_FIELDS = {f.name for f in fields(LoadResult)}
 
@@ -52,16 +60,32 @@ class GrpcClient:
         if "error" in doc:
             raise BenchError(f"gRPC on port {port}: {doc['error']}:\n{log_tail(log)}")
 
-    def check(self, server: Server) -> None:
-        """Health must say ok; ours must echo a request id (its interceptors ran), bare not."""
-        doc = self._call(server.port, "--check", timeout=30)
-        rid = doc.get("request_id")
-        if doc.get("status") != "ok" or (server.name == "ours") != bool(rid):
-            raise BenchError(f"{server.label}: gRPC Health gave {doc}")
+    def _rpc(self, endpoint: str) -> list[str]:
+        # Only TellJoke needs the key (ours exempts Health, as /health on REST); the
+        # baselines get it too, and ignore it, as on REST.
+        key = [f"--api-key={BENCH_API_KEY}"] if endpoint == TELL_JOKE else []
+        return [f"--rpc={RPC_FLAG[endpoint]}", *key]
 
-    def load(self, port: int, *, concurrency: int, duration: int) -> LoadResult:
+    def check(self, server: Server, endpoint: str) -> None:
+        """The answer must be right; ours must echo a request id (its interceptors ran).
+
+        Health says ok. TellJoke has a joke, and the username is the API key's name for
+        ours (the principal wins, as on REST), empty for naive (no name was sent).
+        """
+        doc = self._call(server.port, "--check", *self._rpc(endpoint), timeout=30)
+        ours = server.name == "ours"
+        if endpoint == HEALTH:
+            right = doc.get("status") == "ok"
+        else:
+            joke, username = doc.get("joke"), doc.get("username")
+            right = isinstance(joke, str) and bool(joke) and username == ("bench" if ours else "")
+        if not right or ours != bool(doc.get("request_id")):
+            raise BenchError(f"{server.label}: {endpoint} gave {doc}")
+
+    def load(self, port: int, endpoint: str, *, concurrency: int, duration: int) -> LoadResult:
         doc = self._call(
             port,
+            *self._rpc(endpoint),
             f"--concurrency={concurrency}",
             f"--duration={duration}",
             timeout=duration + 30,
@@ -86,7 +110,7 @@ def serve_grpc(
     env: dict[str, str],
     workdir: Path,
 ) -> Iterator[Server]:
-    """Start ``ours`` on ``server`` with gRPC, or the bare gRPC server; yield once it answers."""
+    """Start ``ours`` on ``server`` with gRPC, or a baseline gRPC server; yield once it answers."""
     grpc_port = free_port()
     log = workdir / f"grpc-{name}-{grpc_port}.log"
     if name == "ours":
@@ -94,8 +118,8 @@ def serve_grpc(
         rest_port = free_port()
         argv = app_argv("ours", server, rest_port, grpc_port)
         where = server
-    elif name == "bare":
-        argv = [sys.executable, str(BENCH_DIR / "bare_grpc.py"), f"--port={grpc_port}"]
+    elif name in BASELINES:
+        argv = [sys.executable, str(BENCH_DIR / BASELINES[name]), f"--port={grpc_port}"]
         where = "grpc.aio"
     else:
         raise ValueError(f"unknown app {name!r}")

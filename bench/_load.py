@@ -52,6 +52,8 @@ class LoadResult:
     # used meanwhile (busy time of that core minus the server's own).
     server_cpu_s: float | None = None
     others_on_server_core: float | None = None
+    # Resident memory of the server's process tree right after the measurement, in KiB.
+    server_rss_kib: int | None = None
 
     @property
     def cpu_us_per_request(self) -> float | None:

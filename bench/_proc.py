@@ -116,6 +116,22 @@ def thread_count(pid: int) -> int:
     return total
 
 
+def rss_kib(pid: int) -> int:
+    """Resident memory of ``pid`` and its descendants: the sum of their ``VmRSS``, in KiB.
+
+    Pages shared between processes of the tree (granian's supervisor and worker map the
+    same libraries) count once per process, as ``ps`` would show them side by side.
+    """
+    total = 0
+    for proc in process_tree(pid):
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{proc}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])  # "VmRSS:    12345 kB"
+                    break
+    return total
+
+
 def cpu_ticks() -> dict[int, tuple[int, int]]:
     """{cpu: (busy, total)} clock ticks since boot, from /proc/stat (busy: not idle/iowait)."""
     out = {}

@@ -1,13 +1,16 @@
-"""Side-by-side benchmark: our app against bare baselines, per server and over gRPC.
+"""Side-by-side benchmark: our app against two baselines, per server and over gRPC.
 
 One command (``make bench``) runs, for each server in ``--servers`` (uvicorn, granian,
-hypercorn), our app and a bare FastAPI app on that server in turn, pinned to one core:
-checks their answers, drives ``GET /health`` and ``POST /tell-joke`` with wrk (or the
-Python fallback) pinned to another core, and measures cold start. Then our ``Health``
-RPC through our full gRPC server against a bare ``grpc.aio`` server, driven by a Python
-gRPC client. It prints one table per server, the gRPC table and a summary of ratios
-against the targets, and writes ``bench/results/latest.json``. Exit 0 unless something
-broke; the targets are informational. See bench/README.md.
+hypercorn), three apps on that server in turn, pinned to one core: bare FastAPI (no
+Genkit), naive FastAPI (the same Genkit flow as ours, written by hand without the kit)
+and ours. It checks their answers, drives ``GET /health`` and ``POST /tell-joke`` with
+wrk (or the Python fallback) pinned to another core, records CPU per request and the
+server's memory, and measures cold start. Then, over gRPC, our ``Health`` against a bare
+``grpc.aio`` server and our ``TellJoke`` against a naive ``grpc.aio`` servicer around
+the same flow, driven by a Python gRPC client. It prints one table per server, the gRPC
+table and a summary of ratios against the targets, and writes
+``bench/results/latest.json``. Exit 0 unless something broke; the targets are
+informational. See bench/README.md.
 """
 
 from __future__ import annotations
@@ -24,8 +27,7 @@ from pathlib import Path
 
 from _apps import APPS, TARGETS, Server, check_answers, serve, server_env
 from _cli import parse_args
-from _grpc import ENDPOINT as GRPC_ENDPOINT
-from _grpc import GrpcClient, serve_grpc
+from _grpc import MEASURED, GrpcClient, serve_grpc
 from _load import LoadGenerator, LoadResult, Target, choose
 from _proc import (
     BenchError,
@@ -35,6 +37,7 @@ from _proc import (
     busy_seconds,
     cpu_seconds,
     cpu_ticks,
+    rss_kib,
     run_harness,
     thread_count,
 )
@@ -69,16 +72,16 @@ class Bench:
     def cold_starts(self, results: Results) -> None:
         n = self.args.cold_starts
         for i in range(n):
-            for server in self.args.servers:
-                for name in _order(i):
+            for k, server in enumerate(self.args.servers):
+                for name in _order(i + k):
                     print(f"bench: cold start {i + 1}/{n}: {name} on {server} …", flush=True)
                     with self._serve(name, server) as running:
                         results.add_cold_start(server, name, running.startup_s)
 
     def rest(self, gen: LoadGenerator, results: Results) -> None:
         for rnd in range(self.args.rounds):
-            for server in self.args.servers:
-                for name in _order(rnd):
+            for k, server in enumerate(self.args.servers):
+                for name in _order(rnd + k):
                     self._rest_app(gen, results, server, name, rnd)
 
     def _rest_app(
@@ -121,26 +124,34 @@ class Bench:
                     env=self.env,
                     workdir=self.workdir,
                 ) as running:
-                    self.grpc.check(running)
                     results.add_processes(GRPC, name, running.processes, thread_count(running.pid))
-                    self._progress(rnd, f"{running.label} {GRPC_ENDPOINT}")
+                    for endpoint in MEASURED[name]:
+                        self._grpc_rpc(results, running, endpoint, rnd)
 
-                    def drive(seconds: int, port: int = running.port) -> LoadResult:
-                        return self.grpc.load(
-                            port, concurrency=self.args.grpc_concurrency, duration=seconds
-                        )
+    def _grpc_rpc(self, results: Results, running: Server, endpoint: str, rnd: int) -> None:
+        self.grpc.check(running, endpoint)
+        self._progress(rnd, f"{running.label} {endpoint}")
 
-                    result = self._measure(running, drive)
-                    if not result.requests:
-                        raise BenchError(f"{running.label}: no gRPC call completed under load")
-                    results.add_run(GRPC, name, GRPC_ENDPOINT, result)
-                    self.grpc.check(running)
+        def drive(seconds: int) -> LoadResult:
+            return self.grpc.load(
+                running.port,
+                endpoint,
+                concurrency=self.args.grpc_concurrency,
+                duration=seconds,
+            )
+
+        result = self._measure(running, drive)
+        if not result.requests:
+            raise BenchError(f"{running.label}: no {endpoint} call completed under load")
+        results.add_run(GRPC, running.name, endpoint, result)
+        self.grpc.check(running, endpoint)
 
     def _progress(self, rnd: int, what: str) -> None:
         print(f"bench: round {rnd + 1}/{self.args.rounds}: {what} …", flush=True)
 
     def _measure(self, server: Server, drive: Callable[[int], LoadResult]) -> LoadResult:
-        """Warm up, then one measured run with the server's CPU and its core's contention."""
+        """Warm up, then one measured run with the server's CPU and its core's contention,
+        and the server's memory once the load is over (what serving that load left it at)."""
         if self.args.warmup:
             drive(self.args.warmup)
         ticks_before = cpu_ticks()
@@ -152,12 +163,19 @@ class Bench:
             spent = busy_seconds(ticks_before, cpu_ticks(), self.server_cpu)
             if spent is not None and spent[1] > 0:
                 others = max(0.0, spent[0] - server_cpu) / spent[1]
-        return replace(result, server_cpu_s=server_cpu, others_on_server_core=others)
+        return replace(
+            result,
+            server_cpu_s=server_cpu,
+            others_on_server_core=others,
+            server_rss_kib=rss_kib(server.pid),
+        )
 
 
 def _order(i: int) -> Sequence[str]:
-    # Alternate which app goes first, so neither always gets the cooler (or warmer) machine.
-    return APPS if i % 2 == 0 else APPS[::-1]
+    # Rotate which app goes first (and last), so none always gets the cooler (or warmer)
+    # machine: round i, shifted by the server's place in the list, starts with app i.
+    k = i % len(APPS)
+    return (*APPS[k:], *APPS[:k])
 
 
 def _versions() -> dict[str, str]:
