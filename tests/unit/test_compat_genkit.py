@@ -5,7 +5,9 @@ every later call; the warm-up drops it from the registry's private state so a pr
 that was down at start-up is retried. These tests fail when a Genkit release moves that
 state (the retry would silently stop working) or starts retrying by itself (the hook
 would be dead code). The span-content switch must still reach the attributes Genkit
-writes, or every call would go back to serialising its input and output for nothing.
+writes, or every call would go back to serialising its input and output for nothing; the
+lighter middleware-hook lookup must return what Genkit's own does and still be the one
+Genkit calls.
 Run them before widening the Genkit range.
 """
 
@@ -13,10 +15,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import MutableMapping
+from typing import Any, ClassVar
 
 import pytest
-from genkit import Genkit
+from genkit import Genkit, MiddlewareRef
+from genkit._ai import _generate
 from genkit._core._tracing import SpanMetadata, record_span_outcome, start_attributes
+from genkit.middleware import BaseMiddleware
 from genkit.plugin_api import Action, ActionKind, ActionMetadata, Plugin
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -25,7 +30,12 @@ from opentelemetry.util.types import Attributes
 
 from genkit_endpoints import compat
 from genkit_endpoints.compat import UnsupportedDependency
-from genkit_endpoints.compat.genkit import flow_function, require_genkit, set_span_content
+from genkit_endpoints.compat.genkit import (
+    flow_function,
+    lighten_hook_dispatch,
+    require_genkit,
+    set_span_content,
+)
 from genkit_endpoints.core.health import Readiness
 from genkit_endpoints.model.config import ProviderConfig
 from genkit_endpoints.model.providers import WarmUp, choose_model, warm_up
@@ -132,3 +142,51 @@ def test_genkit_s_span_content_can_be_switched_off_and_back_on() -> None:
     assert on is not None
     assert json.loads(str(on["genkit:input"])) == {"name": "Mittens"}
     assert json.loads(str(on["genkit:output"])) == "A joke."
+
+
+class SeesEveryHook(BaseMiddleware):
+    """A middleware that notes each hook Genkit runs it for, and passes the call on."""
+
+    seen: ClassVar[list[str]] = []
+
+    async def wrap_generate(self, params: Any, ctx: Any, next_fn: Any) -> Any:
+        self.seen.append("generate")
+        return await next_fn(params, ctx)
+
+    async def wrap_model(self, params: Any, ctx: Any, next_fn: Any) -> Any:
+        self.seen.append("model")
+        return await next_fn(params, ctx)
+
+
+async def test_the_lighter_hook_lookup_is_the_one_genkit_dispatches_through() -> None:
+    original = _generate.hook_wrap
+    middleware = SeesEveryHook()
+    try:
+        assert lighten_hook_dispatch() is True
+        lighter = _generate.hook_wrap
+        assert lighter is not original
+        for hook in ("generate", "model", "tool"):
+            assert lighter(middleware, hook) == original(middleware, hook)
+        with pytest.raises(ValueError, match="unknown middleware hook"):
+            lighter(middleware, "nonsense")
+        # Genkit looks the helper up by name on each dispatch: a generate through a
+        # registered middleware goes through the replacement, hooks and answer intact.
+        looked_up: list[str] = []
+
+        def counting(mw: Any, hook: str) -> Any:
+            looked_up.append(hook)
+            return lighter(mw, hook)
+
+        _generate.hook_wrap = counting
+        choice = choose_model(ProviderConfig())
+        ai = Genkit(plugins=list(choice.plugins), model=choice.model)
+        ai.define_middleware(SeesEveryHook, name="sees-every-hook")
+        SeesEveryHook.seen.clear()
+        response = await ai.generate(
+            prompt="Tell a joke about Mittens.", use=[MiddlewareRef(name="sees-every-hook")]
+        )
+        assert response.text
+        assert SeesEveryHook.seen == ["generate", "model"]
+        assert looked_up == ["generate", "model"]
+    finally:
+        _generate.hook_wrap = original

@@ -3,12 +3,13 @@
 Some guarantees need more than a library's public API: request-head limits and a head
 deadline inside uvicorn's and hypercorn's HTTP/1 protocols, a clean exit code after
 uvicorn's drain, granian's multi-process server with our own app loader, Genkit
-forgetting a failed plugin start-up, a finished OpenTelemetry span copied so it can be
-masked before export. Each such hook lives in this package, next to the
-range of versions it was checked against. A version outside the range fails at start-up
-with one line (``UnsupportedDependency``) instead of misbehaving on the first request;
-``tests/unit/test_compat_*.py`` hold one canary per hook, which is what to run before
-widening a range.
+forgetting a failed plugin start-up and skipping per-call work nothing uses (span content
+nobody reads, a runtime generic cast in its middleware dispatch), a finished
+OpenTelemetry span copied so it can be masked before export. Each such hook lives in
+this package, next to the range of versions it was checked against. A version outside
+the range fails at start-up with one line (``UnsupportedDependency``) instead of
+misbehaving on the first request; ``tests/unit/test_compat_*.py`` hold one canary per
+hook, which is what to run before widening a range.
 
 This is the lowest layer: it imports nothing else of the kit, and nothing here runs at
 import time. The check itself needs only package metadata, so ``require_supported`` can
@@ -35,7 +36,11 @@ SUPPORTED: dict[str, tuple[str, str, str]] = {
     "uvicorn": ("0.34", "0.55", "the kit subclasses its HTTP/1 protocol and supervisor"),
     "hypercorn": ("0.18", "0.19", "the kit replaces its HTTP/1 protocol class"),
     "granian": ("2.2", "2.9", "the kit drives its multi-process server directly"),
-    "genkit": ("0.12", "0.13", "the kit clears its failed plugin start-ups"),
+    "genkit": (
+        "0.12",
+        "0.13",
+        "the kit clears its failed plugin start-ups and trims its per-call tracing and hooks",
+    ),
     # A major release may change the storage options the kit passes.
     "limits": ("4.0", "6", "the kit passes its Redis pool to limits' RedisStorage"),
     "opentelemetry-sdk": ("1.30", "2", "the kit copies finished spans to mask them for export"),

@@ -24,6 +24,15 @@ swaps it for one that returns an empty string, and ``set_span_content(True)`` pu
 Genkit's back. Upstream, this would be a switch on Genkit's tracer: serialise span
 content only when a recording span and a consumer (the Dev UI, an opted-in exporter)
 want it. The canary checks that the swap still reaches the attributes Genkit sets.
+
+Genkit runs every model call (and every generate) through its middleware hooks, where
+``_ai._generate.hook_wrap`` picks a middleware's ``wrap_<hook>`` method and returns it
+through ``cast(HookWrap[P, R], ...)``: that cast subscripts a generic alias with type
+variables, typing's slowest path, twice per call for the kit's call policy.
+``lighten_hook_dispatch`` replaces the helper with one that returns the same bound method
+without the cast (upstream: a cast to a pre-built alias, or no cast). The canary checks
+that the replacement returns what Genkit's own does and that Genkit still looks it up by
+name on every dispatch.
 """
 
 from __future__ import annotations
@@ -36,7 +45,15 @@ from genkit import Action, Genkit
 
 from genkit_endpoints.compat import require_supported
 
-__all__ = ["flow_function", "forget_failed_plugin_inits", "require_genkit", "set_span_content"]
+__all__ = [
+    "flow_function",
+    "forget_failed_plugin_inits",
+    "lighten_hook_dispatch",
+    "require_genkit",
+    "set_span_content",
+]
+
+_HOOKS = frozenset({"generate", "model", "tool"})
 
 _GENKIT_SERIALISER = "_to_json_attr"
 
@@ -83,3 +100,20 @@ def set_span_content(on: bool) -> bool:
     original = _saved.setdefault(_GENKIT_SERIALISER, current)
     setattr(_tracing, _GENKIT_SERIALISER, original if on else _no_content)
     return True
+
+
+def lighten_hook_dispatch() -> bool:
+    """Swap Genkit's middleware-hook lookup for one without a runtime generic cast (see
+    the module docstring). Idempotent; False: this Genkit has no such helper, unchanged."""
+    from genkit._ai import _generate  # noqa: PLC0415 - Genkit internals, only here
+
+    if not callable(getattr(_generate, "hook_wrap", None)):
+        return False
+    setattr(_generate, "hook_wrap", _hook_wrap)  # noqa: B010 - a private helper, typed otherwise
+    return True
+
+
+def _hook_wrap(middleware: Any, hook: str) -> Any:
+    if hook not in _HOOKS:
+        raise ValueError(f"unknown middleware hook {hook!r}")
+    return getattr(middleware, f"wrap_{hook}")
