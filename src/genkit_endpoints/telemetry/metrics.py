@@ -184,10 +184,9 @@ class PrometheusMetrics(Observer):
             buckets=_TOKEN_BUCKETS,
             registry=reg,
         )
-        # The labelled children of the per-request series by their label values: looking
-        # one up in a dict is cheaper than ``labels()``. Bounded like the labels are.
-        self._http_children: dict[tuple[str, str, int], Any] = {}
-        self._rate_limit_children: dict[tuple[str, str], Any] = {}
+        # The labelled children by series and label values: a dict lookup is much cheaper
+        # than ``labels()``, which runs on every request. Bounded like the labels are.
+        self._children: dict[tuple[object, ...], Any] = {}
         # Series that exist before the first event, so a dashboard shows 0, not "no data".
         self._draining.set(0)
         self._http_active.set(0)
@@ -229,6 +228,13 @@ class PrometheusMetrics(Observer):
             self._backend_up.labels(features=features).set(1)
             self._backend_outages.labels(features=features).inc(0)
 
+    def _child(self, metric: Any, *labels: str) -> Any:
+        key = (id(metric), *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
     # Observer
 
     def http_started(self) -> None:
@@ -238,12 +244,7 @@ class PrometheusMetrics(Observer):
         self._http_active.dec()
         if method not in _METHODS:
             method = OTHER  # before the lookup: a client's made-up methods are one series
-        key = (method, route, status)
-        child = self._http_children.get(key)
-        if child is None:
-            child = self._http_duration.labels(method, route, str(status))
-            self._http_children[key] = child
-        child.observe(seconds)
+        self._child(self._http_duration, method, route, str(status)).observe(seconds)
 
     def rpc_started(self) -> None:
         self._rpc_active.inc()
@@ -251,18 +252,13 @@ class PrometheusMetrics(Observer):
     def rpc_finished(self, service: str, method: str, code: str, seconds: float) -> None:
         self._rpc_active.dec()
         number = _GRPC_CODES.get(code, _GRPC_CODES["UNKNOWN"])
-        self._rpc_duration.labels("grpc", service, method, str(number)).observe(seconds)
+        self._child(self._rpc_duration, "grpc", service, method, str(number)).observe(seconds)
 
     def rate_limit(self, transport: str, decision: str) -> None:
-        key = (transport, decision)
-        child = self._rate_limit_children.get(key)
-        if child is None:
-            child = self._rate_limit.labels(transport, decision)
-            self._rate_limit_children[key] = child
-        child.inc()
+        self._child(self._rate_limit, transport, decision).inc()
 
     def cache_result(self, flow: str, result: str) -> None:
-        self._cache.labels(flow, result).inc()
+        self._child(self._cache, flow, result).inc()
 
     def breaker_state(self, breaker: str, state: str) -> None:
         self._breaker_state.labels(breaker).set(_BREAKER_LEVEL.get(state, 0.0))
@@ -283,13 +279,13 @@ class PrometheusMetrics(Observer):
         self._draining.set(1)
 
     def model_call(self, model: str, seconds: float, error: str | None) -> None:
-        self._model_duration.labels("chat", model, error or "").observe(seconds)
+        self._child(self._model_duration, "chat", model, error or "").observe(seconds)
 
     def model_first_chunk(self, model: str, seconds: float) -> None:
-        self._model_ttfc.labels("chat", model).observe(seconds)
+        self._child(self._model_ttfc, "chat", model).observe(seconds)
 
     def model_tokens(self, model: str, input_tokens: int | None, output_tokens: int | None) -> None:
         if input_tokens is not None:
-            self._tokens.labels("chat", model, "input").observe(input_tokens)
+            self._child(self._tokens, "chat", model, "input").observe(input_tokens)
         if output_tokens is not None:
-            self._tokens.labels("chat", model, "output").observe(output_tokens)
+            self._child(self._tokens, "chat", model, "output").observe(output_tokens)

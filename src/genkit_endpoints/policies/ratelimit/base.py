@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -118,8 +118,22 @@ async def decide(strategy: Strategy, items: tuple[RateLimitItem, ...], key: str)
     return await _admitted(strategy, items, key)
 
 
+async def _window_stats(
+    strategy: Strategy, items: Sequence[RateLimitItem], key: str
+) -> list[tuple[float, int]]:
+    # One rate (the usual case): awaited in place. gather would wrap it in a task of its
+    # own, on every admitted request.
+    if len(items) == 1:
+        stats = await strategy.get_window_stats(items[0], key)
+        return [(stats.reset_time, stats.remaining)]
+    return [
+        (stats.reset_time, stats.remaining)
+        for stats in await asyncio.gather(*(strategy.get_window_stats(i, key) for i in items))
+    ]
+
+
 async def _admitted(strategy: Strategy, items: tuple[RateLimitItem, ...], key: str) -> Decision:
-    stats = await asyncio.gather(*(strategy.get_window_stats(item, key) for item in items))
+    stats = await _window_stats(strategy, items, key)
     now = time.time()
     # The tightest rate: fewest left; on a tie, the one whose window frees last.
     item, (reset_time, remaining) = min(
@@ -134,7 +148,7 @@ async def _admitted(strategy: Strategy, items: tuple[RateLimitItem, ...], key: s
 
 
 async def _refused(strategy: Strategy, exhausted: list[RateLimitItem], key: str) -> Decision:
-    stats = await asyncio.gather(*(strategy.get_window_stats(item, key) for item in exhausted))
+    stats = await _window_stats(strategy, exhausted, key)
     # Retrying helps only once every exhausted rate has a slot: report the last to free.
     item, (reset_time, _) = max(zip(exhausted, stats, strict=True), key=lambda pair: pair[1][0])
     reset_after = max(0.0, reset_time - time.time())
