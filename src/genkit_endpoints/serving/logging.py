@@ -14,7 +14,7 @@ from __future__ import annotations
 import io
 import logging
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, Literal
 
 import orjson
@@ -22,6 +22,7 @@ import structlog
 from structlog.types import EventDict, ExceptionRenderer, Processor, WrappedLogger
 
 from genkit_endpoints.core.context import current_request_id
+from genkit_endpoints.core.timestamps import UtcStamp
 from genkit_endpoints.security.masking import SecretMasker
 from genkit_endpoints.telemetry.tracing import current_span_ids
 
@@ -142,29 +143,50 @@ def access_logger(
 ) -> Any:
     """The logger for the per-request access line: fast where it matters.
 
-    In JSON mode it writes orjson bytes straight to stderr through a short processor chain
-    (request id, trace ids with ``trace_ids``, level, logger, timestamp), much cheaper per
-    line than the stdlib bridge, and it runs on every request. Its fields are chosen by
-    the kit (route template, never the raw path; no headers), so the masker has nothing
-    to find there. On the console it is the ordinary logger. Call after
-    ``configure_logging``; the level is the root logger's, checked by the caller.
+    In JSON mode it is ``JsonAccessLog``, which writes the line itself. On the console it
+    is the ordinary logger. Call after ``configure_logging``; the level is the root
+    logger's, checked by the caller.
     """
     if fmt != "json":
         return structlog.get_logger(name)
+    return JsonAccessLog(sys.stderr.buffer, name, trace_ids=trace_ids)
 
-    def add_logger_name(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
-        event["logger"] = name
-        return event
 
-    return structlog.wrap_logger(
-        structlog.BytesLogger(sys.stderr.buffer),
-        processors=[
-            _add_request_id,
-            *([_add_trace_ids] if trace_ids else []),
-            structlog.processors.add_log_level,
-            add_logger_name,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.JSONRenderer(serializer=orjson.dumps),
-        ],
-        cache_logger_on_first_use=True,
-    )
+class JsonAccessLog:
+    """The access line in JSON, one ``write`` per line, without structlog's machinery.
+
+    It runs on every request, so it builds the line directly: the same fields in the same
+    order as a structlog JSON line (the call's fields, ``event``, ``request_id``,
+    ``trace_id`` / ``span_id`` with ``trace_ids``, ``level``, ``logger``, ``timestamp``),
+    at a fraction of the cost of the processor chain. Its fields are chosen by the kit
+    (route template, never the raw path; no headers), so the masker has nothing to find
+    there. ``stamp`` gives the timestamp (tests pass a fixed one).
+    """
+
+    def __init__(
+        self,
+        stream: Any,
+        name: str,
+        *,
+        trace_ids: bool = False,
+        stamp: Callable[[], str] | None = None,
+    ) -> None:
+        self._stream = stream
+        self._name = name
+        self._trace_ids = trace_ids
+        self._stamp = stamp or UtcStamp(digits=6, suffix="Z")
+
+    def info(self, event: str, **fields: Any) -> None:
+        line = fields
+        line["event"] = event
+        request_id = current_request_id()
+        if request_id is not None:
+            line.setdefault("request_id", request_id)
+        if self._trace_ids and (ids := current_span_ids()) is not None:
+            line.setdefault("trace_id", ids[0])
+            line.setdefault("span_id", ids[1])
+        line["level"] = "info"
+        line["logger"] = self._name
+        line["timestamp"] = self._stamp()
+        self._stream.write(orjson.dumps(line, default=str, option=orjson.OPT_APPEND_NEWLINE))
+        self._stream.flush()

@@ -16,7 +16,6 @@ worker processes sharing a file never interleave within a line.
 from __future__ import annotations
 
 import sys
-import time
 from collections.abc import Callable
 from datetime import datetime
 from typing import IO, Any
@@ -25,6 +24,7 @@ import orjson
 import structlog
 
 from genkit_endpoints.core.context import RequestRecord, current_request_id
+from genkit_endpoints.core.timestamps import UtcStamp
 from genkit_endpoints.telemetry.tracing import current_trace_id
 
 __all__ = ["GRPC_STATUS_NUMBERS", "AuditLog", "AuditSinkError", "open_audit_log"]
@@ -51,25 +51,6 @@ GRPC_STATUS_NUMBERS: dict[str, int] = {
     "DATA_LOSS": 15,
     "UNAUTHENTICATED": 16,
 }
-
-
-class UtcStamp:
-    """Now as ISO 8601 in UTC with milliseconds (``2026-01-31T09:15:02.041+00:00``, as
-    ``datetime.isoformat`` writes it); the date and time of day are formatted once per
-    second, not once per line."""
-
-    def __init__(self, ns: Callable[[], int] = time.time_ns) -> None:
-        self._ns = ns
-        self._second = -1
-        self._prefix = ""
-
-    def __call__(self) -> str:
-        now = self._ns()
-        second, rest = divmod(now, 1_000_000_000)
-        if second != self._second:
-            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-            self._second = second
-        return f"{self._prefix}.{rest // 1_000_000:03d}+00:00"
 
 
 class AuditSinkError(ValueError):

@@ -25,7 +25,7 @@ from genkit_endpoints.http.middleware.stack import build_stack
 from genkit_endpoints.http.types import ASGIApp, Receive, Scope, Send
 from genkit_endpoints.security.keys import ApiKeyring
 from genkit_endpoints.serving.app import create_service
-from genkit_endpoints.telemetry.audit import AuditLog, AuditSinkError, UtcStamp, open_audit_log
+from genkit_endpoints.telemetry.audit import AuditLog, AuditSinkError, open_audit_log
 from tests.unit.asgi_helpers import call, call_gone, http_scope, lifespan
 
 FIELDS = [
@@ -171,22 +171,6 @@ async def test_a_failed_write_is_logged_and_the_request_is_unharmed() -> None:
     assert sent.status == 200
     assert [e["event"] for e in logs if e["log_level"] == "error"] == ["audit_write_failed"]
     assert record_var.get() is None
-
-
-@pytest.mark.parametrize(
-    "instants",
-    [
-        # within one second, the next second, midnight and a new year: as datetime writes them
-        [NOW, NOW.replace(microsecond=999_999), NOW.replace(second=6, microsecond=0)],
-        [datetime(2025, 12, 31, 23, 59, 59, 999_500, tzinfo=UTC), datetime(2026, 1, 1, tzinfo=UTC)],
-    ],
-)
-def test_the_system_clock_stamps_utc_with_milliseconds_as_datetime_does(
-    instants: list[datetime],
-) -> None:
-    ticks = iter([int(t.timestamp()) * 10**9 + t.microsecond * 1000 for t in instants])
-    stamp = UtcStamp(lambda: next(ticks))
-    assert [stamp() for _ in instants] == [t.isoformat(timespec="milliseconds") for t in instants]
 
 
 def test_lines_written_by_default_carry_the_time_now() -> None:
