@@ -159,9 +159,10 @@ class SeesEveryHook(BaseMiddleware):
 
 
 async def test_the_lighter_hook_lookup_is_the_one_genkit_dispatches_through() -> None:
-    original = _generate.hook_wrap
     middleware = SeesEveryHook()
     try:
+        assert lighten_hook_dispatch(False) is True
+        original = _generate.hook_wrap  # Genkit's own
         assert lighten_hook_dispatch() is True
         lighter = _generate.hook_wrap
         assert lighter is not original
@@ -189,4 +190,4 @@ async def test_the_lighter_hook_lookup_is_the_one_genkit_dispatches_through() ->
         assert SeesEveryHook.seen == ["generate", "model"]
         assert looked_up == ["generate", "model"]
     finally:
-        _generate.hook_wrap = original
+        lighten_hook_dispatch()  # as a built service leaves it

@@ -56,10 +56,11 @@ __all__ = [
 _HOOKS = frozenset({"generate", "model", "tool"})
 
 _GENKIT_SERIALISER = "_to_json_attr"
+_GENKIT_HOOK_LOOKUP = "hook_wrap"
 
 
-# Genkit's own serialiser, once swapped out.
-_saved: dict[str, Callable[[object], str]] = {}
+# Genkit's own helpers, once swapped out, by name.
+_saved: dict[str, Callable[..., Any]] = {}
 
 
 def _no_content(value: object) -> str:
@@ -102,14 +103,17 @@ def set_span_content(on: bool) -> bool:
     return True
 
 
-def lighten_hook_dispatch() -> bool:
+def lighten_hook_dispatch(on: bool = True) -> bool:
     """Swap Genkit's middleware-hook lookup for one without a runtime generic cast (see
-    the module docstring). Idempotent; False: this Genkit has no such helper, unchanged."""
+    the module docstring); ``on=False`` puts Genkit's back. Process-wide and idempotent.
+    False: this Genkit has no such helper, nothing was changed."""
     from genkit._ai import _generate  # noqa: PLC0415 - Genkit internals, only here
 
-    if not callable(getattr(_generate, "hook_wrap", None)):
+    current = getattr(_generate, _GENKIT_HOOK_LOOKUP, None)
+    if not callable(current):
         return False
-    setattr(_generate, "hook_wrap", _hook_wrap)  # noqa: B010 - a private helper, typed otherwise
+    original = _saved.setdefault(_GENKIT_HOOK_LOOKUP, current)
+    setattr(_generate, _GENKIT_HOOK_LOOKUP, _hook_wrap if on else original)
     return True
 
 
