@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import io
 import json
+import logging
+from collections.abc import Iterator
 from datetime import datetime
 
 import orjson
+import pytest
 import structlog
 from structlog.types import EventDict, WrappedLogger
 
@@ -25,6 +28,7 @@ FIELDS = {
     "principal": None,
 }
 STAMP = "2026-01-31T09:15:02.041207Z"
+NAME = "genkit_endpoints.access"
 
 
 def structlog_line(buffer: io.BytesIO, name: str) -> structlog.typing.FilteringBoundLogger:
@@ -56,10 +60,19 @@ def structlog_line(buffer: io.BytesIO, name: str) -> structlog.typing.FilteringB
     )
 
 
+@pytest.fixture(autouse=True)
+def access_at_info() -> Iterator[None]:
+    logger = logging.getLogger(NAME)
+    before = logger.level
+    logger.setLevel(logging.INFO)
+    yield
+    logger.setLevel(before)
+
+
 def test_the_direct_line_is_the_line_structlog_writes() -> None:
     ours, theirs = io.BytesIO(), io.BytesIO()
-    direct = JsonAccessLog(ours, "genkit_endpoints.access", stamp=lambda: STAMP)
-    reference = structlog_line(theirs, "genkit_endpoints.access")
+    direct = JsonAccessLog(ours, NAME, stamp=lambda: STAMP)
+    reference = structlog_line(theirs, NAME)
     token = request_id_var.set("0af7651916cd43dd8448eb211c80319c")
     try:
         for _ in range(2):
@@ -76,7 +89,14 @@ def test_the_direct_line_is_the_line_structlog_writes() -> None:
 
 def test_by_default_the_timestamp_is_now_in_utc() -> None:
     buffer = io.BytesIO()
-    JsonAccessLog(buffer, "genkit_endpoints.access").info("request", route="/x")
+    JsonAccessLog(buffer, NAME).info("request", route="/x")
     stamp = json.loads(buffer.getvalue())["timestamp"]
     assert stamp.endswith("Z")
     assert datetime.fromisoformat(stamp.replace("Z", "+00:00")).tzinfo is not None
+
+
+def test_below_info_nothing_is_written() -> None:
+    logging.getLogger(NAME).setLevel(logging.WARNING)
+    buffer = io.BytesIO()
+    JsonAccessLog(buffer, NAME).info("request", route="/x")
+    assert buffer.getvalue() == b""

@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 from collections.abc import Callable, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import grpc
 import structlog
@@ -222,6 +222,7 @@ def create_grpc_server(
     observer: Observer = NO_OBSERVER,
     audit: AuditLog | None = None,
     tracer_provider: TracerProvider | None = None,
+    access_logger: Any = None,
 ) -> GrpcServer:
     """Build (and bind, not start) the gRPC server for ``service`` from ``table``.
 
@@ -236,7 +237,8 @@ def create_grpc_server(
     hears every call (metrics); ``audit`` writes one line per call (None: off).
     ``tracer_provider`` (None: no tracing) opens a server span per call, outside every
     other interceptor, so their log lines carry its trace id; health and reflection calls
-    are not traced. Raises
+    are not traced. ``access_logger`` writes the per-call access line (None: a structlog
+    logger named ``genkit_endpoints.grpc``). Raises
     ``ValueError`` when an RPC has no route (see ``build_method_handlers``),
     ``TlsConfigError`` (a ``ValueError``) for a bad TLS file and ``RuntimeError`` when
     the address cannot be bound.
@@ -268,7 +270,7 @@ def create_grpc_server(
         interceptors=[
             *tracing,
             RequestIdInterceptor(),
-            LoggingInterceptor(observer=observer, audit=audit),
+            LoggingInterceptor(access_logger, observer=observer, audit=audit),
             *auth,
             *interceptors,
         ],

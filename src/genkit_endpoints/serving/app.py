@@ -191,6 +191,9 @@ def create_service(app: App, settings: Settings) -> Service:
         rate_limit=settings.rate_limit_config(),
         cache=settings.cache_config(),
         access_logger=access_logger(log_format, trace_ids=tracing is not None),
+        grpc_access_logger=access_logger(
+            log_format, "genkit_endpoints.grpc", trace_ids=tracing is not None
+        ),
         connections=connections,
         # Closed at the end of the lifespan; the crash reporter last, so its flush sends
         # everything reported until then.

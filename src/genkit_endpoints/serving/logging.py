@@ -158,7 +158,8 @@ class JsonAccessLog:
     It runs on every request, so it builds the line directly: the same fields in the same
     order as a structlog JSON line (the call's fields, ``event``, ``request_id``,
     ``trace_id`` / ``span_id`` with ``trace_ids``, ``level``, ``logger``, ``timestamp``),
-    at a fraction of the cost of the processor chain. Its fields are chosen by the kit
+    at a fraction of the cost of the processor chain, when the stdlib logger ``name`` is
+    enabled for INFO (``LOG_LEVEL``). Its fields are chosen by the kit
     (route template, never the raw path; no headers), so the masker has nothing to find
     there. ``stamp`` gives the timestamp (tests pass a fixed one).
     """
@@ -173,10 +174,13 @@ class JsonAccessLog:
     ) -> None:
         self._stream = stream
         self._name = name
+        self._level = logging.getLogger(name)
         self._trace_ids = trace_ids
         self._stamp = stamp or UtcStamp(digits=6, suffix="Z")
 
     def info(self, event: str, **fields: Any) -> None:
+        if not self._level.isEnabledFor(logging.INFO):  # LOG_LEVEL, as for every logger
+            return
         line = fields
         line["event"] = event
         request_id = current_request_id()

@@ -76,8 +76,10 @@ class ServiceConfig:
     grpc_service: str | None = None
     api_keys: ApiKeyring | None = None  # None: no API-key authentication
     rate_limit: RateLimitConfig | None = None  # None: no rate limiting
-    # The access-log logger (``genkit_endpoints.serving.logging.access_logger``); None: the default.
+    # The access-log loggers (``genkit_endpoints.serving.logging.access_logger``) of REST
+    # and gRPC; None: the default.
     access_logger: Any = None
+    grpc_access_logger: Any = None
     cache: CacheConfig | None = None  # None: no flow cache
     # Where the features take their Redis connections: one registry for the service, so
     # features on the same Redis share one pool and one outage verdict. Give the app's
@@ -264,6 +266,7 @@ async def _start_grpc(  # noqa: PLR0917 - private, one caller
         observer=observer,
         audit=cfg.audit,
         tracer_provider=cfg.tracing.provider if cfg.tracing is not None else None,
+        access_logger=cfg.grpc_access_logger,
     )
     await server.start()
     return server
