@@ -1,7 +1,7 @@
 # Short names for the common jobs. Each is one uv command; see README.md.
 UV ?= python3 -m uv
 
-.PHONY: run test lint fmt typecheck bench bench-resilience bench-observability lock
+.PHONY: run test lint fmt typecheck bench bench-resilience bench-observability bench-streams lock
 
 run:        ## start the server on :8080 (offline model unless a provider key is set)
 	$(UV) run --all-extras endpoints-hello
@@ -29,6 +29,9 @@ bench-resilience: ## cache hits, rate-limit cost, 1 000 in flight, stampedes (me
 
 bench-observability: ## what metrics, the audit log and tracing cost; /metrics scrape time with 4 workers
 	$(UV) run --all-extras python bench/observability.py
+
+bench-streams: ## one process holding 500, 2 000, 5 000 concurrent SSE streams: frames, memory, loop lag
+	$(UV) run --all-extras python bench/streams.py
 
 lock:
 	$(UV) lock
