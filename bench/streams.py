@@ -205,7 +205,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--deadline", type=float, default=40.0, help="seconds a level may take, at most (40)"
     )
-    p.add_argument("--output", type=Path, default=RESULTS)
+    p.add_argument(
+        "--output", type=Path, default=RESULTS, help="results JSON (bench/results/streams.json)"
+    )
     args = p.parse_args(argv)
     try:
         args.streams = [int(x) for x in args.streams.split(",") if x.strip()]
