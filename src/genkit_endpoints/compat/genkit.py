@@ -59,7 +59,7 @@ _GENKIT_SERIALISER = "_to_json_attr"
 _GENKIT_HOOK_LOOKUP = "hook_wrap"
 
 
-# Genkit's own helpers, once swapped out, by name.
+# Genkit's own helpers, once swapped out, by module and name.
 _saved: dict[str, Callable[..., Any]] = {}
 
 
@@ -95,12 +95,7 @@ def set_span_content(on: bool) -> bool:
     helper, nothing was changed (the kit still drops the content before export)."""
     from genkit._core import _tracing  # noqa: PLC0415 - Genkit internals, only here
 
-    current = getattr(_tracing, _GENKIT_SERIALISER, None)
-    if not callable(current):
-        return False
-    original = _saved.setdefault(_GENKIT_SERIALISER, current)
-    setattr(_tracing, _GENKIT_SERIALISER, original if on else _no_content)
-    return True
+    return _swap(_tracing, _GENKIT_SERIALISER, _no_content, use_ours=not on)
 
 
 def lighten_hook_dispatch(on: bool = True) -> bool:
@@ -109,11 +104,17 @@ def lighten_hook_dispatch(on: bool = True) -> bool:
     False: this Genkit has no such helper, nothing was changed."""
     from genkit._ai import _generate  # noqa: PLC0415 - Genkit internals, only here
 
-    current = getattr(_generate, _GENKIT_HOOK_LOOKUP, None)
+    return _swap(_generate, _GENKIT_HOOK_LOOKUP, _hook_wrap, use_ours=on)
+
+
+def _swap(module: Any, name: str, ours: Callable[..., Any], *, use_ours: bool) -> bool:
+    """Set ``module.name`` to ``ours`` or back to Genkit's own (kept on the first swap);
+    False when Genkit has no such helper."""
+    current = getattr(module, name, None)
     if not callable(current):
         return False
-    original = _saved.setdefault(_GENKIT_HOOK_LOOKUP, current)
-    setattr(_generate, _GENKIT_HOOK_LOOKUP, _hook_wrap if on else original)
+    genkit_s = _saved.setdefault(f"{module.__name__}.{name}", current)
+    setattr(module, name, ours if use_ours else genkit_s)
     return True
 
 

@@ -183,12 +183,10 @@ class JsonAccessLog:
             return
         line = fields
         line["event"] = event
-        request_id = current_request_id()
-        if request_id is not None:
-            line.setdefault("request_id", request_id)
-        if self._trace_ids and (ids := current_span_ids()) is not None:
-            line.setdefault("trace_id", ids[0])
-            line.setdefault("span_id", ids[1])
+        # The same processors as every other line, called directly.
+        _add_request_id(None, "info", line)
+        if self._trace_ids:
+            _add_trace_ids(None, "info", line)
         line["level"] = "info"
         line["logger"] = self._name
         line["timestamp"] = self._stamp()

@@ -27,7 +27,7 @@ from genkit_endpoints.telemetry.observer import Observer
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
-__all__ = ["MULTIPROC_ENV", "PREFIX", "PrometheusMetrics"]
+__all__ = ["HTTP_METHODS", "MULTIPROC_ENV", "OTHER", "PREFIX", "PrometheusMetrics"]
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 PREFIX = "genkit_endpoints_"
@@ -44,7 +44,8 @@ _GENAI_BUCKETS = (
 _TOKEN_BUCKETS = (
     1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216,
 )  # fmt: skip
-_METHODS = frozenset(
+# The HTTP methods the semantic conventions name; any other is recorded as OTHER.
+HTTP_METHODS = frozenset(
     {"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"}
 )
 _BREAKER_LEVEL = {"closed": 0.0, "half_open": 1.0, "open": 2.0}
@@ -242,7 +243,7 @@ class PrometheusMetrics(Observer):
 
     def http_finished(self, method: str, route: str, status: int, seconds: float) -> None:
         self._http_active.dec()
-        if method not in _METHODS:
+        if method not in HTTP_METHODS:
             method = OTHER  # before the lookup: a client's made-up methods are one series
         self._child(self._http_duration, method, route, str(status)).observe(seconds)
 

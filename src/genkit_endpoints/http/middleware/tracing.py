@@ -34,6 +34,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from genkit_endpoints.http.middleware.record import UNMATCHED
 from genkit_endpoints.http.types import ASGIApp, Message, Receive, Scope, Send
+from genkit_endpoints.telemetry.metrics import HTTP_METHODS, OTHER
 
 if TYPE_CHECKING:
     from opentelemetry.trace import TracerProvider
@@ -48,10 +49,6 @@ _CONTEXT_HEADERS = frozenset(
     {b"traceparent", b"tracestate", b"baggage", b"b3", b"x-b3-traceid", b"x-b3-spanid",
      b"x-b3-sampled", b"x-b3-flags", b"x-b3-parentspanid", b"uber-trace-id"}
 )  # fmt: skip
-_METHODS = frozenset(
-    {"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH", "QUERY"}
-)
-_OTHER = "_OTHER"
 
 
 class TracingMiddleware:
@@ -84,11 +81,11 @@ class TracingMiddleware:
         method = scope["method"]
         route = self.template(scope["path"])
         attributes: dict[str, Any] = {
-            "http.request.method": method if method in _METHODS else _OTHER,
+            "http.request.method": method if method in HTTP_METHODS else OTHER,
             "url.scheme": scope.get("scheme", "http"),
             "network.protocol.version": scope.get("http_version", "1.1"),
         }
-        if method not in _METHODS:
+        if method not in HTTP_METHODS:
             attributes["http.request.method_original"] = method
         if route == UNMATCHED:
             name = attributes["http.request.method"]
