@@ -14,15 +14,19 @@ Run them before widening the Genkit range.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import MutableMapping
 from typing import Any, ClassVar
 
 import pytest
 from genkit import Genkit, MiddlewareRef
 from genkit._ai import _generate
+from genkit._core import _tracing
 from genkit._core._tracing import SpanMetadata, record_span_outcome, start_attributes
 from genkit.middleware import BaseMiddleware
 from genkit.plugin_api import Action, ActionKind, ActionMetadata, Plugin
+from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -35,6 +39,7 @@ from genkit_endpoints.compat.genkit import (
     lighten_hook_dispatch,
     require_genkit,
     set_span_content,
+    skip_unconsumed_spans,
 )
 from genkit_endpoints.core.health import Readiness
 from genkit_endpoints.model.config import ProviderConfig
@@ -191,3 +196,180 @@ async def test_the_lighter_hook_lookup_is_the_one_genkit_dispatches_through() ->
         assert looked_up == ["generate", "model"]
     finally:
         lighten_hook_dispatch()  # as a built service leaves it
+
+
+class KeepsItsNext(BaseMiddleware):
+    """A middleware that keeps the ``next_fn`` Genkit hands its model hook."""
+
+    nexts: ClassVar[list[Any]] = []
+
+    async def wrap_model(self, params: Any, ctx: Any, next_fn: Any) -> Any:
+        self.nexts.append(next_fn)
+        return await next_fn(params, ctx)
+
+
+def _joke_flow() -> tuple[Genkit, Any]:
+    choice = choose_model(ProviderConfig())
+    ai = Genkit(plugins=list(choice.plugins), model=choice.model)
+
+    @ai.flow()
+    async def joke(name: str) -> str:
+        return (await ai.generate(prompt=f"Tell a joke about {name}.")).text
+
+    return ai, joke
+
+
+async def test_genkit_calls_its_hook_dispatch_recompiled_with_postponed_annotations() -> None:
+    """Canary: the closures Genkit defines per call no longer build generic aliases."""
+    ai, _ = _joke_flow()
+    ai.define_middleware(KeepsItsNext, name="keeps-its-next")
+    # Two of them: the outer one's next is a closure the dispatch defined for the call.
+    use = [MiddlewareRef(name="keeps-its-next")] * 2
+
+    async def next_annotations() -> tuple[str, list[object]]:
+        KeepsItsNext.nexts.clear()
+        response = await ai.generate(prompt="Tell a joke about Mittens.", use=use)
+        outer_next, _ = KeepsItsNext.nexts
+        return response.text, list(outer_next.__annotations__.values())
+
+    try:
+        assert lighten_hook_dispatch(False) is True
+        genkit_s = _generate.dispatch_hooks
+        text, annotations = await next_annotations()
+        assert not all(isinstance(a, str) for a in annotations)  # what it works around
+        assert lighten_hook_dispatch() is True
+        recompiled = _generate.dispatch_hooks
+        assert recompiled is not genkit_s
+        # Genkit's own source, file and lines: tracebacks still point into Genkit.
+        assert recompiled.__code__.co_filename == genkit_s.__code__.co_filename
+        assert recompiled.__code__.co_firstlineno == genkit_s.__code__.co_firstlineno
+        text_after, annotations_after = await next_annotations()
+        assert text_after == text
+        assert annotations_after
+        assert all(isinstance(a, str) for a in annotations_after)
+    finally:
+        lighten_hook_dispatch()
+
+
+async def test_streams_and_tools_run_through_the_recompiled_functions() -> None:
+    """The other recompiled functions: a streamed generate and a tool loop, same output."""
+    ai, _ = _joke_flow()
+
+    @ai.tool(description="The number of letters in a word.")
+    async def letters(word: str) -> int:
+        return len(word)
+
+    async def run() -> tuple[list[str], str, str]:
+        streamed = ai.generate_stream(prompt="Tell a story about Mittens.")
+        chunks = [chunk.text async for chunk in streamed.stream]
+        final = await streamed.response
+        tooled = await ai.generate(prompt="How many letters has Mittens?", tools=[letters])
+        return chunks, final.text, tooled.text
+
+    try:
+        assert lighten_hook_dispatch(False) is True
+        genkit_s = await run()
+        assert lighten_hook_dispatch() is True
+        assert await run() == genkit_s
+        assert genkit_s[0]
+        assert "".join(genkit_s[0]) == genkit_s[1]
+    finally:
+        lighten_hook_dispatch()
+
+
+async def test_without_a_tracer_provider_genkit_s_span_bookkeeping_is_skipped(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider), (
+        "a test installed a global tracer provider in the unit-test process"
+    )
+    started: list[str] = []
+    genkit_s = _tracing.start_attributes
+
+    def counting(metadata: SpanMetadata, **kwargs: Any) -> dict[str, str | bool]:
+        started.append(metadata.name)
+        return genkit_s(metadata, **kwargs)
+
+    monkeypatch.setattr(_tracing, "start_attributes", counting)
+    _, joke = _joke_flow()
+    try:
+        assert skip_unconsumed_spans(False) is True
+        before = await joke.run("Mittens")
+        assert {"joke", "generate"} <= set(started)
+        started.clear()
+        assert skip_unconsumed_spans() is True
+        after = await joke.run("Mittens")
+        assert started == []
+        assert (after.response, after.trace_id) == (before.response, before.trace_id)
+    finally:
+        skip_unconsumed_spans()
+
+
+# Run in a process of its own: the global tracer provider can be set once per process.
+_SPANS_WITH_A_PROVIDER = """
+import asyncio, json, re
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+exporter = InMemorySpanExporter()
+provider = TracerProvider()
+provider.add_span_processor(SimpleSpanProcessor(exporter))
+trace.set_tracer_provider(provider)
+
+from genkit import Genkit
+from genkit_endpoints.compat.genkit import skip_unconsumed_spans
+from genkit_endpoints.model.config import ProviderConfig
+from genkit_endpoints.model.providers import choose_model
+
+choice = choose_model(ProviderConfig())
+ai = Genkit(plugins=list(choice.plugins), model=choice.model)
+
+@ai.flow()
+async def joke(name: str) -> str:
+    return (await ai.generate(prompt=f"Tell a joke about {name}.")).text
+
+KEPT = ("genkit:name", "genkit:path", "genkit:type", "genkit:state", "genkit:input",
+        "genkit:output")
+
+def timeless(value):
+    return re.sub(r'"latencyMs":[0-9.e-]+', '"latencyMs":0', value)
+
+def shape():
+    spans = exporter.get_finished_spans()
+    exporter.clear()
+    names = {s.context.span_id: s.name for s in spans}
+    return [
+        [s.name, names.get(s.parent.span_id) if s.parent else None,
+         {k: timeless(v) for k, v in s.attributes.items() if k in KEPT}]
+        for s in spans
+    ]
+
+async def main():
+    out = {}
+    for on in (False, True):
+        skip_unconsumed_spans(on)
+        text = await joke("Mittens")
+        out[str(on)] = {"text": text, "spans": shape()}
+    print(json.dumps(out))
+
+asyncio.run(main())
+"""
+
+
+def test_with_a_tracer_provider_genkit_s_spans_are_unchanged() -> None:
+    """The Dev UI's and an exporter's view: the same spans, parents and attributes."""
+    proc = subprocess.run(
+        [sys.executable, "-c", _SPANS_WITH_A_PROVIDER],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["True"] == out["False"]
+    names = [name for name, _, _ in out["True"]["spans"]]
+    assert {"joke", "generate"} <= set(names)
+    assert all(attrs.get("genkit:path") for _, _, attrs in out["True"]["spans"])

@@ -7,6 +7,7 @@ fail N times with a status, hang, stream some chunks then fail.
 from __future__ import annotations
 
 import asyncio
+import copy
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,7 +29,7 @@ from genkit import (
     Part,
     Supports,
 )
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from genkit_endpoints.core.errors import (
     InternalError,
@@ -36,7 +37,7 @@ from genkit_endpoints.core.errors import (
     UpstreamError,
     UpstreamTimeout,
 )
-from genkit_endpoints.model.client import ModelClient
+from genkit_endpoints.model.client import ModelCallPolicy, ModelClient
 from genkit_endpoints.model.config import ModelCallPolicyConfig
 from genkit_endpoints.policies.breaker import Breaker, BreakerConfig, BreakerOpen, BreakerState
 from tests.support.virtual_time import run_virtual, run_virtual_raising
@@ -444,3 +445,23 @@ async def test_a_call_genkit_refuses_is_a_logged_500_not_the_provider(
     failure = errors_of(logs)[0]
     assert failure["event"] == "generate_failed"
     assert isinstance(failure["exc_info"], GenkitError)
+
+
+def test_the_policy_genkit_builds_per_call_reuses_the_validated_config() -> None:
+    """Genkit instantiates the middleware from its JSON config for every generate."""
+    fields = ModelCallPolicyConfig(timeout_ms=1500, max_retries=1).model_dump(mode="json")
+    first, second = ModelCallPolicy(**fields), ModelCallPolicy(**dict(reversed(fields.items())))
+    assert first.config is second.config
+    assert first.config == ModelCallPolicyConfig(timeout_ms=1500, max_retries=1)
+    # What Genkit does to the instance before each call: a copy that is the same config.
+    assert copy.deepcopy(first.config) is first.config
+    assert first.config.model_copy(deep=True) is first.config
+    with pytest.raises(ValidationError):
+        first.config.timeout_ms = 5  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("bad", [{"timeout_ms": -1}, {"max_retries": [1]}, {"max_retries": 11}])
+def test_a_bad_policy_config_is_refused_every_time(bad: dict[str, Any]) -> None:
+    for _ in range(2):
+        with pytest.raises(ValidationError):
+            ModelCallPolicy(**bad)

@@ -33,11 +33,41 @@ variables, typing's slowest path, twice per call for the kit's call policy.
 without the cast (upstream: a cast to a pre-built alias, or no cast). The canary checks
 that the replacement returns what Genkit's own does and that Genkit still looks it up by
 name on every dispatch.
+
+The same dispatch defines its per-hook closures with annotations such as
+``Callable[[HookParamsT, GenerateMiddlewareContext], Awaitable[HookResultT]]``; Genkit's
+modules do not postpone annotations, so Python builds those generic aliases every time
+the closures are defined, which is on every call. ``lighten_hook_dispatch`` also compiles
+Genkit's own source of those functions again with postponed annotations (what
+``from __future__ import annotations`` does for a whole module): the same code, with the
+annotations kept as strings nobody reads at run time. The functions so recompiled are the
+hook dispatch, the tool-request loop, the per-model-call stream interceptor and an
+action's stream: each defines annotated closures per call. Upstream, this is the one-line
+``from __future__ import annotations`` in those modules. The canary checks that Genkit
+calls the recompiled functions and that their closures carry string annotations.
+
+Genkit opens a span for every flow, ``generate``, model and tool call through its
+``run_in_new_span``, which builds the span's path and attributes and enters
+OpenTelemetry's context even when no tracer provider is installed and every span is a
+no-op: nothing can read them. ``skip_unconsumed_spans`` swaps that helper, in each Genkit
+module that imported it, for one that asks first: with no tracer provider set (tracing
+off and no Genkit developer mode, which installs one) and no recording span current, it
+yields the current span, exactly the span OpenTelemetry's no-op tracer would have
+yielded, and does nothing else; otherwise it is Genkit's own. The check runs per call, so
+a provider installed later (by the app, or Genkit's Dev UI) gets every span. Upstream:
+skip span bookkeeping when the tracer is a no-op. The canary checks both branches against
+Genkit's own spans.
 """
 
 from __future__ import annotations
+import __future__
 
+import ast
 import asyncio
+import contextlib
+import importlib
+import inspect
+import textwrap
 from collections.abc import Callable, MutableMapping
 from typing import Any
 
@@ -51,12 +81,29 @@ __all__ = [
     "lighten_hook_dispatch",
     "require_genkit",
     "set_span_content",
+    "skip_unconsumed_spans",
 ]
 
 _HOOKS = frozenset({"generate", "model", "tool"})
 
 _GENKIT_SERIALISER = "_to_json_attr"
 _GENKIT_HOOK_LOOKUP = "hook_wrap"
+_GENKIT_SPAN = "run_in_new_span"
+# Every Genkit module on a serving path that imported the span helper by name.
+_SPAN_MODULES = (
+    "genkit._core._tracing",
+    "genkit._core._action",
+    "genkit._ai._generate",
+    "genkit._ai._aio",
+    "genkit._ai._agents._runtime",
+)
+# Functions (module, owner class or None, name) that define annotated closures per call.
+_POSTPONED = (
+    ("genkit._ai._generate", None, "dispatch_hooks"),
+    ("genkit._ai._generate", None, "resolve_tool_requests"),
+    ("genkit._ai._generate", "ChunkAccumulator", "intercept_model_stream"),
+    ("genkit._core._action", "Action", "stream"),
+)
 
 
 # Genkit's own helpers, once swapped out, by module and name.
@@ -99,12 +146,91 @@ def set_span_content(on: bool) -> bool:
 
 
 def lighten_hook_dispatch(on: bool = True) -> bool:
-    """Swap Genkit's middleware-hook lookup for one without a runtime generic cast (see
-    the module docstring); ``on=False`` puts Genkit's back. Process-wide and idempotent.
-    False: this Genkit has no such helper, nothing was changed."""
+    """Swap Genkit's middleware-hook lookup for one without a runtime generic cast, and
+    its per-call closures' annotations for postponed ones (see the module docstring);
+    ``on=False`` puts Genkit's back. Process-wide and idempotent. False: this Genkit
+    lacks one of them, and that one was left as it is."""
     from genkit._ai import _generate  # noqa: PLC0415 - Genkit internals, only here
 
-    return _swap(_generate, _GENKIT_HOOK_LOOKUP, _hook_wrap, use_ours=on)
+    swapped = _swap(_generate, _GENKIT_HOOK_LOOKUP, _hook_wrap, use_ours=on)
+    for module_name, owner_name, name in _POSTPONED:
+        module = importlib.import_module(module_name)
+        owner = module if owner_name is None else getattr(module, owner_name, None)
+        key = f"{module_name}.{owner_name or ''}.{name}"
+        current = getattr(owner, name, None)
+        if owner is None or not callable(current):
+            swapped = False
+            continue
+        if key not in _saved:
+            _saved[key] = current
+            _recompiled[key] = _postponed(current)
+        setattr(owner, name, _recompiled[key] if on else _saved[key])
+    return swapped
+
+
+def skip_unconsumed_spans(on: bool = True) -> bool:
+    """Genkit's spans only when something can consume them (see the module docstring);
+    ``on=False`` puts Genkit's own helper back. Process-wide and idempotent. False: this
+    Genkit has no such helper, nothing was changed."""
+    from genkit._core import _tracing  # noqa: PLC0415 - Genkit internals, only here
+
+    if not callable(getattr(_tracing, _GENKIT_SPAN, None)):
+        return False
+    genkit_s = _saved.setdefault(f"{_tracing.__name__}.{_GENKIT_SPAN}", _tracing.run_in_new_span)
+    ours = _span_if_consumed(genkit_s)
+    for name in _SPAN_MODULES:
+        with contextlib.suppress(ImportError):
+            module = importlib.import_module(name)
+            if callable(getattr(module, _GENKIT_SPAN, None)):
+                setattr(module, _GENKIT_SPAN, ours if on else genkit_s)
+    return True
+
+
+def _span_if_consumed(genkit_s: Callable[..., Any]) -> Callable[..., Any]:
+    from opentelemetry import trace  # noqa: PLC0415 - with Genkit, which imports it anyway
+
+    no_op_providers = (trace.ProxyTracerProvider, trace.NoOpTracerProvider)
+
+    def run_in_new_span(metadata: Any, links: Any = None) -> Any:
+        if isinstance(trace.get_tracer_provider(), no_op_providers):
+            current = trace.get_current_span()
+            if not current.is_recording():
+                # What the no-op tracer starts under a non-recording span: that span.
+                return contextlib.nullcontext(current)
+        return genkit_s(metadata, links)
+
+    return run_in_new_span
+
+
+# Genkit's functions recompiled with postponed annotations, by the key of ``_saved``.
+_recompiled: dict[str, Callable[..., Any]] = {}
+
+
+def _postponed(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` compiled again from Genkit's own source with postponed annotations.
+
+    Compiled in the function's module namespace, at its own file and line numbers (so
+    tracebacks point at Genkit's source), decorators included. Only for functions that
+    close over nothing and do not use a bare ``super()``: those would need their cells.
+    """
+    code = getattr(inspect.unwrap(fn), "__code__", None)
+    if code is None or code.co_freevars:
+        raise TypeError(f"{fn.__qualname__} cannot be recompiled")
+    source = textwrap.dedent(inspect.getsource(fn))
+    tree = ast.parse(source)
+    ast.increment_lineno(tree, code.co_firstlineno - 1)
+    compiled = compile(
+        tree,
+        inspect.getsourcefile(fn) or "<genkit>",
+        "exec",
+        flags=__future__.annotations.compiler_flag,
+        dont_inherit=True,
+    )
+    namespace: dict[str, Any] = {}
+    exec(compiled, inspect.unwrap(fn).__globals__, namespace)  # noqa: S102 - Genkit's own source
+    new: Callable[..., Any] = namespace[fn.__name__]
+    new.__qualname__ = fn.__qualname__
+    return new
 
 
 def _swap(module: Any, name: str, ours: Callable[..., Any], *, use_ours: bool) -> bool:

@@ -29,7 +29,7 @@ import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextvars import ContextVar
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, ClassVar, NamedTuple, TypeVar
 
 import structlog
 from genkit import (
@@ -70,6 +70,8 @@ POLICY_MIDDLEWARE = "model-call-policy"
 # DEADLINE_EXCEEDED is not here: LLM_TIMEOUT is a deadline for the whole call, so
 # there is no budget left to retry a timed-out attempt with.
 _TRANSIENT = frozenset({"UNAVAILABLE", "RESOURCE_EXHAUSTED", "ABORTED"})
+# Configs are few (one per client); a caller building one per request must not grow this.
+_MAX_KEPT_CONFIGS = 64
 
 
 class _Observed(NamedTuple):
@@ -118,7 +120,29 @@ class ModelCallPolicy(BaseMiddleware[ModelCallPolicyConfig]):
 
     ``genkit_middleware.Retry`` is not used: it retries after a stream has started
     (duplicating tokens the client already saw) and has no deadline.
+
+    Genkit builds a fresh instance for every generate from the JSON config the client
+    registered; the validated config for those same fields is kept, so a call does not
+    validate the same settings again.
     """
+
+    # Validated configs by their fields: one per distinct policy, a handful per process.
+    _configs: ClassVar[dict[tuple[tuple[str, Any], ...], ModelCallPolicyConfig]] = {}
+
+    def __init__(self, *, config: ModelCallPolicyConfig | None = None, **fields: Any) -> None:
+        if config is None and fields:
+            key = tuple(sorted(fields.items()))
+            try:
+                config = self._configs.get(key)
+                keep = len(self._configs) < _MAX_KEPT_CONFIGS
+            except TypeError:  # an unhashable value: let validation say what is wrong
+                keep = False
+            if config is None:
+                config = ModelCallPolicyConfig(**fields)
+                if keep:
+                    self._configs[key] = config
+            fields = {}
+        super().__init__(config=config, **fields)
 
     async def wrap_model(
         self,

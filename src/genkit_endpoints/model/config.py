@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import importlib.util
 from dataclasses import dataclass, field
+from typing import Any, Self
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 
 @dataclass(frozen=True)
@@ -29,13 +30,25 @@ class OfflineModelConfig:
 
 
 class ModelCallPolicyConfig(BaseModel):
-    """Deadlines and retry budget of one model call. Times in milliseconds."""
+    """Deadlines and retry budget of one model call. Times in milliseconds.
+
+    Immutable, so a copy is the same object: Genkit deep-copies a middleware's config for
+    every call it makes, and there is nothing here to copy.
+    """
+
+    model_config = ConfigDict(frozen=True)
 
     timeout_ms: float = Field(default=60_000, gt=0)
     first_chunk_timeout_ms: float | None = Field(default=None, gt=0)
     max_retries: int = Field(default=2, ge=0, le=10)
     base_delay_ms: float = Field(default=500, ge=0)
     max_delay_ms: float = Field(default=10_000, ge=0)
+
+    def __copy__(self) -> Self:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, Any] | None = None) -> Self:
+        return self
 
 
 @dataclass(frozen=True)

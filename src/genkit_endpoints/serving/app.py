@@ -126,6 +126,7 @@ def create_service(app: App, settings: Settings) -> Service:
     from genkit_endpoints.compat.genkit import (  # noqa: PLC0415
         lighten_hook_dispatch,
         set_span_content,
+        skip_unconsumed_spans,
     )
 
     # Genkit serialises every input and output into its spans; only its Dev UI
@@ -135,6 +136,9 @@ def create_service(app: App, settings: Settings) -> Service:
         or (telemetry.tracing is not None and telemetry.tracing.capture_content)
     )
     lighten_hook_dispatch()  # the call policy is a Genkit middleware: cheaper per call
+    # Without a tracer provider (tracing off, no Dev UI) Genkit's spans are no-ops that
+    # still cost their bookkeeping on every flow, generate, model and tool call.
+    skip_unconsumed_spans()
 
     from genkit_endpoints.core.health import Readiness  # noqa: PLC0415
     from genkit_endpoints.core.routes import RouteTable  # noqa: PLC0415
