@@ -3,7 +3,9 @@
 Request parsing, validation and error bodies live in ``genkit_endpoints.http.handlers`` so every
 framework answers the same bytes. FastAPI's own body handling is not used, so neither
 is its OpenAPI generator: the document (served only in DEBUG) comes from
-``genkit_endpoints.http.openapi``, built from the same route table.
+``genkit_endpoints.http.openapi``, built from the same route table. The routes are plain
+Starlette routes for the same reason: FastAPI's route class would solve dependencies and
+prepare a response model on every request for handlers that take only the request.
 
 FastAPI's native OpenTelemetry support (releases with a ``telemetry`` parameter) is
 switched off: as soon as a global tracer provider exists it opens a server span of its
@@ -22,6 +24,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Route
 
 from genkit_endpoints.core.errors import (
     BadRequest,
@@ -76,6 +79,16 @@ def _flow_handler(route: FlowRoute, run: RunContext) -> Callable[[Request], Awai
     return handle
 
 
+def _add(
+    app: FastAPI, path: str, endpoint: Callable[[Request], Awaitable[Response]], method: str
+) -> None:
+    """A plain Starlette route: the handler parses the request itself, so FastAPI's
+    per-request dependency solving and response handling would be work for nothing."""
+    route = Route(path, endpoint, methods=[method])
+    route.methods = {method}  # Starlette adds HEAD to GET; the other frameworks answer 405
+    app.router.routes.append(route)
+
+
 def _problem_from_http_exception(exc: StarletteHTTPException) -> EndpointError:
     if exc.status_code == 404:
         return NotFound()
@@ -119,24 +132,24 @@ def create_fastapi_app(
         **_native_telemetry_off(),
     )
 
-    async def health() -> Response:
+    async def health(request: Request) -> Response:
         return to_response(http.health())
 
-    async def ready() -> Response:
+    async def ready(request: Request) -> Response:
         return to_response(http.ready(readiness))
 
     # Probes first: the router tries routes in order, and probes are the hottest path.
-    app.add_api_route("/health", health, methods=["GET"])
-    app.add_api_route("/ready", ready, methods=["GET"])
+    _add(app, "/health", health, "GET")
+    _add(app, "/ready", ready, "GET")
 
     for route in table:
-        app.add_api_route(route.path, _flow_handler(route, run), methods=["POST"])
+        _add(app, route.path, _flow_handler(route, run), "POST")
 
-    async def call_flow(flow_name: str, request: Request) -> Response:
+    async def call_flow(request: Request) -> Response:
         reply = await http.callable_endpoint(
             table,
             run,
-            flow_name,
+            request.path_params["flow_name"],
             path=request.url.path,
             body=await request.body(),
             content_type=request.headers.get("content-type"),
@@ -146,7 +159,7 @@ def create_fastapi_app(
         )
         return to_response(reply)
 
-    app.add_api_route("/flows/{flow_name}", call_flow, methods=["POST"])
+    _add(app, "/flows/{flow_name}", call_flow, "POST")
     if debug:
         document = openapi_document(table, title=title, version=app.version)
         # FastAPI's documented hook: its own generator cannot see what the handlers send.
