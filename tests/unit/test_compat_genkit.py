@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 
 import pytest
 from genkit import Genkit, MiddlewareRef
-from genkit._ai import _generate
+from genkit._ai import _aio, _generate
 from genkit._core import _tracing
 from genkit._core._tracing import SpanMetadata, record_span_outcome, start_attributes
 from genkit.middleware import BaseMiddleware
@@ -31,10 +31,12 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.util.types import Attributes
+from pydantic import BaseModel
 
 from genkit_endpoints import compat
 from genkit_endpoints.compat import UnsupportedDependency
 from genkit_endpoints.compat.genkit import (
+    PreparedGenerate,
     flow_function,
     lighten_hook_dispatch,
     require_genkit,
@@ -43,6 +45,7 @@ from genkit_endpoints.compat.genkit import (
 )
 from genkit_endpoints.core.health import Readiness
 from genkit_endpoints.model.config import ProviderConfig
+from genkit_endpoints.model.prompts import literal
 from genkit_endpoints.model.providers import WarmUp, choose_model, warm_up
 
 
@@ -373,3 +376,66 @@ def test_with_a_tracer_provider_genkit_s_spans_are_unchanged() -> None:
     names = [name for name, _, _ in out["True"]["spans"]]
     assert {"joke", "generate"} <= set(names)
     assert all(attrs.get("genkit:path") for _, _, attrs in out["True"]["spans"])
+
+
+class Verdict(BaseModel):
+    verdict: str
+    score: int
+
+
+_PREPARED_CALLS: list[dict[str, Any]] = [
+    {"prompt": literal("Tell a joke about Mittens.")},
+    {"prompt": literal("Tell a joke about {{name}}.")},  # no template: sent as written
+    {"system": literal("Answer as a pirate."), "prompt": literal("Where is the gold?")},
+    {"prompt": literal("Judge this poem."), "output_schema": Verdict},
+    {"prompt": literal("Judge this other poem."), "output_schema": Verdict},
+]
+
+
+async def test_prepared_options_are_the_ones_ai_generate_builds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Canary: call after call, the folded options plus the call's messages are exactly
+    what ``ai.generate`` hands Genkit's engine, and the answers are the same."""
+    handed: list[Any] = []
+    engine = _aio.generate_action
+
+    async def recording(registry: Any, options: Any, **kwargs: Any) -> Any:
+        handed.append(options)
+        return await engine(registry, options, **kwargs)
+
+    monkeypatch.setattr(_aio, "generate_action", recording)
+    ai, _ = _joke_flow()
+    use = [MiddlewareRef(name="sees-every-hook")]
+    ai.define_middleware(SeesEveryHook, name="sees-every-hook")
+    prepared = PreparedGenerate(ai, use)
+    for call in _PREPARED_CALLS:
+        assert PreparedGenerate.accepts(call)
+        expected = await ai.generate(use=use, **call)
+        (genkit_s,) = handed
+        handed.clear()
+        ours = await prepared.options(**call)
+        assert type(ours) is type(genkit_s)
+        assert ours.model_dump() == genkit_s.model_dump()
+        assert [type(m) for m in ours.messages] == [type(m) for m in genkit_s.messages]
+        answer = await prepared.generate(**call)
+        assert handed == []  # straight to the engine
+        assert answer.model_dump(exclude={"latency_ms"}) == expected.model_dump(
+            exclude={"latency_ms"}
+        )
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        {"prompt": "Tell a joke about {{name}}."},  # a template: Genkit renders it
+        {"prompt": literal("hi"), "tools": ["letters"]},
+        {"prompt": literal("hi"), "model": "offline/default"},
+        {"prompt": literal("hi"), "config": {"temperature": 0}},
+        {"prompt": literal("hi"), "system": "You are {{role}}."},
+        {"prompt": literal("hi"), "output_schema": {"type": "object"}},
+        {"messages": []},
+    ],
+)
+def test_any_other_call_goes_through_ai_generate(call: dict[str, Any]) -> None:
+    assert not PreparedGenerate.accepts(call)

@@ -57,6 +57,19 @@ yielded, and does nothing else; otherwise it is Genkit's own. The check runs per
 a provider installed later (by the app, or Genkit's Dev UI) gets every span. Upstream:
 skip span bookkeeping when the tracer is a no-op. The canary checks both branches against
 Genkit's own spans.
+
+``ai.generate`` folds its keyword arguments into the engine's options on every call: it
+resolves the model and its config class, builds a ``GenerateCall`` and runs it through
+the prompt renderer, the output-schema resolution and the options model, all to arrive at
+the same options but for the messages. ``PreparedGenerate`` does that once per kind of
+call (per output schema) and then, for a call made of literal parts (no template) and an
+optional output schema, only renders the messages — through Genkit's own renderer — and
+hands a copy of the prepared options to Genkit's own ``generate_action``, exactly where
+``ai.generate`` hands its own. Everything after that (middleware, the tool loop,
+structured output, streaming callbacks, spans) is Genkit's. Any other call (a template
+string, tools, a model or config of its own) goes through ``ai.generate`` unchanged.
+Upstream: a public "prepared generate" that keeps the folded options. The canary checks
+that the prepared options equal the ones ``ai.generate`` builds, call after call.
 """
 
 from __future__ import annotations
@@ -71,11 +84,12 @@ import textwrap
 from collections.abc import Callable, MutableMapping
 from typing import Any
 
-from genkit import Action, Genkit
+from genkit import Action, Genkit, ModelResponse
 
 from genkit_endpoints.compat import require_supported
 
 __all__ = [
+    "PreparedGenerate",
     "flow_function",
     "forget_failed_plugin_inits",
     "lighten_hook_dispatch",
@@ -248,3 +262,89 @@ def _hook_wrap(middleware: Any, hook: str) -> Any:
     if hook not in _HOOKS:
         raise ValueError(f"unknown middleware hook {hook!r}")
     return getattr(middleware, f"wrap_{hook}")
+
+
+# What a prepared call may carry: anything else changes more than the messages.
+_PREPARED_ARGS = frozenset({"prompt", "system", "output_schema"})
+
+
+class PreparedGenerate:
+    """``ai.generate`` for literal-part calls, the options folded once (see the module
+    docstring). ``accepts`` says whether a call qualifies; ``generate`` runs one."""
+
+    def __init__(self, ai: Genkit, use: list[Any]) -> None:
+        self._ai = ai
+        self._use = use
+        self._templates: dict[Any, Any] = {}  # output schema (or None) -> folded options
+
+    @staticmethod
+    def accepts(kwargs: dict[str, Any]) -> bool:
+        """A call of literal parts (a list, as ``literal`` builds) and at most an output
+        schema given as a class."""
+        if not kwargs.keys() <= _PREPARED_ARGS or not isinstance(kwargs.get("prompt"), list):
+            return False
+        system = kwargs.get("system")
+        schema = kwargs.get("output_schema")
+        return (system is None or isinstance(system, list)) and (
+            schema is None or isinstance(schema, type)
+        )
+
+    async def options(self, **kwargs: Any) -> Any:
+        """The engine options of this call: the folded ones with this call's messages."""
+        from genkit import Role  # noqa: PLC0415 - Genkit internals, only here
+        from genkit._ai._prompt import render_template  # noqa: PLC0415
+
+        schema = kwargs.get("output_schema")
+        template = self._templates.get(schema)
+        if template is None:
+            template = await self._fold(schema)
+        messages = []
+        for role, parts in ((Role.SYSTEM, kwargs.get("system")), (Role.USER, kwargs["prompt"])):
+            if parts:
+                message, _ = await render_template(
+                    registry=self._ai.registry,
+                    role=role,
+                    template=parts,
+                    input={},
+                    input_schema=None,
+                    metadata=None,
+                    compiled_fn=None,
+                    context=None,
+                )
+                messages.append(message)
+        return template.model_copy(update={"messages": messages})
+
+    async def generate(self, **kwargs: Any) -> ModelResponse:
+        """What ``ai.generate(use=..., **kwargs)`` answers, from the folded options."""
+        from genkit._ai._generate import generate_action  # noqa: PLC0415
+        from genkit._core._action import get_current_context  # noqa: PLC0415
+
+        options = await self.options(**kwargs)
+        response: ModelResponse = await generate_action(
+            self._ai.registry.new_child(), options, context=get_current_context()
+        )
+        return response
+
+    async def _fold(self, schema: type | None) -> Any:
+        from genkit._ai._model import resolve_for_generate  # noqa: PLC0415
+        from genkit._ai._prompt import GenerateCall, to_generate_options  # noqa: PLC0415
+
+        registry = self._ai.registry
+        resolved = await resolve_for_generate(model=None, config=None, registry=registry)
+        template = await to_generate_options(
+            registry=registry,
+            call=GenerateCall(
+                model=resolved.name,
+                prompt=[],
+                config=resolved.config,
+                output_schema=schema,
+                use=self._use,
+            ),
+        )
+        if len(self._templates) < _MAX_TEMPLATES:
+            self._templates[schema] = template
+        return template
+
+
+# One template per output schema a client is called with: a handful of flows' schemas.
+_MAX_TEMPLATES = 256

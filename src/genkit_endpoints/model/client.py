@@ -48,6 +48,7 @@ from genkit.middleware import (
 )
 from pydantic import BaseModel, ValidationError
 
+from genkit_endpoints.compat.genkit import PreparedGenerate
 from genkit_endpoints.core.context import record_var
 from genkit_endpoints.core.errors import InvalidModelOutput
 from genkit_endpoints.model.config import ModelCallPolicyConfig
@@ -288,6 +289,8 @@ class ModelClient:
         if ai.registry.lookup_value("middleware", POLICY_MIDDLEWARE) is None:
             ai.define_middleware(ModelCallPolicy, name=POLICY_MIDDLEWARE)
         self._refs = [MiddlewareRef(name=POLICY_MIDDLEWARE, config=policy.model_dump(mode="json"))]
+        # Calls of literal parts skip re-folding the same options on every call.
+        self._prepared = PreparedGenerate(ai, self._refs)
 
     def _use(self) -> list[MiddlewareRef]:
         return self._refs
@@ -323,7 +326,10 @@ class ModelClient:
 
     async def _generate(self, **kwargs: Any) -> ModelResponse:
         with typed_failures(), self._observing(kwargs.get("model")):
-            response = await self.ai.generate(use=self._use(), **kwargs)
+            if PreparedGenerate.accepts(kwargs):
+                response = await self._prepared.generate(**kwargs)
+            else:
+                response = await self.ai.generate(use=self._use(), **kwargs)
         raise_for_response(response)
         return response
 
