@@ -321,7 +321,9 @@ class ModelClient:
 
     async def generate(self, **kwargs: Any) -> ModelResponse:
         """``ai.generate`` with the policy; raises a typed error instead of returning a failure."""
-        async with self._guarded():
+        if self.breaker is None:  # the plain call, without a context manager per call
+            return await self._generate(**kwargs)
+        async with self.breaker.call():
             return await self._generate(**kwargs)
 
     async def _generate(self, **kwargs: Any) -> ModelResponse:

@@ -262,16 +262,16 @@ class PrometheusMetrics(Observer):
         self._child(self._cache, flow, result).inc()
 
     def breaker_state(self, breaker: str, state: str) -> None:
-        self._breaker_state.labels(breaker).set(_BREAKER_LEVEL.get(state, 0.0))
+        self._child(self._breaker_state, breaker).set(_BREAKER_LEVEL.get(state, 0.0))
 
     def breaker_transition(self, breaker: str, old: str, new: str) -> None:
-        self._breaker_transitions.labels(breaker, old, new).inc()
+        self._child(self._breaker_transitions, breaker, old, new).inc()
         self.breaker_state(breaker, new)
 
     def backend_state(self, features: str, up: bool) -> None:
-        self._backend_up.labels(features).set(1 if up else 0)
+        self._child(self._backend_up, features).set(1 if up else 0)
         if not up:
-            self._backend_outages.labels(features).inc()
+            self._child(self._backend_outages, features).inc()
 
     def streams(self, delta: int) -> None:
         self._streams.inc(delta)

@@ -38,6 +38,7 @@ from genkit_endpoints.core.routes import FlowRoute, RouteTable, RunContext
 from genkit_endpoints.http import handlers as http
 from genkit_endpoints.http.adapters import Lifespan
 from genkit_endpoints.http.handlers import HttpReply
+from genkit_endpoints.http.middleware.errors import request_path
 from genkit_endpoints.http.openapi import openapi_document
 
 _NATIVE_TELEMETRY_OFF = {
@@ -68,7 +69,7 @@ def _flow_handler(route: FlowRoute, run: RunContext) -> Callable[[Request], Awai
         reply = await http.flow_endpoint(
             run,
             route,
-            path=request.url.path,
+            path=request_path(request.scope),  # request.url would parse a whole URL
             body=await request.body(),
             content_type=request.headers.get("content-type"),
             cache_control=request.headers.get("cache-control"),
@@ -150,7 +151,7 @@ def create_fastapi_app(
             table,
             run,
             request.path_params["flow_name"],
-            path=request.url.path,
+            path=request_path(request.scope),
             body=await request.body(),
             content_type=request.headers.get("content-type"),
             accept=request.headers.get("accept"),

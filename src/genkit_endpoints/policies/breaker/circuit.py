@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -73,6 +74,10 @@ class Breaker:
         self.config = config
         self.observer = observer
         self.transitions = 0
+        # Call tokens name a probe's slot, also in a store shared by replicas: a random
+        # prefix per breaker and a counter are unique without a random draw per call.
+        self._token_prefix = f"{uuid.uuid4().hex}:"
+        self._tokens = itertools.count()
         # Its series exists from the start: a dashboard shows "closed", not "no data".
         observer.breaker_state(config.name, BreakerState.CLOSED)
         self.store: BreakerStore
@@ -96,7 +101,7 @@ class Breaker:
     @contextlib.asynccontextmanager
     async def call(self) -> AsyncIterator[None]:
         """Admit one upstream call or raise ``BreakerOpen``; record how it ended."""
-        token = uuid.uuid4().hex
+        token = f"{self._token_prefix}{next(self._tokens)}"
         step = await self.store.acquire(token)
         self._note(step)
         # A shared breaker changes state in other replicas too: report what this one sees.
