@@ -1,7 +1,7 @@
 # Short names for the common jobs. Each is one uv command; see README.md.
 UV ?= python3 -m uv
 
-.PHONY: run test lint fmt typecheck bench bench-resilience bench-observability bench-streams lock
+.PHONY: run test lint fmt typecheck bench bench-targets bench-resilience bench-observability bench-streams lock
 
 run:        ## start the server on :8080 (offline model unless a provider key is set)
 	$(UV) run --all-extras endpoints-hello
@@ -23,6 +23,9 @@ typecheck:
 
 bench:      ## side-by-side benchmark: ours vs bare FastAPI and a hand-written Genkit app (installs wrk if missing)
 	$(UV) run --all-extras python bench/run.py
+
+bench-targets: ## every performance target in one table: bench, cache/in-flight part of resilience, 5 000 streams (~10 min)
+	$(UV) run --all-extras python bench/targets.py
 
 bench-resilience: ## cache hits, rate-limit cost, 1 000 in flight, stampedes (memory and Redis)
 	$(UV) run --all-extras python bench/resilience.py

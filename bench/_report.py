@@ -24,7 +24,9 @@ GRPC = "grpc"  # the suite name of the gRPC comparison
 STARVED = 0.9  # a saturated server uses its whole core; less means it waited or was pre-empted
 LOAD_BOUND = 0.9  # a load generator using this much of its core may be what limits the rate
 CONTENDED = 0.10  # other processes using this share of the server core skew that measurement
-COLD_START_MAX = 3.0  # seconds, ours on every server
+# Seconds from spawn to the first 200, ours: a pod serving within 2 s on uvicorn; granian
+# and hypercorn start a worker process (or more machinery) and get 3 s.
+COLD_START_MAX = {"uvicorn": 2.0, "granian": 3.0, "hypercorn": 3.0}
 
 
 @dataclass(frozen=True)
@@ -167,8 +169,9 @@ class Results:
                     out.append(Verdict(suite, goal.label, goal.want, ratio, goal.met(ratio)))
         for server in self.cold_starts:
             if (start := self.cold_start(server, "ours")) is not None:
-                want = f"<= {COLD_START_MAX:.1f} s"
-                out.append(Verdict(server, "cold start", want, start, start <= COLD_START_MAX))
+                limit = COLD_START_MAX.get(server, 3.0)
+                want = f"<= {limit:.1f} s"
+                out.append(Verdict(server, "cold start", want, start, start <= limit))
         return out
 
     def as_json(self) -> dict[str, Any]:
