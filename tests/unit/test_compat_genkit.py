@@ -14,6 +14,7 @@ Run them before widening the Genkit range.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import MutableMapping
@@ -316,10 +317,16 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+import os
 exporter = InMemorySpanExporter()
-provider = TracerProvider()
+if os.environ.get("GENKIT_ENV") == "dev":
+    import genkit  # installs the provider its Dev UI reads, as `genkit start` runs an app
+    provider = trace.get_tracer_provider()
+    assert isinstance(provider, TracerProvider), provider
+else:
+    provider = TracerProvider()
+    trace.set_tracer_provider(provider)
 provider.add_span_processor(SimpleSpanProcessor(exporter))
-trace.set_tracer_provider(provider)
 
 from genkit import Genkit
 from genkit_endpoints.compat.genkit import skip_unconsumed_spans
@@ -361,14 +368,20 @@ asyncio.run(main())
 """
 
 
-def test_with_a_tracer_provider_genkit_s_spans_are_unchanged() -> None:
-    """The Dev UI's and an exporter's view: the same spans, parents and attributes."""
+@pytest.mark.parametrize("dev_mode", [False, True], ids=["app-provider", "genkit-dev-mode"])
+def test_with_a_tracer_provider_genkit_s_spans_are_unchanged(dev_mode: bool) -> None:
+    """An exporter's view, and the Dev UI's (``GENKIT_ENV=dev``, where Genkit installs the
+    provider itself): the same spans, parents and attributes with the swap on as off."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GENKIT_", "OTEL_"))}
+    if dev_mode:
+        env["GENKIT_ENV"] = "dev"
     proc = subprocess.run(
         [sys.executable, "-c", _SPANS_WITH_A_PROVIDER],
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
+        env=env,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
