@@ -36,8 +36,8 @@ from genkit_endpoints.security.keys import INVALID_KEY, ApiKeyring, Principal, c
 
 __all__ = ["AuthInterceptor", "principal_from_certificate"]
 
-_API_KEY = "x-api-key"
-_AUTHORIZATION = "authorization"
+API_KEY = "x-api-key"  # the metadata keys a caller's API key may travel in
+AUTHORIZATION = "authorization"
 _NO_CERTIFICATE = "A client certificate is required."
 
 
@@ -51,7 +51,8 @@ def principal_from_certificate(auth_context: dict[str, list[bytes]]) -> Principa
     return Principal(values[0].decode("utf-8", "replace"), "mtls")
 
 
-def _as_bytes(value: str | bytes) -> bytes:
+def as_bytes(value: str | bytes) -> bytes:
+    """A metadata value as bytes (gRPC hands over text, or bytes for ``-bin`` keys)."""
     return value.encode("utf-8", "replace") if isinstance(value, str) else value
 
 
@@ -94,19 +95,30 @@ class AuthInterceptor(GuardInterceptor):
 
     def _authenticate(self, ctx: grpc.aio.ServicerContext, metadata: Any) -> Principal | str:
         """The caller's principal, or the client-facing reason there is none."""
+        api_keys: list[bytes] = []
+        authorizations: list[bytes] = []
+        for key, value in metadata or ():
+            if key == API_KEY:
+                api_keys.append(as_bytes(value))
+            elif key == AUTHORIZATION:
+                authorizations.append(as_bytes(value))
+        return self.authenticate(ctx, api_keys, authorizations)
+
+    def authenticate(
+        self, ctx: grpc.aio.ServicerContext, api_keys: list[bytes], authorizations: list[bytes]
+    ) -> Principal | str:
+        """The caller's principal, or the client-facing reason there is none.
+
+        ``api_keys`` and ``authorizations`` are the call's ``x-api-key`` and
+        ``authorization`` metadata values, in order, for a caller that scans the metadata
+        once for several purposes.
+        """
         if self._client_certs:
             principal = principal_from_certificate(ctx.auth_context())
             if principal is not None:
                 return principal
         if self._keyring is None:
             return _NO_CERTIFICATE
-        api_keys: list[bytes] = []
-        authorizations: list[bytes] = []
-        for key, value in metadata or ():
-            if key == _API_KEY:
-                api_keys.append(_as_bytes(value))
-            elif key == _AUTHORIZATION:
-                authorizations.append(_as_bytes(value))
         chosen = choose_key(api_keys, authorizations)
         if isinstance(chosen, str):
             return chosen

@@ -161,10 +161,13 @@ class GuardInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
     ) -> grpc.RpcMethodHandler | None:
         handler = await continuation(handler_call_details)
-        method: str = handler_call_details.method
-        if handler is None or method in self._exempt or method.startswith(EXEMPT_SERVICES):
+        if handler is None or not self.applies_to(handler_call_details.method):
             return handler
         return wrap_handler(handler, self.around_for(handler_call_details))
+
+    def applies_to(self, method: str) -> bool:
+        """Whether the policy runs for ``method`` (``/package.Service/Method``)."""
+        return method not in self._exempt and not method.startswith(EXEMPT_SERVICES)
 
     def around_for(self, details: grpc.HandlerCallDetails) -> Around:
         raise NotImplementedError
@@ -208,9 +211,20 @@ class RequestIdInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         return wrap_handler(handler, around)
 
 
-def _code_name(context: grpc.aio.ServicerContext) -> str | None:
+def code_name(context: grpc.aio.ServicerContext) -> str | None:
+    """The name of the status code the handler set (``set_code``, ``abort``), or None."""
     code = context.code()
     return code.name if isinstance(code, grpc.StatusCode) else None
+
+
+def cancelled_code(context: grpc.aio.ServicerContext) -> str:
+    """The status a cancelled handler ends with.
+
+    gRPC cancels the handler when the client cancels or the call's deadline passes.
+    """
+    remaining = context.time_remaining()
+    expired = remaining is not None and remaining <= 0
+    return "DEADLINE_EXCEEDED" if expired else "CANCELLED"
 
 
 class LoggingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
@@ -241,14 +255,7 @@ class LoggingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         method = handler_call_details.method
         handler = await continuation(handler_call_details)
         if handler is None:  # gRPC answers UNIMPLEMENTED without running any of our code
-            # A name the caller chose: logged, but never a metric label or audit route.
-            self._observer.rpc_started()
-            self._observer.rpc_finished(OTHER, OTHER, "UNIMPLEMENTED", 0.0)
-            self._emit(method, "UNIMPLEMENTED", 0.0)
-            if self._audit is not None:  # no context yet: the peer's address is unknown
-                self._audit.rpc(
-                    RequestRecord(), method=OTHER, code="UNIMPLEMENTED", seconds=0.0, client_ip=None
-                )
+            self.unimplemented(method)
             return None
         service, name = _split(method)
 
@@ -261,28 +268,57 @@ class LoggingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             try:
                 result = await run_behaviour(behaviour, request, ctx)
             except asyncio.CancelledError:
-                # gRPC cancels the handler when the client cancels or its deadline passes.
-                remaining = ctx.time_remaining()
-                expired = remaining is not None and remaining <= 0
-                code = "DEADLINE_EXCEEDED" if expired else "CANCELLED"
+                code = cancelled_code(ctx)
                 raise
             except Exception:
-                code = _code_name(ctx) or "UNKNOWN"  # an abort set the code before raising
+                code = code_name(ctx) or "UNKNOWN"  # an abort set the code before raising
                 raise
             else:
-                code = _code_name(ctx) or "OK"
+                code = code_name(ctx) or "OK"
                 return result
             finally:
                 record_var.reset(token)
-                seconds = time.perf_counter() - started
-                self._observer.rpc_finished(service, name, code, seconds)
-                self._emit(method, code, seconds * 1000, record.principal)
-                if self._audit is not None:
-                    self._audit.rpc(
-                        record, method=method, code=code, seconds=seconds, client_ip=_peer_ip(ctx)
-                    )
+                self.finished(ctx, method, service, name, code, started, record)
 
         return wrap_handler(handler, around)
+
+    def unimplemented(self, method: str) -> None:
+        """Report a call to a method no handler serves (gRPC answered UNIMPLEMENTED)."""
+        # A name the caller chose: logged, but never a metric label or audit route.
+        self._observer.rpc_started()
+        self._observer.rpc_finished(OTHER, OTHER, "UNIMPLEMENTED", 0.0)
+        self._emit(method, "UNIMPLEMENTED", 0.0)
+        if self._audit is not None:  # no context yet: the peer's address is unknown
+            self._audit.rpc(
+                RequestRecord(), method=OTHER, code="UNIMPLEMENTED", seconds=0.0, client_ip=None
+            )
+
+    def finished(  # noqa: PLR0917 - the facts of one call
+        self,
+        ctx: grpc.aio.ServicerContext,
+        method: str,
+        service: str,
+        name: str,
+        code: str,
+        started: float,
+        record: RequestRecord,
+    ) -> None:
+        """Report a served call that ended with ``code``: metrics, access line, audit line.
+
+        ``started`` is its ``time.perf_counter()`` at the start, ``service`` and ``name``
+        the two halves of ``method``.
+        """
+        seconds = time.perf_counter() - started
+        self._observer.rpc_finished(service, name, code, seconds)
+        self._emit(method, code, seconds * 1000, record.principal)
+        if self._audit is not None:
+            self._audit.rpc(
+                record, method=method, code=code, seconds=seconds, client_ip=_peer_ip(ctx)
+            )
+
+    @property
+    def observer(self) -> Observer:
+        return self._observer
 
     def _emit(
         self, method: str, code: str, duration_ms: float, principal: str | None = None

@@ -29,7 +29,7 @@ from genkit_endpoints.grpc.interceptors import (
 from genkit_endpoints.grpc.servicer import abort_with_error
 from genkit_endpoints.policies.ratelimit import RateLimiter
 
-__all__ = ["RateLimitInterceptor", "peer_ip"]
+__all__ = ["RateLimitInterceptor", "admit", "peer_ip"]
 
 
 def peer_ip(peer: str | None) -> str:
@@ -63,15 +63,23 @@ class RateLimitInterceptor(GuardInterceptor):
         limiter = self._limiter
 
         async def around(behaviour: Behaviour, request: Any, ctx: grpc.aio.ServicerContext) -> Any:
-            try:
-                decision = await limiter.hit(call_key(ctx), transport="grpc")
-            except EndpointError as err:  # the store is down and the limiter fails closed
-                await abort_with_error(ctx, err)
-                return None  # pragma: no cover - abort always raises
-            if not decision.allowed:
-                refusal = RateLimited(headers={"retry-after": str(decision.retry_after)})
-                await abort_with_error(ctx, refusal)
-                return None  # pragma: no cover - abort always raises
+            await admit(limiter, ctx)
             return await run_behaviour(behaviour, request, ctx)
 
         return around
+
+    @property
+    def limiter(self) -> RateLimiter:
+        return self._limiter
+
+
+async def admit(limiter: RateLimiter, ctx: grpc.aio.ServicerContext) -> None:
+    """Spend one request for the call, or end it (RESOURCE_EXHAUSTED, or UNAVAILABLE)."""
+    try:
+        decision = await limiter.hit(call_key(ctx), transport="grpc")
+    except EndpointError as err:  # the store is down and the limiter fails closed
+        await abort_with_error(ctx, err)
+        return  # pragma: no cover - abort always raises
+    if not decision.allowed:
+        refusal = RateLimited(headers={"retry-after": str(decision.retry_after)})
+        await abort_with_error(ctx, refusal)

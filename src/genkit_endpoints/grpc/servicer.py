@@ -13,6 +13,7 @@ is cancelled when the deadline passes, the client cancels or a drain runs out of
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from typing import Any, cast
 
@@ -155,6 +156,10 @@ async def _serve(
 def _as_input(request: Message) -> dict[str, Any]:
     # Proto3 cannot tell "unset" from "empty"; dropping empty fields gives them the REST
     # defaults, and proto field names are the Pydantic field names.
+    if _string_fields(type(request)) is not None:
+        # What MessageToDict gives for such a message (the set fields, by proto name,
+        # values as they are), without its generic per-field conversion.
+        return {field.name: value for field, value in request.ListFields()}
     fields: dict[str, Any] = json_format.MessageToDict(request, preserving_proto_field_name=True)
     return fields
 
@@ -162,7 +167,73 @@ def _as_input(request: Message) -> dict[str, Any]:
 def _parse(fields: Mapping[str, Any], cls: type[Message]) -> Message:
     # ParseDict accepts JSON names and proto names alike, so camelCase keys such as
     # backStory land in back_story; keys the proto lacks are ignored, not errors.
+    names = _string_fields(cls)
+    if names is not None and type(fields) is dict:
+        message = _parse_strings(fields, cls, names)
+        if message is not None:
+            return message
     return json_format.ParseDict(fields, cls(), ignore_unknown_fields=True)
+
+
+# Any surrogate code point: a superset of what ParseDict refuses as unpaired, so a value
+# with one is left to ParseDict to accept or refuse.
+_SURROGATES = re.compile("[\ud800-\udfff]")
+_STRING_FIELDS: dict[type[Message], dict[str, str] | None] = {}
+
+
+def _string_fields(cls: type[Message]) -> dict[str, str] | None:
+    """For a message of plain singular string fields only (most request and response
+    messages here), the field each JSON key names (JSON name first, then proto name, as
+    ParseDict looks them up); None for any other message.
+
+    Such messages convert to and from dicts without json_format's generic machinery,
+    which is a visible share of a cheap call; anything else goes through json_format.
+    """
+    try:
+        return _STRING_FIELDS[cls]
+    except KeyError:
+        names = _STRING_FIELDS[cls] = _string_field_names(cls.DESCRIPTOR)
+        return names
+
+
+def _string_field_names(descriptor: Descriptor) -> dict[str, str] | None:
+    if descriptor.full_name.startswith("google.protobuf.") or descriptor.is_extendable:
+        return None  # well-known types have JSON forms of their own
+    for field in descriptor.fields:
+        if (
+            field.type != FieldDescriptor.TYPE_STRING
+            or _is_repeated(field)
+            or field.containing_oneof is not None
+            or field.is_extension
+        ):
+            return None
+    names = {field.name: field.name for field in descriptor.fields}
+    names.update({field.json_name: field.name for field in descriptor.fields})
+    return names
+
+
+def _parse_strings(
+    fields: dict[Any, Any], cls: type[Message], names: dict[str, str]
+) -> Message | None:
+    """``ParseDict(fields, cls(), ignore_unknown_fields=True)`` for a message of string
+    fields, or None when a key or value needs ParseDict's own rules (non-text keys,
+    extension-like keys, non-string values, surrogates)."""
+    values: dict[str, str] = {}
+    for key, value in fields.items():
+        if type(key) is not str:
+            return None
+        name = names.get(key)
+        if name is None:
+            if key.startswith("[") or _SURROGATES.search(key):  # extension-like, or
+                return None  # a name protobuf's lookup itself refuses
+            continue  # a key the message lacks: ignored
+        if value is None:  # ParseDict clears the field
+            values.pop(name, None)
+        elif type(value) is str and _SURROGATES.search(value) is None:
+            values[name] = value  # a later key for the same field wins, as in ParseDict
+        else:
+            return None
+    return cls(**values)
 
 
 def _only_string_field(descriptor: Descriptor) -> str | None:
