@@ -63,6 +63,9 @@ class ProviderPoolConfig:
     # None: as many as ``max_connections``. Every connection that goes idle stays open
     # (until ``keepalive_expiry``), so a burst after a lull finds its connections ready
     # instead of paying a TCP and TLS handshake each; idle sockets cost next to nothing.
+    # A lower cap also bites harder than it reads with httpcore 1.0 (under the Gemini
+    # SDK's httpx): it counts busy connections against it too, closing every connection
+    # that goes idle while more than the cap are open.
     max_keepalive_connections: int | None = None
     # Below the 60 s idle timeout common to load balancers and proxies in front of the
     # providers: the client closes an idle connection before the far side does, so a call
