@@ -1,7 +1,7 @@
 # Short names for the common jobs. Each is one uv command; see README.md.
 UV ?= python3 -m uv
 
-.PHONY: run test lint fmt typecheck bench bench-targets bench-resilience bench-observability bench-streams lock
+.PHONY: run test lint fmt typecheck bench bench-targets bench-resilience bench-observability bench-streams bench-provider-pool lock
 
 run:        ## start the server on :8080 (offline model unless a provider key is set)
 	$(UV) run --all-extras endpoints-hello
@@ -35,6 +35,9 @@ bench-observability: ## what metrics, the audit log and tracing cost; /metrics s
 
 bench-streams: ## one process holding 500, 2 000, 5 000 concurrent SSE streams: frames, memory, loop lag
 	$(UV) run --all-extras python bench/streams.py
+
+bench-provider-pool: ## model calls through the pooled provider connections vs a new connection per call
+	$(UV) run --all-extras python bench/provider_pool.py
 
 lock:
 	$(UV) lock

@@ -51,6 +51,7 @@ if TYPE_CHECKING:
         OfflineModelConfig,
         ProviderConfig,
         ProviderConfigError,
+        ProviderPoolConfig,
     )
     from genkit_endpoints.model.prompts import literal
     from genkit_endpoints.model.providers import ModelChoice, choose_model
@@ -150,6 +151,7 @@ _EXPORTS: dict[str, str] = {
     "ModelCallPolicyConfig": "genkit_endpoints.model.config",
     "ProviderConfig": "genkit_endpoints.model.config",
     "ProviderConfigError": "genkit_endpoints.model.config",
+    "ProviderPoolConfig": "genkit_endpoints.model.config",
     "OfflineModelConfig": "genkit_endpoints.model.config",
     "ImageFetchConfig": "genkit_endpoints.security.images",
     "TracingConfig": "genkit_endpoints.telemetry.config",
@@ -189,6 +191,7 @@ __all__ = [
     "Principal",
     "ProviderConfig",
     "ProviderConfigError",
+    "ProviderPoolConfig",
     "RateLimitConfig",
     "RateLimited",
     "RateLimiter",

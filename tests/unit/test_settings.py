@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import pytest
 from pydantic import ValidationError
@@ -19,6 +19,7 @@ from genkit_endpoints import (
     SettingsGroup,
     load_settings,
 )
+from genkit_endpoints.model.config import ProviderPoolConfig
 from genkit_endpoints.serving.cli import parse_settings
 from genkit_endpoints.serving.settings import one_line
 
@@ -72,6 +73,13 @@ def test_precedence_cli_over_env_over_env_file_over_dotenv(
         ("FRAMEWORK", "django"),
         ("LOG_FORMAT", "xml"),
         ("OFFLINE_CHUNK_DELAY", "-5"),
+        ("PROVIDER_MAX_CONNECTIONS", "0"),
+        ("PROVIDER_MAX_KEEPALIVE_CONNECTIONS", "-1"),
+        ("PROVIDER_KEEPALIVE_EXPIRY", "0"),
+        ("PROVIDER_KEEPALIVE_EXPIRY", "nan"),
+        ("PROVIDER_CONNECT_TIMEOUT", "0"),
+        ("PROVIDER_CONNECT_TIMEOUT", "-2"),
+        ("PROVIDER_CONNECT_TIMEOUT", "soon"),
     ],
 )
 def test_bad_values_are_rejected(
@@ -116,6 +124,60 @@ def test_views_carry_the_values_to_the_kit(in_tmp: Path, monkeypatch: pytest.Mon
     assert s.provider_config().timeout_ms == 1234
     assert s.server_config().keep_alive == 30
     assert (s.http_policy().body_read_timeout, s.http_policy().body_min_rate) == (2.5, 0)
+
+
+def test_provider_pool_settings_reach_the_provider_config(
+    in_tmp: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pool = load_settings().provider_config().pool
+    assert (pool.max_connections, pool.keepalive_connections) == (100, 100)
+    assert (pool.keepalive_expiry, pool.connect_timeout) == (30, 5)
+    monkeypatch.setenv("PROVIDER_MAX_CONNECTIONS", "16")
+    monkeypatch.setenv("PROVIDER_MAX_KEEPALIVE_CONNECTIONS", "4")
+    monkeypatch.setenv("PROVIDER_KEEPALIVE_EXPIRY", "12.5")
+    monkeypatch.setenv("PROVIDER_CONNECT_TIMEOUT", "0.5")
+    pool = load_settings().provider_config().pool
+    assert (pool.max_connections, pool.keepalive_connections) == (16, 4)
+    assert (pool.keepalive_expiry, pool.connect_timeout) == (12.5, 0.5)
+    monkeypatch.delenv("PROVIDER_MAX_KEEPALIVE_CONNECTIONS")
+    assert load_settings().provider_config().pool.keepalive_connections == 16  # follows the pool
+
+
+def test_more_keep_alive_connections_than_the_pool_holds_is_refused(
+    in_tmp: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PROVIDER_MAX_CONNECTIONS", "8")
+    monkeypatch.setenv("PROVIDER_MAX_KEEPALIVE_CONNECTIONS", "9")
+    with pytest.raises(ValidationError) as info:
+        load_settings()
+    assert one_line(info.value) == (
+        "invalid setting PROVIDER_MAX_KEEPALIVE_CONNECTIONS: "
+        "must be at most PROVIDER_MAX_CONNECTIONS (8), got 9"
+    )
+
+
+def test_a_bad_pool_setting_is_one_line_naming_it(
+    in_tmp: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PROVIDER_CONNECT_TIMEOUT", "0")
+    with pytest.raises(ValidationError) as info:
+        load_settings()
+    assert one_line(info.value).startswith("invalid setting PROVIDER_CONNECT_TIMEOUT: ")
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"max_connections": 0}, "max_connections must be >= 1"),
+        ({"max_connections": 4, "max_keepalive_connections": 5}, "between 0 and max_connections"),
+        ({"max_keepalive_connections": -1}, "between 0 and max_connections"),
+        ({"keepalive_expiry": 0}, "keepalive_expiry must be > 0"),
+        ({"connect_timeout": float("nan")}, "connect_timeout must be > 0"),
+    ],
+)
+def test_the_pool_config_refuses_what_cannot_work(fields: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        ProviderPoolConfig(**fields)
 
 
 def test_grpc_and_worker_settings_reach_the_kit(

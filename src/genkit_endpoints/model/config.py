@@ -52,6 +52,48 @@ class ModelCallPolicyConfig(BaseModel):
 
 
 @dataclass(frozen=True)
+class ProviderPoolConfig:
+    """The connection pool each provider's HTTP client keeps for the life of the process.
+
+    Counts are per provider and per process; times in seconds. Only connecting has a
+    timeout of its own here: reading is bounded by the model call's deadline.
+    """
+
+    max_connections: int = 100
+    # None: as many as ``max_connections``. Every connection that goes idle stays open
+    # (until ``keepalive_expiry``), so a burst after a lull finds its connections ready
+    # instead of paying a TCP and TLS handshake each; idle sockets cost next to nothing.
+    # A lower cap also bites harder than it reads with httpcore 1.0 (under the Gemini
+    # SDK's httpx): it counts busy connections against it too, closing every connection
+    # that goes idle while more than the cap are open.
+    max_keepalive_connections: int | None = None
+    # Below the 60 s idle timeout common to load balancers and proxies in front of the
+    # providers: the client closes an idle connection before the far side does, so a call
+    # rarely picks a connection that is being closed under it.
+    keepalive_expiry: float = 30.0
+    connect_timeout: float = 5.0
+
+    def __post_init__(self) -> None:
+        if self.max_connections < 1:
+            raise ValueError(f"max_connections must be >= 1, got {self.max_connections!r}")
+        keep = self.max_keepalive_connections
+        if keep is not None and not 0 <= keep <= self.max_connections:
+            raise ValueError(
+                f"max_keepalive_connections must be between 0 and max_connections "
+                f"({self.max_connections}), got {keep!r}"
+            )
+        for name in ("keepalive_expiry", "connect_timeout"):
+            if not getattr(self, name) > 0:  # also rejects NaN
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
+
+    @property
+    def keepalive_connections(self) -> int:
+        """``max_keepalive_connections`` resolved: idle connections kept open at most."""
+        keep = self.max_keepalive_connections
+        return self.max_connections if keep is None else keep
+
+
+@dataclass(frozen=True)
 class ProviderConfig:
     """What the app's settings say about models. Secrets are plain strings here."""
 
@@ -62,6 +104,7 @@ class ProviderConfig:
     openai_base_url: str | None = None
     timeout_ms: float = 60_000
     offline: OfflineModelConfig = field(default_factory=OfflineModelConfig)
+    pool: ProviderPoolConfig = field(default_factory=ProviderPoolConfig)
 
 
 class ProviderConfigError(ValueError):

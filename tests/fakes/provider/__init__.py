@@ -5,8 +5,10 @@ with its own event loop, so it serves async tests in the pytest process and app 
 alike. It speaks just enough of two wires for the real `genkit_google_genai` and
 `genkit_openai` plugins: Gemini `GET /v1beta/models` (paginated), `:generateContent` and
 `:streamGenerateContent?alt=sse`; OpenAI `GET /v1/models` and `POST /v1/chat/completions`
-(unary and `stream: true`). Each generation request consumes the next scripted `Reply` or
-`Fault` (FIFO, shared by both wires), then `default`; model listings never consume the script.
+(unary and `stream: true`). It counts the TCP connections it accepts (`connections_accepted`),
+so tests see whether clients reuse connections. Each generation request consumes the next
+scripted `Reply` or `Fault` (FIFO, shared by both wires), then `default`; model listings
+never consume the script.
 Faults: any HTTP status in the wire's error shape (with `Retry-After`), a hang, a slow first
 chunk, and a connection cut after N chunks (the client sees an incomplete body, not a clean
 end). Limits: plain HTTP/1.1 (no TLS, HTTP/2, compression or pipelining); Gemini under

@@ -44,6 +44,7 @@ class FakeProvider:
         self._script: deque[Step] = deque()
         self._requests: list[RecordedRequest] = []
         self._disconnects = 0
+        self._connections_accepted = 0
         self._listing_failures: deque[tuple[Wire | None, int]] = deque()
         self.gemini_models = list(gemini_models)
         self.openai_models = list(openai_models)
@@ -153,6 +154,12 @@ class FakeProvider:
         with self._state:
             return self._disconnects
 
+    @property
+    def connections_accepted(self) -> int:
+        """TCP connections accepted so far: how tests see whether clients reuse connections."""
+        with self._state:
+            return self._connections_accepted
+
     def reset(self) -> None:
         """Forget the script, recorded requests, listing failures and counters."""
         with self._state:
@@ -160,6 +167,7 @@ class FakeProvider:
             self._requests.clear()
             self._listing_failures.clear()
             self._disconnects = 0
+            self._connections_accepted = 0
 
     def wait_until_blocking(
         self, predicate: Callable[[FakeProvider], bool], within: float = 2.0
@@ -197,6 +205,8 @@ class FakeProvider:
         connections: set[asyncio.Task[None]] = set()
 
         async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            with self._state:
+                self._connections_accepted += 1
             task = asyncio.current_task()
             if task is not None:
                 connections.add(task)

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 
-from genkit_endpoints.model.config import ModelCallPolicyConfig, OfflineModelConfig, ProviderConfig
+from genkit_endpoints.model.config import (
+    ModelCallPolicyConfig,
+    OfflineModelConfig,
+    ProviderConfig,
+    ProviderPoolConfig,
+)
 from genkit_endpoints.security.image_config import ImageFetchConfig
 from genkit_endpoints.serving.settings.base import Cidrs, OptionalText, SettingsGroup, secret
 
@@ -37,7 +42,8 @@ class ModelCallSettings(SettingsGroup):
 
 
 class ProviderSettings(SettingsGroup):
-    """Which model, the providers' keys and addresses, the offline model's pace."""
+    """Which model, the providers' keys and addresses, their connection pools, the
+    offline model's pace."""
 
     model: OptionalText = Field(default=None, description="e.g. googleai/gemini-2.5-flash")
     gemini_api_key: SecretStr | None = None
@@ -46,6 +52,30 @@ class ProviderSettings(SettingsGroup):
     openai_base_url: OptionalText = None
     offline_first_chunk_delay: float = Field(default=0, ge=0, le=600_000, description="ms")
     offline_chunk_delay: float = Field(default=0, ge=0, le=600_000, description="ms")
+    provider_max_connections: int = Field(
+        default=100, ge=1, le=10_000, description="Connections to the provider per process."
+    )
+    provider_max_keepalive_connections: int | None = Field(
+        default=None,
+        ge=0,
+        le=10_000,
+        description="Idle connections kept open for reuse; unset: PROVIDER_MAX_CONNECTIONS; "
+        "0: a new connection per call.",
+    )
+    provider_keepalive_expiry: float = Field(
+        default=30, gt=0, le=3600, description="Seconds an idle connection stays open."
+    )
+    provider_connect_timeout: float = Field(
+        default=5, gt=0, le=300, description="Seconds to open a connection to the provider."
+    )
+
+    @field_validator("provider_max_keepalive_connections")
+    @classmethod
+    def _keepalive_within_pool(cls, value: int | None, info: ValidationInfo) -> int | None:
+        pool = info.data.get("provider_max_connections")  # absent if it failed itself
+        if value is not None and pool is not None and value > pool:
+            raise ValueError(f"must be at most PROVIDER_MAX_CONNECTIONS ({pool}), got {value}")
+        return value
 
     def config(self, timeout_ms: float) -> ProviderConfig:
         return ProviderConfig(
@@ -58,6 +88,12 @@ class ProviderSettings(SettingsGroup):
             offline=OfflineModelConfig(
                 first_chunk_delay_ms=self.offline_first_chunk_delay,
                 chunk_delay_ms=self.offline_chunk_delay,
+            ),
+            pool=ProviderPoolConfig(
+                max_connections=self.provider_max_connections,
+                max_keepalive_connections=self.provider_max_keepalive_connections,
+                keepalive_expiry=self.provider_keepalive_expiry,
+                connect_timeout=self.provider_connect_timeout,
             ),
         )
 
