@@ -23,7 +23,8 @@ from typing import Any, ClassVar
 import pytest
 from genkit import Genkit, MiddlewareRef
 from genkit._ai import _aio, _generate
-from genkit._core import _tracing
+from genkit._core import _logger, _tracing
+from genkit._core._trace import _log_exporter
 from genkit._core._tracing import SpanMetadata, record_span_outcome, start_attributes
 from genkit.middleware import BaseMiddleware
 from genkit.plugin_api import Action, ActionKind, ActionMetadata, Plugin
@@ -39,6 +40,7 @@ from genkit_endpoints.compat import UnsupportedDependency
 from genkit_endpoints.compat.genkit import (
     PreparedGenerate,
     flow_function,
+    lighten_debug_checks,
     lighten_hook_dispatch,
     require_genkit,
     set_span_content,
@@ -48,6 +50,7 @@ from genkit_endpoints.core.health import Readiness
 from genkit_endpoints.model.config import ProviderConfig
 from genkit_endpoints.model.prompts import literal
 from genkit_endpoints.model.providers import WarmUp, choose_model, warm_up
+from genkit_endpoints.serving.logging import configure_logging
 
 
 class ProviderDownOnce(Plugin):
@@ -452,3 +455,27 @@ async def test_prepared_options_are_the_ones_ai_generate_builds(
 )
 def test_any_other_call_goes_through_ai_generate(call: dict[str, Any]) -> None:
     assert not PreparedGenerate.accepts(call)
+
+
+@pytest.mark.usefixtures("restore_logging")
+@pytest.mark.parametrize("level", ["debug", "info", "warning"])
+@pytest.mark.parametrize("export", [False, True])
+def test_the_lighter_debug_check_answers_as_genkit_s(
+    level: str, export: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Canary: Genkit's own loggers, our logging at each level, the Dev UI's log export
+    off and on: the same answer, and the one Genkit's generate looks up."""
+    configure_logging(level, "json", secrets=[], trace_ids=False)
+    monkeypatch.setattr(_log_exporter, "log_export_is_enabled", lambda: export)
+    genkit_loggers = [_generate.logger, _logger.get_logger("genkit.canary")]
+    try:
+        assert lighten_debug_checks(False) is True
+        genkit_s = [_generate.is_debug_enabled(lg) for lg in genkit_loggers]
+        assert lighten_debug_checks() is True
+        assert _generate.is_debug_enabled is not _logger.is_debug_enabled
+        assert [_generate.is_debug_enabled(lg) for lg in genkit_loggers] == genkit_s
+        # A fresh logger takes this configuration (the module's may have cached an
+        # earlier one on first use, as structlog does; the two answers still agree).
+        assert genkit_s[1] is (export or level == "debug")
+    finally:
+        lighten_debug_checks()

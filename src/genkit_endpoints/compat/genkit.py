@@ -58,6 +58,14 @@ a provider installed later (by the app, or Genkit's Dev UI) gets every span. Ups
 skip span bookkeeping when the tracer is a no-op. The canary checks both branches against
 Genkit's own spans.
 
+Genkit asks ``is_debug_enabled(logger)`` several times per generate. Its logger is a
+wrapper (feeding the Dev UI's log sink) around a structlog logger, and the question goes
+through the wrapper's own level check, which imports the log sink's module on every call.
+``lighten_debug_checks`` swaps that helper in ``_ai._generate`` for one that asks the
+same two things — is the Dev UI's log export on, is the wrapped logger enabled for DEBUG
+— directly. Upstream: import once at module level, or cache the level per configuration.
+The canary checks that both answer alike, with the export off and on, at DEBUG and above.
+
 ``ai.generate`` folds its keyword arguments into the engine's options on every call: it
 resolves the model and its config class, builds a ``GenerateCall`` and runs it through
 the prompt renderer, the output-schema resolution and the options model, all to arrive at
@@ -80,6 +88,7 @@ import asyncio
 import contextlib
 import importlib
 import inspect
+import logging
 import textwrap
 from collections.abc import Callable, MutableMapping
 from typing import Any
@@ -92,6 +101,7 @@ __all__ = [
     "PreparedGenerate",
     "flow_function",
     "forget_failed_plugin_inits",
+    "lighten_debug_checks",
     "lighten_hook_dispatch",
     "require_genkit",
     "set_span_content",
@@ -103,6 +113,7 @@ _HOOKS = frozenset({"generate", "model", "tool"})
 _GENKIT_SERIALISER = "_to_json_attr"
 _GENKIT_HOOK_LOOKUP = "hook_wrap"
 _GENKIT_SPAN = "run_in_new_span"
+_GENKIT_DEBUG_CHECK = "is_debug_enabled"
 # Every Genkit module on a serving path that imported the span helper by name.
 _SPAN_MODULES = (
     "genkit._core._tracing",
@@ -180,6 +191,35 @@ def lighten_hook_dispatch(on: bool = True) -> bool:
             _recompiled[key] = _postponed(current)
         setattr(owner, name, _recompiled[key] if on else _saved[key])
     return swapped
+
+
+def lighten_debug_checks(on: bool = True) -> bool:
+    """Genkit's per-generate DEBUG checks without its logger wrapper's detour (see the
+    module docstring); ``on=False`` puts Genkit's back. Process-wide and idempotent.
+    False: this Genkit has no such helper, nothing was changed."""
+    from genkit._ai import _generate  # noqa: PLC0415 - Genkit internals, only here
+    from genkit._core._trace._log_exporter import log_export_is_enabled  # noqa: PLC0415
+
+    return _swap(_generate, _GENKIT_DEBUG_CHECK, _debug_check(log_export_is_enabled), use_ours=on)
+
+
+def _debug_check(log_export_is_enabled: Callable[[], bool]) -> Callable[[Any], bool]:
+    def is_debug_enabled(logger: Any) -> bool:
+        if log_export_is_enabled():
+            return True
+        # Genkit's wrapper keeps the structlog logger as ``_bound`` and, export off,
+        # answers with that logger's own check; any other logger is asked as Genkit would.
+        bound = getattr(logger, "_bound", logger)
+        for attr in ("is_enabled_for", "isEnabledFor"):
+            check = getattr(bound, attr, None)
+            if callable(check):
+                try:
+                    return bool(check(logging.DEBUG))
+                except Exception:  # as Genkit: a logger that cannot say counts as enabled
+                    return True
+        return True
+
+    return is_debug_enabled
 
 
 def skip_unconsumed_spans(on: bool = True) -> bool:

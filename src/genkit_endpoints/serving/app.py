@@ -124,6 +124,7 @@ def create_service(app: App, settings: Settings) -> Service:
     from genkit import Genkit  # noqa: PLC0415
 
     from genkit_endpoints.compat.genkit import (  # noqa: PLC0415
+        lighten_debug_checks,
         lighten_hook_dispatch,
         set_span_content,
         skip_unconsumed_spans,
@@ -136,6 +137,7 @@ def create_service(app: App, settings: Settings) -> Service:
         or (telemetry.tracing is not None and telemetry.tracing.capture_content)
     )
     lighten_hook_dispatch()  # the call policy is a Genkit middleware: cheaper per call
+    lighten_debug_checks()  # asked several times per generate
     # Without a tracer provider (tracing off, no Dev UI) Genkit's spans are no-ops that
     # still cost their bookkeeping on every flow, generate, model and tool call.
     skip_unconsumed_spans()
