@@ -27,7 +27,6 @@ captured at lookup time.
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import os
 import time
@@ -52,9 +51,8 @@ from genkit_endpoints.grpc.interceptors import (
     Continuation,
     LoggingInterceptor,
     _split,
-    cancelled_code,
     client_request_id,
-    code_name,
+    ended_code,
     run_behaviour,
 )
 from genkit_endpoints.grpc.servicer import abort_with_error
@@ -169,14 +167,11 @@ class FusedInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                         result = await behaviour(request, ctx)
                     else:
                         result = await run_behaviour(behaviour, request, ctx)
-                except asyncio.CancelledError:
-                    code = cancelled_code(ctx)
-                    raise
-                except Exception:
-                    code = code_name(ctx) or "UNKNOWN"  # an abort set the code before raising
+                except BaseException as exc:
+                    code = ended_code(ctx, exc)
                     raise
                 else:
-                    code = code_name(ctx) or "OK"
+                    code = ended_code(ctx, None)
                     return result
                 finally:
                     if principal_token is not None:

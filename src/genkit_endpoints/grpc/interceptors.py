@@ -227,6 +227,15 @@ def cancelled_code(context: grpc.aio.ServicerContext) -> str:
     return "DEADLINE_EXCEEDED" if expired else "CANCELLED"
 
 
+def ended_code(context: grpc.aio.ServicerContext, error: BaseException | None) -> str:
+    """The status a handler's call ended with: ``error`` is what it raised (None: it
+    returned). An abort sets the code before raising; an exception nothing turned into a
+    status is what gRPC sends as UNKNOWN."""
+    if isinstance(error, asyncio.CancelledError):
+        return cancelled_code(context)
+    return code_name(context) or ("OK" if error is None else "UNKNOWN")
+
+
 class LoggingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     """Per RPC: one ``grpc_request`` event (method, status code name, duration, request id,
     principal — None when the call was not authenticated), the RPC metrics for
@@ -261,20 +270,17 @@ class LoggingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
         async def around(behaviour: Behaviour, request: Any, ctx: grpc.aio.ServicerContext) -> Any:
             started = time.perf_counter()
-            code = "UNKNOWN"  # what gRPC sends for an exception no handler turned into a status
+            code = "UNKNOWN"
             record = RequestRecord()
             token = record_var.set(record)
             self._observer.rpc_started()
             try:
                 result = await run_behaviour(behaviour, request, ctx)
-            except asyncio.CancelledError:
-                code = cancelled_code(ctx)
-                raise
-            except Exception:
-                code = code_name(ctx) or "UNKNOWN"  # an abort set the code before raising
+            except BaseException as exc:
+                code = ended_code(ctx, exc)
                 raise
             else:
-                code = code_name(ctx) or "OK"
+                code = ended_code(ctx, None)
                 return result
             finally:
                 record_var.reset(token)
