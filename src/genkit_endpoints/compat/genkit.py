@@ -131,8 +131,8 @@ _POSTPONED = (
 )
 
 
-# Genkit's own helpers, once swapped out, by module and name.
-_saved: dict[str, Callable[..., Any]] = {}
+# Per swapped (module or class, name): Genkit's own function and ours, made once from it.
+_swapped: dict[tuple[Any, str], tuple[Callable[..., Any], Callable[..., Any]]] = {}
 
 
 def _no_content(value: object) -> str:
@@ -167,7 +167,7 @@ def set_span_content(on: bool) -> bool:
     helper, nothing was changed (the kit still drops the content before export)."""
     from genkit._core import _tracing  # noqa: PLC0415 - Genkit internals, only here
 
-    return _swap(_tracing, _GENKIT_SERIALISER, _no_content, use_ours=not on)
+    return _swap(_tracing, _GENKIT_SERIALISER, lambda _: _no_content, use_ours=not on)
 
 
 def lighten_hook_dispatch(on: bool = True) -> bool:
@@ -177,19 +177,12 @@ def lighten_hook_dispatch(on: bool = True) -> bool:
     lacks one of them, and that one was left as it is."""
     from genkit._ai import _generate  # noqa: PLC0415 - Genkit internals, only here
 
-    swapped = _swap(_generate, _GENKIT_HOOK_LOOKUP, _hook_wrap, use_ours=on)
+    swapped = _swap(_generate, _GENKIT_HOOK_LOOKUP, lambda _: _hook_wrap, use_ours=on)
     for module_name, owner_name, name in _POSTPONED:
         module = importlib.import_module(module_name)
         owner = module if owner_name is None else getattr(module, owner_name, None)
-        key = f"{module_name}.{owner_name or ''}.{name}"
-        current = getattr(owner, name, None)
-        if owner is None or not callable(current):
+        if owner is None or not _swap(owner, name, _postponed, use_ours=on):
             swapped = False
-            continue
-        if key not in _saved:
-            _saved[key] = current
-            _recompiled[key] = _postponed(current)
-        setattr(owner, name, _recompiled[key] if on else _saved[key])
     return swapped
 
 
@@ -198,14 +191,15 @@ def lighten_debug_checks(on: bool = True) -> bool:
     module docstring); ``on=False`` puts Genkit's back. Process-wide and idempotent.
     False: this Genkit has no such helper, nothing was changed."""
     from genkit._ai import _generate  # noqa: PLC0415 - Genkit internals, only here
-    from genkit._core._trace._log_exporter import log_export_is_enabled  # noqa: PLC0415
+    from genkit._core._trace import _log_exporter  # noqa: PLC0415
 
-    return _swap(_generate, _GENKIT_DEBUG_CHECK, _debug_check(log_export_is_enabled), use_ours=on)
+    return _swap(_generate, _GENKIT_DEBUG_CHECK, lambda _: _debug_check(_log_exporter), use_ours=on)
 
 
-def _debug_check(log_export_is_enabled: Callable[[], bool]) -> Callable[[Any], bool]:
+def _debug_check(log_exporter: Any) -> Callable[[Any], bool]:
+    # The module, not its function: looked up per call, as Genkit's own import does.
     def is_debug_enabled(logger: Any) -> bool:
-        if log_export_is_enabled():
+        if log_exporter.log_export_is_enabled():
             return True
         # Genkit's wrapper keeps the structlog logger as ``_bound`` and, export off,
         # answers with that logger's own check; any other logger is asked as Genkit would.
@@ -228,15 +222,11 @@ def skip_unconsumed_spans(on: bool = True) -> bool:
     Genkit has no such helper, nothing was changed."""
     from genkit._core import _tracing  # noqa: PLC0415 - Genkit internals, only here
 
-    if not callable(getattr(_tracing, _GENKIT_SPAN, None)):
+    if not _swap(_tracing, _GENKIT_SPAN, _span_if_consumed, use_ours=on):
         return False
-    genkit_s = _saved.setdefault(f"{_tracing.__name__}.{_GENKIT_SPAN}", _tracing.run_in_new_span)
-    ours = _span_if_consumed(genkit_s)
     for name in _SPAN_MODULES:
         with contextlib.suppress(ImportError):
-            module = importlib.import_module(name)
-            if callable(getattr(module, _GENKIT_SPAN, None)):
-                setattr(module, _GENKIT_SPAN, ours if on else genkit_s)
+            _swap(importlib.import_module(name), _GENKIT_SPAN, _span_if_consumed, use_ours=on)
     return True
 
 
@@ -254,10 +244,6 @@ def _span_if_consumed(genkit_s: Callable[..., Any]) -> Callable[..., Any]:
         return genkit_s(metadata, links)
 
     return run_in_new_span
-
-
-# Genkit's functions recompiled with postponed annotations, by the key of ``_saved``.
-_recompiled: dict[str, Callable[..., Any]] = {}
 
 
 def _postponed(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -287,14 +273,22 @@ def _postponed(fn: Callable[..., Any]) -> Callable[..., Any]:
     return new
 
 
-def _swap(module: Any, name: str, ours: Callable[..., Any], *, use_ours: bool) -> bool:
-    """Set ``module.name`` to ``ours`` or back to Genkit's own (kept on the first swap);
-    False when Genkit has no such helper."""
-    current = getattr(module, name, None)
-    if not callable(current):
-        return False
-    genkit_s = _saved.setdefault(f"{module.__name__}.{name}", current)
-    setattr(module, name, ours if use_ours else genkit_s)
+def _swap(
+    owner: Any,
+    name: str,
+    make_ours: Callable[[Callable[..., Any]], Callable[..., Any]],
+    *,
+    use_ours: bool,
+) -> bool:
+    """Set ``owner.name`` (a module's or a class's) to ours, made once by ``make_ours`` from
+    Genkit's own, or back to Genkit's own; False when Genkit has no such function there."""
+    pair = _swapped.get((owner, name))
+    if pair is None:
+        genkit_s = getattr(owner, name, None)
+        if not callable(genkit_s):
+            return False
+        pair = _swapped[owner, name] = (genkit_s, make_ours(genkit_s))
+    setattr(owner, name, pair[1] if use_ours else pair[0])
     return True
 
 
