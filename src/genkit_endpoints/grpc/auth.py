@@ -29,6 +29,7 @@ from genkit_endpoints.grpc.interceptors import (
     Around,
     Behaviour,
     GuardInterceptor,
+    as_bytes,
     run_behaviour,
 )
 from genkit_endpoints.grpc.servicer import abort_with_error
@@ -49,11 +50,6 @@ def principal_from_certificate(auth_context: dict[str, list[bytes]]) -> Principa
     if not values or not values[0]:
         return None
     return Principal(values[0].decode("utf-8", "replace"), "mtls")
-
-
-def as_bytes(value: str | bytes) -> bytes:
-    """A metadata value as bytes (gRPC hands over text, or bytes for ``-bin`` keys)."""
-    return value.encode("utf-8", "replace") if isinstance(value, str) else value
 
 
 class AuthInterceptor(GuardInterceptor):

@@ -39,10 +39,9 @@ from genkit_endpoints.core.context import (
     principal_var,
     record_var,
     request_id_var,
-    valid_request_id,
 )
 from genkit_endpoints.core.errors import Unauthenticated
-from genkit_endpoints.grpc.auth import API_KEY, AUTHORIZATION, AuthInterceptor, as_bytes
+from genkit_endpoints.grpc.auth import API_KEY, AUTHORIZATION, AuthInterceptor
 from genkit_endpoints.grpc.interceptors import (
     _FACTORIES,
     _KINDS,
@@ -51,8 +50,10 @@ from genkit_endpoints.grpc.interceptors import (
     Continuation,
     LoggingInterceptor,
     _split,
+    as_bytes,
     client_request_id,
     ended_code,
+    request_id_of,
     run_behaviour,
 )
 from genkit_endpoints.grpc.servicer import abort_with_error
@@ -198,8 +199,4 @@ def _scan(metadata: Any) -> tuple[str | None, list[bytes], list[bytes]]:
             api_keys.append(as_bytes(value))
         elif key == AUTHORIZATION:
             authorizations.append(as_bytes(value))
-    rid = None
-    if raw_id is not None:
-        raw = as_bytes(raw_id)
-        rid = raw.decode("ascii") if valid_request_id(raw) else None
-    return rid, api_keys, authorizations
+    return (None if raw_id is None else request_id_of(raw_id)), api_keys, authorizations

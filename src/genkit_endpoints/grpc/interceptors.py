@@ -173,12 +173,22 @@ class GuardInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         raise NotImplementedError
 
 
+def as_bytes(value: str | bytes) -> bytes:
+    """A metadata value as bytes (gRPC hands over text, or bytes for ``-bin`` keys)."""
+    return value.encode("utf-8", "replace") if isinstance(value, str) else value
+
+
+def request_id_of(value: str | bytes) -> str | None:
+    """An ``x-request-id`` value when it passes the REST rule, else None."""
+    raw = as_bytes(value)
+    return raw.decode("ascii") if valid_request_id(raw) else None
+
+
 def client_request_id(metadata: Any) -> str | None:
-    """The caller's ``x-request-id`` when it passes the REST rule, else None."""
+    """The caller's ``x-request-id`` (the first one) when it passes the REST rule, else None."""
     for key, value in metadata or ():
         if key == METADATA_KEY:
-            raw = value.encode("utf-8", "replace") if isinstance(value, str) else value
-            return raw.decode("ascii") if valid_request_id(raw) else None
+            return request_id_of(value)
     return None
 
 
