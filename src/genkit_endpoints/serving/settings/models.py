@@ -53,7 +53,10 @@ class ProviderSettings(SettingsGroup):
     offline_first_chunk_delay: float = Field(default=0, ge=0, le=600_000, description="ms")
     offline_chunk_delay: float = Field(default=0, ge=0, le=600_000, description="ms")
     provider_max_connections: int = Field(
-        default=100, ge=1, le=10_000, description="Connections to the provider per process."
+        default=ProviderPoolConfig.max_connections,
+        ge=1,
+        le=10_000,
+        description="Connections to the provider per process.",
     )
     provider_max_keepalive_connections: int | None = Field(
         default=None,
@@ -63,10 +66,16 @@ class ProviderSettings(SettingsGroup):
         "0: a new connection per call.",
     )
     provider_keepalive_expiry: float = Field(
-        default=30, gt=0, le=3600, description="Seconds an idle connection stays open."
+        default=ProviderPoolConfig.keepalive_expiry,
+        gt=0,
+        le=3600,
+        description="Seconds an idle connection stays open.",
     )
     provider_connect_timeout: float = Field(
-        default=5, gt=0, le=300, description="Seconds to open a connection to the provider."
+        default=ProviderPoolConfig.connect_timeout,
+        gt=0,
+        le=300,
+        description="Seconds to open a connection to the provider.",
     )
 
     @field_validator("provider_max_keepalive_connections")
