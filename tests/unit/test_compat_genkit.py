@@ -13,6 +13,7 @@ Run them before widening the Genkit range.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -40,6 +41,7 @@ from genkit_endpoints.compat import UnsupportedDependency
 from genkit_endpoints.compat.genkit import (
     PreparedGenerate,
     flow_function,
+    generate_with_callback,
     lighten_debug_checks,
     lighten_hook_dispatch,
     require_genkit,
@@ -437,6 +439,40 @@ async def test_prepared_options_are_the_ones_ai_generate_builds(
         answer = await prepared.generate(**call)
         assert handed == []  # straight to the engine
         assert answer.model_dump(exclude={"latency_ms"}) == expected.model_dump(
+            exclude={"latency_ms"}
+        )
+
+
+async def test_a_callback_generate_streams_what_generate_stream_streams() -> None:
+    """Canary: the private ``_generate`` still takes ``on_chunk``, and calling it in the
+    caller's task gives the chunks and the answer ``generate_stream`` gives from its own."""
+    ai, _ = _joke_flow()
+
+    @ai.tool(description="The number of letters in a word.")
+    async def letters(word: str) -> int:
+        return len(word)
+
+    for call in (
+        {"prompt": "Tell a story about Mittens."},
+        {"prompt": literal("Tell a story about Rex."), "system": literal("Be brief.")},
+        {"prompt": "How many letters has Mittens?", "tools": [letters]},
+    ):
+        streamed = ai.generate_stream(**call)  # type: ignore[arg-type]
+        genkit_s = [chunk.text async for chunk in streamed.stream]
+        genkit_answer = await streamed.response
+        caller = asyncio.current_task()
+        during: list[object] = []
+        ours: list[str] = []
+
+        def seen(chunk: Any, _ours: list[str] = ours, _during: list[object] = during) -> None:
+            _ours.append(chunk.text)
+            _during.append(asyncio.current_task())
+
+        answer = await generate_with_callback(ai, on_chunk=seen, **call)
+        assert genkit_s, call
+        assert ours == genkit_s
+        assert set(during) == {caller}  # no task of its own
+        assert answer.model_dump(exclude={"latency_ms"}) == genkit_answer.model_dump(
             exclude={"latency_ms"}
         )
 

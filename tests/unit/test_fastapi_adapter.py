@@ -6,7 +6,10 @@ typed error, one that streams and then fails.
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from genkit import ActionRunContext, Genkit
@@ -15,7 +18,8 @@ from pydantic import BaseModel
 from genkit_endpoints.core.errors import UpstreamTimeout
 from genkit_endpoints.core.health import Readiness
 from genkit_endpoints.core.routes import FlowRoute, RouteTable, RunContext
-from genkit_endpoints.http.adapters.fastapi import create_fastapi_app
+from genkit_endpoints.http.adapters.fastapi import create_fastapi_app, to_response
+from genkit_endpoints.http.handlers import HttpReply
 from genkit_endpoints.http.middleware.stack import HttpPolicy, build_stack
 from genkit_endpoints.http.types import ASGIApp
 from tests.unit.asgi_helpers import call, http_scope
@@ -146,3 +150,73 @@ def test_route_table_rejects_duplicates_and_bad_paths() -> None:
         FlowRoute(one, "no-slash", In, Out)
     with pytest.raises(ValueError, match="output_model"):
         FlowRoute(one, "/a", In)
+
+
+class _Body:
+    """A stream body that sends one frame and then waits forever; notes how it ended."""
+
+    def __init__(self) -> None:
+        self.closed = asyncio.Event()
+
+    async def frames(self) -> AsyncIterator[bytes]:
+        try:
+            yield b"data: 1\n\n"
+            await asyncio.Event().wait()
+        finally:
+            self.closed.set()
+
+
+def _stream_response(body: _Body) -> Any:
+    return to_response(HttpReply(status=200, stream=body.frames()))
+
+
+async def test_a_hang_up_ends_a_stream_and_leaves_no_cancellation_behind() -> None:
+    body, sent = _Body(), []
+    hang_up = asyncio.Event()
+
+    async def receive() -> dict[str, Any]:
+        await hang_up.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+        if message.get("body"):
+            hang_up.set()
+
+    async def request() -> str:
+        await _stream_response(body)(http_scope("/s"), receive, send)
+        await asyncio.sleep(0)  # a cancellation left pending would be raised here
+        return "returned"
+
+    task = asyncio.ensure_future(request())
+    async with asyncio.timeout(5):
+        assert await task == "returned"
+    assert body.closed.is_set()  # the body (the flow behind it) was stopped
+    assert task.cancelling() == 0
+    assert [m["type"] for m in sent] == ["http.response.start", "http.response.body"]
+
+
+@pytest.mark.parametrize("hung_up_too", [False, True])
+async def test_a_cancellation_from_elsewhere_still_cancels_a_stream(hung_up_too: bool) -> None:
+    """A server shutting down cancels the request's task: that must not be swallowed,
+    even when the client hung up at the same time."""
+    body = _Body()
+    disconnect = asyncio.Event()
+
+    async def receive() -> dict[str, Any]:
+        await disconnect.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        await asyncio.sleep(0)
+
+    task = asyncio.ensure_future(_stream_response(body)(http_scope("/s"), receive, send))
+    async with asyncio.timeout(5):
+        await asyncio.sleep(0.01)
+        task.cancel()
+        if hung_up_too:
+            disconnect.set()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert task.cancelled()
+    assert body.closed.is_set()

@@ -355,14 +355,22 @@ async def test_a_stream_consumer_that_fails_is_not_the_provider_failing() -> Non
     """E.g. a callback writing to a client that hung up: its ConnectionResetError is raised
     as it is and never counted, though a provider's connection error would be."""
 
+    seen: list[str] = []
+
     def gone(chunk: str) -> None:
+        seen.append(chunk)
         raise ConnectionResetError("client went away")
 
-    llm, breaker = guarded(Script([answer("done", chunks=2)]))
-    for _ in range(THRESHOLD + 1):
-        with pytest.raises(ConnectionResetError):
-            await llm.stream(gone, model="test/scripted", prompt="hi")
+    llm, breaker = guarded(Script([answer("done", chunks=3)]))
+    with structlog.testing.capture_logs() as logs:
+        for _ in range(THRESHOLD + 1):
+            with pytest.raises(ConnectionResetError):
+                await llm.stream(gone, model="test/scripted", prompt="hi")
     assert breaker.state is BreakerState.CLOSED
+    # The model stopped at the chunk the consumer failed on, and nothing was logged as a
+    # failure of the model or its plugin.
+    assert seen == ["c0 "] * (THRESHOLD + 1)
+    assert [e for e in logs if e["log_level"] == "error"] == []
 
 
 async def test_a_refused_connection_is_retried_like_an_unavailable_provider() -> None:

@@ -78,6 +78,15 @@ structured output, streaming callbacks, spans) is Genkit's. Any other call (a te
 string, tools, a model or config of its own) goes through ``ai.generate`` unchanged.
 Upstream: a public "prepared generate" that keeps the folded options. The canary checks
 that the prepared options equal the ones ``ai.generate`` builds, call after call.
+
+``ai.generate_stream`` runs the generate in a task of its own and hands its chunks over
+through a channel: for each open stream one more task, queue and future, and one more
+task wake-up per chunk. A caller that consumes the chunks through a callback anyway can
+have the same generate run in its own task: ``generate_with_callback`` calls the private
+``Genkit._generate`` with ``on_chunk`` — exactly the call ``generate_stream`` makes from
+its task. Upstream: ``on_chunk`` on the public ``generate``. The canary checks that the
+method still takes ``on_chunk`` and that the chunks and the answer equal
+``generate_stream``'s.
 """
 
 from __future__ import annotations
@@ -101,6 +110,7 @@ __all__ = [
     "PreparedGenerate",
     "flow_function",
     "forget_failed_plugin_inits",
+    "generate_with_callback",
     "lighten_debug_checks",
     "lighten_hook_dispatch",
     "require_genkit",
@@ -159,6 +169,15 @@ def flow_function(flow: Any) -> Callable[..., Any] | None:
     """The function a Genkit flow wraps; a plain callable is its own function."""
     fn = getattr(flow, "_fn", None) if isinstance(flow, Action) else flow
     return fn if callable(fn) else None
+
+
+async def generate_with_callback(
+    ai: Genkit, *, on_chunk: Callable[[Any], None], **kwargs: Any
+) -> ModelResponse:
+    """What ``ai.generate_stream(**kwargs)`` streams, delivered to ``on_chunk`` from the
+    caller's own task (see the module docstring)."""
+    response: ModelResponse = await ai._generate(on_chunk=on_chunk, **kwargs)
+    return response
 
 
 def set_span_content(on: bool) -> bool:
@@ -348,14 +367,20 @@ class PreparedGenerate:
                 messages.append(message)
         return template.model_copy(update={"messages": messages})
 
-    async def generate(self, **kwargs: Any) -> ModelResponse:
-        """What ``ai.generate(use=..., **kwargs)`` answers, from the folded options."""
+    async def generate(
+        self, *, on_chunk: Callable[[Any], None] | None = None, **kwargs: Any
+    ) -> ModelResponse:
+        """What ``ai.generate(use=..., on_chunk=..., **kwargs)`` answers, from the folded
+        options."""
         from genkit._ai._generate import generate_action  # noqa: PLC0415
         from genkit._core._action import get_current_context  # noqa: PLC0415
 
         options = await self.options(**kwargs)
         response: ModelResponse = await generate_action(
-            self._ai.registry.new_child(), options, context=get_current_context()
+            self._ai.registry.new_child(),
+            options,
+            on_chunk=on_chunk,
+            context=get_current_context(),
         )
         return response
 

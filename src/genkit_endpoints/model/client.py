@@ -48,7 +48,7 @@ from genkit.middleware import (
 )
 from pydantic import BaseModel, ValidationError
 
-from genkit_endpoints.compat.genkit import PreparedGenerate
+from genkit_endpoints.compat.genkit import PreparedGenerate, generate_with_callback
 from genkit_endpoints.core.context import record_var
 from genkit_endpoints.core.errors import InvalidModelOutput
 from genkit_endpoints.model.config import ModelCallPolicyConfig
@@ -73,6 +73,24 @@ POLICY_MIDDLEWARE = "model-call-policy"
 _TRANSIENT = frozenset({"UNAVAILABLE", "RESOURCE_EXHAUSTED", "ABORTED"})
 # Configs are few (one per client); a caller building one per request must not grow this.
 _MAX_KEPT_CONFIGS = 64
+
+
+class _CallerStopped(Exception):
+    """Raised through Genkit when the stream's own consumer failed on a chunk."""
+
+
+def _caused_by_caller(exc: BaseException) -> bool:
+    """Whether ``exc`` carries a ``_CallerStopped``: Genkit wraps what a chunk callback
+    raises (in its own error types, as ``cause`` or ``__cause__``) before the policy sees it."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, _CallerStopped):
+            return True
+        seen.add(id(current))
+        cause = getattr(current, "cause", None)
+        current = cause if isinstance(cause, BaseException) else current.__cause__
+    return False
 
 
 class _Observed(NamedTuple):
@@ -192,6 +210,8 @@ class ModelCallPolicy(BaseMiddleware[ModelCallPolicyConfig]):
                 _report(observed, begun, timed_out, None)
                 raise timed_out from None
             except Exception as exc:
+                if _caused_by_caller(exc):
+                    raise
                 failure = model_call_failure(exc)
                 _report(observed, begun, failure or exc, None)
                 if failure is None:
@@ -344,34 +364,35 @@ class ModelClient:
     async def stream(self, on_chunk: Callable[[str], None], **kwargs: Any) -> ModelResponse:
         """Stream text chunks to ``on_chunk``; the model call is cancelled if the caller is."""
         async with self._guarded():
-            # For the whole stream: the model runs in a task Genkit starts, which copies
-            # the context (and with it the observer) whenever it starts.
             with self._observing(kwargs.get("model")):
                 return await self._stream(on_chunk, **kwargs)
 
     async def _stream(self, on_chunk: Callable[[str], None], **kwargs: Any) -> ModelResponse:
+        # Genkit's generate with a chunk callback, in this task: generate_stream would run
+        # the same call in a task of its own behind a channel, one more task, queue and
+        # wake-up per chunk for every open stream. Cancelling this task cancels the model.
+        stopped: list[Exception] = []
+
+        def forward(chunk: ModelResponseChunk) -> None:
+            if text := chunk.text:
+                try:
+                    on_chunk(text)
+                except Exception as exc:
+                    # What the caller's callback raises (a client that hung up:
+                    # ConnectionResetError) is not the provider failing: it stops the
+                    # model call, passes the policy untouched and is raised as it is.
+                    stopped.append(exc)
+                    raise _CallerStopped from exc
+
         with typed_failures():
-            sr = self.ai.generate_stream(use=self._use(), **kwargs)
-        future: asyncio.Future[ModelResponse] = sr.response  # type: ignore[assignment]
-        chunks = aiter(sr.stream)
-        try:
-            while True:
-                with typed_failures():
-                    try:
-                        chunk = await anext(chunks)
-                    except StopAsyncIteration:
-                        break
-                # Outside typed_failures: what the caller's callback raises (a client
-                # that hung up: ConnectionResetError) is not the provider failing.
-                if chunk.text:
-                    on_chunk(chunk.text)
-            with typed_failures():
-                response = await future
-        finally:
-            # generate_stream runs the model in a task of its own; a cancelled consumer
-            # must take it down too, or tokens keep being generated for nobody.
-            if not future.done():
-                future.cancel()
+            if PreparedGenerate.accepts(kwargs):
+                response = await self._prepared.generate(on_chunk=forward, **kwargs)
+            else:
+                response = await generate_with_callback(
+                    self.ai, use=self._use(), on_chunk=forward, **kwargs
+                )
+        if stopped:  # Genkit boxed it into the response; the caller gets it back
+            raise stopped[0]
         raise_for_response(response)
         return response
 

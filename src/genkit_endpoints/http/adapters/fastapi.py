@@ -17,6 +17,7 @@ FastAPI's instead of under the request.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -25,6 +26,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from genkit_endpoints.core.errors import (
     BadRequest,
@@ -57,10 +59,47 @@ def _native_telemetry_off() -> dict[str, Any]:
     return {}
 
 
+class _EventStream(StreamingResponse):
+    """A streamed response that watches for the client hanging up with one task.
+
+    Starlette's own (for servers older than ASGI 2.4, which is all of ours) runs the body
+    in a task group next to a disconnect listener: anyio's task group and cancel scope
+    for every open stream. Here the body is sent from the request's task and one plain
+    task waits for ``http.disconnect``; on a hang-up it cancels the request's task, as a
+    timeout would, and the cancellation is taken back once it has stopped the body (the
+    flow's generator, and with it the model call, is cancelled on the way out). A
+    cancellation from anywhere else (the server shutting down) still propagates.
+    """
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        task = asyncio.current_task()
+        assert task is not None  # noqa: S101 - called by a server, inside a task
+        hung_up = False
+
+        async def watch() -> None:
+            nonlocal hung_up
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            hung_up = True
+            task.cancel()
+
+        watcher = asyncio.ensure_future(watch())
+        try:
+            await self.stream_response(send)
+        except asyncio.CancelledError:
+            if not hung_up or task.uncancel() > 0:
+                raise
+            return
+        finally:
+            watcher.cancel()
+        if self.background is not None:
+            await self.background()
+
+
 def to_response(reply: HttpReply) -> Response:
     headers = dict(reply.headers)
     if reply.stream is not None:
-        return StreamingResponse(reply.stream, status_code=reply.status, headers=headers)
+        return _EventStream(reply.stream, status_code=reply.status, headers=headers)
     return Response(reply.body, status_code=reply.status, headers=headers)
 
 
