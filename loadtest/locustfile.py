@@ -398,19 +398,22 @@ class GrpcUser(User):
         self._stub = pb_grpc.GenkitServiceStub(self._channel)
         self._metadata = (("x-api-key", options.api_key),) if options.api_key else ()
         self._grpc_error = grpc.RpcError
-        self._calls = [
-            ("TellJoke", lambda: pb.JokeRequest(name=random.choice(NAMES)), False),
+        # (method, request factory, the answer field that must not be empty; None for a
+        # server stream, which must send at least one chunk). The same for every user:
+        # all of them share one rotation over it (see _next).
+        self._calls: list[tuple[str, Callable[[], Any], str | None]] = [
+            ("TellJoke", lambda: pb.JokeRequest(name=random.choice(NAMES)), "joke"),
             (
                 "TranslateText",
                 lambda: pb.TranslateRequest(
                     text=_unique("A short note to translate"),
                     target_language=random.choice(LANGUAGES),
                 ),
-                False,
+                "translated_text",
             ),
-            ("GenerateCharacter", lambda: pb.CharacterRequest(name=_unique("Luna")), False),
-            ("TellStory", lambda: pb.StoryRequest(topic="a lighthouse keeper"), True),
-            ("TellJokeStream", lambda: pb.JokeRequest(name="Mittens"), True),
+            ("GenerateCharacter", lambda: pb.CharacterRequest(name=_unique("Luna")), "back_story"),
+            ("TellStory", lambda: pb.StoryRequest(topic="a lighthouse keeper"), None),
+            ("TellJokeStream", lambda: pb.JokeRequest(name="Mittens"), None),
         ]
 
     def on_stop(self) -> None:
@@ -418,19 +421,21 @@ class GrpcUser(User):
 
     @task
     def call(self) -> None:
-        method, request, streaming = _next("grpc", self._calls)
+        method, request, field = _next("grpc", self._calls)
         started = time.perf_counter()
         size, error = 0, None
         try:
             rpc = getattr(self._stub, method)
             answer = rpc(request(), timeout=GRPC_DEADLINE_S, metadata=self._metadata)
-            if streaming:
+            if field is None:
                 texts = [chunk.text for chunk in answer]
                 size = sum(len(t) for t in texts)
                 if not texts:
                     error = ValueError("stream ended without a chunk")
             else:
                 size = answer.ByteSize()
+                if not getattr(answer, field):
+                    error = ValueError(f"answer without {field}")
         except self._grpc_error as exc:
             error = exc
         self.environment.events.request.fire(
