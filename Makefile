@@ -50,7 +50,7 @@ charts:     ## redraw docs/benchmarks/*.svg from docs/benchmarks/results.json
 	$(UV) run --all-extras python bench/charts.py
 
 docs:       ## build the documentation site into site/ (strict: broken links fail)
-	$(UV) run --all-extras mkdocs build --strict --site-dir site
+	NO_MKDOCS_2_WARNING=1 $(UV) run --all-extras mkdocs build --strict --site-dir site
 
 loadtest:   ## one minute of the Locust mix against HOST (default: a server on :8080), gated on thresholds
 	$(UV) run --all-extras locust -f loadtest/locustfile.py --headless -u 50 -r 10 -t 1m \
