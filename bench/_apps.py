@@ -86,7 +86,7 @@ SECURED_ENV = {
     "LOG_LEVEL": "info",
     # Rate limiting on, high enough never to refuse the load generator; the O(1) strategy
     # (moving-window keeps one entry per request in the window: fine at 60/minute, not
-    # at millions — see the README).
+    # at millions — see docs/configuration.md).
     "RATE_LIMIT_DEFAULT": "100000000/minute",
     "RATE_LIMIT_STRATEGY": "sliding-window-counter",
 }

@@ -28,6 +28,7 @@ from typing import Any
 
 import grpc
 
+from _pyload import curve_ms
 from endpoints_hello.generated import genkit_sample_pb2
 
 HEALTH = "/genkit.sample.v1.GenkitService/Health"
@@ -135,6 +136,7 @@ async def load(
         "rps": len(lat) / elapsed,
         "p50_ms": _percentile(lat, 50) * 1000,
         "p99_ms": _percentile(lat, 99) * 1000,
+        "percentiles_ms": curve_ms(lat),
         # Calls that ended with a status other than OK, or answered something else.
         "non_2xx": sum(n for code, n in errors.items() if code != "DEADLINE_EXCEEDED"),
         "socket_errors": errors["DEADLINE_EXCEEDED"],

@@ -13,7 +13,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +54,10 @@ class LoadResult:
     others_on_server_core: float | None = None
     # Resident memory of the server's process tree right after the measurement, in KiB.
     server_rss_kib: int | None = None
+    # Every latency percentile the load generator reports, keyed by the percentile
+    # ("50", "99.9"): wrk gives 50/75/90/99, the Python generators more. The charts draw
+    # the latency curve from these.
+    percentiles_ms: dict[str, float] = field(default_factory=dict)
 
     @property
     def cpu_us_per_request(self) -> float | None:
@@ -258,6 +262,7 @@ def parse_wrk(out: str) -> LoadResult:
         non_2xx=int(non_2xx.group(1)) if non_2xx else 0,
         socket_errors=sum(int(g) for g in socket.groups()) if socket else 0,
         timeouts=int(socket.group(4)) if socket else 0,
+        percentiles_ms={f"{q:g}": ms for q, ms in sorted(percentiles.items())},
     )
 
 

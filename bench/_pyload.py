@@ -101,6 +101,17 @@ def _percentile(sorted_values: Sequence[float], q: float) -> float:
     return sorted_values[index]
 
 
+# The percentiles the Python load generators report, for the charts' latency curves.
+CURVE = (50, 75, 90, 95, 99, 99.9)
+
+
+def curve_ms(sorted_seconds: Sequence[float]) -> dict[str, float]:
+    """Latency at each percentile of ``CURVE`` in ms, keyed ``"50"`` … ``"99.9"``."""
+    return (
+        {f"{q:g}": _percentile(sorted_seconds, q) * 1000 for q in CURVE} if sorted_seconds else {}
+    )
+
+
 async def run(
     host: str, port: int, *, method: str, path: str, body: bytes, connections: int, duration: float
 ) -> dict[str, float | int]:
@@ -122,6 +133,7 @@ async def run(
         "rps": len(lat) / elapsed,
         "p50_ms": _percentile(lat, 50) * 1000,
         "p99_ms": _percentile(lat, 99) * 1000,
+        "percentiles_ms": curve_ms(lat),
         "non_2xx": tally.non_2xx,
         "socket_errors": tally.connect_errors + tally.read_errors + tally.timeouts,
         "timeouts": tally.timeouts,

@@ -26,7 +26,7 @@ import json
 import time
 from collections.abc import Sequence
 
-from _pyload import build_request, run_loop
+from _pyload import build_request, curve_ms, run_loop
 
 HOST = "127.0.0.1"
 
@@ -109,6 +109,7 @@ async def inflight(  # noqa: PLR0917 - one caller, the command line
         "p50_ms": _percentile(latencies, 50),
         "p99_ms": _percentile(latencies, 99),
         "max_ms": max(latencies, default=0) * 1000,
+        "percentiles_ms": curve_ms(sorted(latencies)),
         "errors": errors,
         "statuses": statuses,
         "load_cpu_s": time.process_time() - cpu_began,

@@ -312,6 +312,8 @@ class Run:
         ideal = n / (delay / 1000) if delay else float("inf")
         self.out["inflight"] = {
             **doc,
+            "in_flight": n,
+            "model_latency_ms": delay,
             "rss_before_mib": rss_before,
             "rss_after_mib": rss_after,
             "rss_peak_mib": rss_peak,

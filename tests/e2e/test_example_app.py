@@ -1,4 +1,4 @@
-"""The README's minimal app (examples/hello_min.py) really serves, as a script run by path."""
+"""The documented minimal app (examples/hello_min.py) really serves, as a script run by path."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ def run_example(tmp_path: Path, args: Sequence[str] = ()) -> Iterator[ServerProc
         yield server
 
 
-def test_the_readme_example_serves_its_flow(tmp_path: Path) -> None:
+def test_the_minimal_example_serves_its_flow(tmp_path: Path) -> None:
     with run_example(tmp_path) as server, server.client() as client:
         ok = client.post("/greet", json={"name": "Ada"})
         refused = client.post("/greet", json={"name": ""})
@@ -51,6 +51,6 @@ def test_worker_processes_load_a_script_app_by_its_path(tmp_path: Path) -> None:
     assert "Traceback" not in server.log_text()
 
 
-def test_the_readme_shows_the_example_file_verbatim() -> None:
-    readme = (EXAMPLE.parents[1] / "README.md").read_text("utf-8")
-    assert f"```python\n{EXAMPLE.read_text('utf-8')}```" in readme
+def test_the_quick_start_shows_the_example_file_verbatim() -> None:
+    page = (EXAMPLE.parents[1] / "docs" / "quickstart.md").read_text("utf-8")
+    assert f"```python\n{EXAMPLE.read_text('utf-8')}```" in page

@@ -99,8 +99,8 @@ def test_the_built_stack_has_the_documented_order_outermost_first() -> None:
     assert documented_order(stack_module.__doc__ or "") == built
 
 
-def test_the_readme_states_the_same_order() -> None:
-    assert documented_order((REPO / "README.md").read_text()) == full_stack()
+def test_the_security_page_states_the_same_order() -> None:
+    assert documented_order((REPO / "docs" / "security.md").read_text()) == full_stack()
 
 
 def test_the_architecture_doc_lists_the_same_classes_in_order() -> None:
