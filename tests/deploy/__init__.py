@@ -1,0 +1,1 @@
+"""Checks of the deployment artefacts, the CI workflows and the supply chain."""
