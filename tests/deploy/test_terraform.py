@@ -229,7 +229,7 @@ def test_the_service_account_reads_only_the_named_secrets() -> None:
     resources = _blocks("resource")
     grants = resources["google_secret_manager_secret_iam_member.runtime"]
     assert grants["role"] == "roles/secretmanager.secretAccessor"
-    assert grants["secret_id"] == "${each.value}"
+    assert grants["secret_id"] == "${each.value}"  # noqa: S105 - an expression, not a secret
     assert grants["for_each"] == "${local.readable_secrets}"
     # No project-wide grant of any kind.
     assert not [name for name in resources if name.startswith("google_project_iam")]
