@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The Cloud Run Terraform module: formatted, scanned by checkov, and saying what we mean.
 
 ``terraform validate`` needs the Google provider downloaded (``make terraform-validate``,

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Running the check tools: terraform from PATH, the rest pinned in ``scripts/tools.toml``.
 
 A missing tool fails the check with one line naming what to install: a check that
