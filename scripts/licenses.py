@@ -108,9 +108,10 @@ def declared(meta: md.PackageMetadata, policy: Policy) -> str | None:
     return None
 
 
-def check(policy: Policy) -> tuple[list[str], list[str]]:
-    """(one line per checked package, one line per problem)."""
-    locked = sorted({name for name, _ in export_lock(BUILD / "requirements.txt", hashes=False)})
+def check(policy: Policy, workdir: Path = BUILD) -> tuple[list[str], list[str]]:
+    """(one line per checked package, one line per problem); the lock is exported into
+    ``workdir``."""
+    locked = sorted({name for name, _ in export_lock(workdir / "requirements.txt", hashes=False)})
     installed = {normalize(d.metadata["Name"]): d for d in md.distributions()}
     lines: list[str] = []
     problems: list[str] = []

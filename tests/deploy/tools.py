@@ -3,42 +3,36 @@
 
 A missing tool fails the check with one line naming what to install: a check that
 quietly skips on a machine without the tool would pass where nothing was checked.
+The pins and the uv command come from ``scripts/supply.py``, shared with the Makefile's
+supply-chain scripts.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 import shutil
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-TOOLS_FILE = ROOT / "scripts" / "tools.toml"
-# Set by .ci/run on machines that cannot reach a tool's download site; see README.
-OFFLINE_OK = "SUPPLY_CHAIN_OFFLINE_OK"
 
 
-def pinned(name: str) -> str:
-    """``name==version`` as pinned in scripts/tools.toml."""
-    with TOOLS_FILE.open("rb") as f:
-        versions: dict[str, str] = tomllib.load(f)["tools"]
-    return f"{name}=={versions[name]}"
+def script(name: str) -> ModuleType:
+    """A module of ``scripts/`` (they import each other by plain name, as when run)."""
+    scripts = str(ROOT / "scripts")
+    if scripts not in sys.path:
+        sys.path.insert(0, scripts)
+    return importlib.import_module(name)
 
 
-def uv() -> list[str]:
-    """The uv that runs us (``uv run`` names itself in ``UV``), else one on PATH."""
-    if found := os.environ.get("UV") or shutil.which("uv"):
-        return [found]
-    return [sys.executable, "-m", "uv"]
-
-
-def uv_tool(package: str, command: str, *args: str) -> list[str]:
-    """The command line running ``command`` from the pinned ``package`` in its own env."""
-    return [*uv(), "tool", "run", "--from", pinned(package), command, *args]
+supply = script("supply")
+OFFLINE_OK: str = supply.OFFLINE_OK
+uv_tool = supply.uv_tool
 
 
 def require_terraform() -> str:
