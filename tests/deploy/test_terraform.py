@@ -8,13 +8,18 @@ run by the CI workflow); everything here works offline.
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import hcl2
 import pytest
 
+from endpoints_hello.app import APP
+from genkit_endpoints.serving.cli import parse_settings
 from genkit_endpoints.serving.settings import GROUPS
 from tests.deploy.tools import ROOT, require_terraform, run, uv_tool
 
@@ -33,6 +38,7 @@ SECRET_SETTINGS = {
     "CACHE_REDIS_URL",
     "CB_REDIS_URL",
 }
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
 SETTING_NAMES = {field.upper() for group in GROUPS.values() for field in group.model_fields}
 # What a credential looks like when someone pastes one: Google and OpenAI keys, PEM keys,
 # a password in a URL, a hashed API key entry.
@@ -252,3 +258,87 @@ def test_checkov_finds_nothing_unexplained() -> None:
     assert summary["resource_count"] >= 5
     for check in report["results"].get("skipped_checks", []):
         assert str(check.get("suppress_comment", "")).strip(), f"{check['check_id']}: no reason"
+
+
+def _console(expression: str, *args: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """Evaluate ``expression`` over the module's variables and derived settings — the
+    part that needs no provider, so it runs offline without ``terraform init``."""
+    for name in ("variables.tf", "settings.tf"):
+        shutil.copy(MODULE / name, tmp_path / name)
+    cmd = [require_terraform(), "console", f"-var-file={MODULE / 'example.tfvars'}", *args]
+    return subprocess.run(
+        cmd,
+        input=expression,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "NO_COLOR": "1", "TF_CLI_CONFIG_FILE": os.devnull},
+    )
+
+
+@pytest.mark.parametrize("service", ["rest", "grpc"])
+def test_each_service_starts_with_settings_the_kit_accepts(
+    service: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The container's flags and environment, as the module derives them for the
+    example, parsed by the same code the container's entrypoint runs."""
+    result = _console(
+        "jsonencode({services = local.services, common = local.common_env})", tmp_path=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Error" not in result.stderr, result.stderr
+    derived = json.loads(json.loads(result.stdout))
+    spec = derived["services"][service]
+    for name in SETTING_NAMES:
+        monkeypatch.delenv(name, raising=False)
+    # Cloud Run sets PORT to the container port; the rest is the module's.
+    environ = {**derived["common"], **spec["env"], "PORT": str(spec["port"])}
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.chdir(tmp_path)  # no stray .env file takes part
+    settings = parse_settings(spec["args"], APP)
+    assert settings.server.shutdown_grace == 8
+    assert settings.server.workers == 1
+    assert settings.http.request_timeout == 120
+    if service == "rest":
+        assert settings.server.port == spec["port"] == 8080
+        assert settings.grpc.grpc_enabled is False
+        assert settings.http.max_concurrent_requests == 80
+    else:
+        # REST moved aside by the flag; gRPC on the port Cloud Run sends h2c to.
+        assert settings.server.port == 8081
+        assert settings.grpc.grpc_enabled is True
+        assert settings.grpc.grpc_port == spec["port"] == 50051
+        assert settings.grpc.grpc_max_concurrent_rpcs == 80
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        ("image=europe-docker.pkg.dev/p/r/app:latest", "pinned by digest"),
+        ("shutdown_grace_seconds=10", "SIGKILL 10 seconds after SIGTERM"),
+        ('env={API_KEYS="web:secret"}', "env must not set secrets"),
+        ('env={PORT="9000"}', "env must not set secrets"),
+        ('secret_env={MODEL={secret="m"}}', "secret_env names must be"),
+        ('secret_env={API_KEYS={secret="k", version="newest"}}', "a number, or"),
+        ("max_concurrency=1001", "max_concurrency must be"),
+        ("grpc_port=8081", "grpc_port must be"),
+        ('invokers=["allUsers"]', "public_access"),
+        ("service_name=" + "a" * 45, "at most 44 characters"),
+    ],
+)
+def test_variable_validation_refuses_bad_values(bad: str, message: str, tmp_path: Path) -> None:
+    result = _console("local.services", "-var", bad, tmp_path=tmp_path)
+    # The console reports the refusal but still exits 0 once its input ends.
+    error = " ".join(ANSI.sub("", result.stderr).replace("\u2502", " ").split())
+    assert "Invalid value for variable" in error, result.stdout
+    assert message in error
+
+
+def test_the_example_passes_variable_validation(tmp_path: Path) -> None:
+    result = _console("local.probe_host", tmp_path=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "Error" not in result.stderr, result.stderr
+    assert result.stdout.strip() == '"api.example.com"'
