@@ -342,3 +342,20 @@ def test_the_example_passes_variable_validation(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "Error" not in result.stderr, result.stderr
     assert result.stdout.strip() == '"api.example.com"'
+
+
+# The shortest and longest names, and ones cut right after a hyphen.
+@pytest.mark.parametrize(
+    "service_name", ["a", "x" * 44, "a" * 22 + "-" + "b" * 21, "a" * 33 + "-" + "b" * 10]
+)
+def test_created_names_fit_their_limits(service_name: str, tmp_path: Path) -> None:
+    """Service-account ids are 6-30 characters, Memorystore names at most 40; both
+    start with a letter and end with a letter or digit."""
+    result = _console(
+        "jsonencode(local.names)", "-var", f"service_name={service_name}", tmp_path=tmp_path
+    )
+    assert "Error" not in result.stderr, result.stderr
+    names = json.loads(json.loads(result.stdout))
+    assert re.fullmatch(r"[a-z][-a-z0-9]{4,28}[a-z0-9]", names["service_account"])
+    assert re.fullmatch(r"[a-z][-a-z0-9]{0,38}[a-z0-9]", names["redis"])
+    assert re.fullmatch(r"[A-Za-z0-9_-]{1,255}", names["redis_secret"])

@@ -5,11 +5,10 @@
 # need no role; traces go to the OTLP collector OTEL_EXPORTER_OTLP_ENDPOINT names.
 
 locals {
-  redis_secret_id = "${var.service_name}-redis-url"
   # By secret, not by setting: two settings reading one secret need one grant.
   readable_secrets = toset(concat(
     [for s in values(var.secret_env) : s.secret],
-    var.redis_enabled ? [local.redis_secret_id] : [],
+    var.redis_enabled ? [local.names.redis_secret] : [],
   ))
   invoker_members = concat(var.invokers, var.public_access ? ["allUsers"] : [])
   invoker_bindings = {
@@ -20,7 +19,7 @@ locals {
 
 resource "google_service_account" "runtime" {
   project      = var.project_id
-  account_id   = substr("${var.service_name}-run", 0, 30)
+  account_id   = local.names.service_account
   display_name = "${var.service_name} on Cloud Run"
   description  = "Runtime identity of the ${var.service_name} Cloud Run services: reads their secrets, nothing else."
 }

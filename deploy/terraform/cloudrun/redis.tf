@@ -9,7 +9,7 @@ resource "google_redis_instance" "shared" {
 
   project            = var.project_id
   region             = var.region
-  name               = "${var.service_name}-redis"
+  name               = local.names.redis
   display_name       = "${var.service_name} shared state"
   tier               = var.redis_tier
   memory_size_gb     = var.redis_memory_size_gb
@@ -43,7 +43,7 @@ resource "google_secret_manager_secret" "redis_url" {
   count = var.redis_enabled ? 1 : 0
 
   project   = var.project_id
-  secret_id = local.redis_secret_id
+  secret_id = local.names.redis_secret
   labels    = var.labels
 
   replication {

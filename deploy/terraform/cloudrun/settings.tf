@@ -5,6 +5,14 @@
 # with `terraform console` offline and check the result against the kit's settings.
 
 locals {
+  # Names of what the module creates, within each kind's own length limit whatever
+  # service_name's length (1-44): service accounts 6-30, Memorystore instances 40.
+  names = {
+    service_account = "${substr(var.service_name, 0, 23)}-runner"
+    redis           = "${substr(var.service_name, 0, 34)}-redis"
+    redis_secret    = "${var.service_name}-redis-url"
+  }
+
   rest_port = 8080
   # Cloud Run sets PORT to the container port. In the gRPC service that is the gRPC port,
   # so the REST listener (which the process always runs) is moved aside by a flag, which
