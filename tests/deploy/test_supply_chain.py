@@ -173,3 +173,14 @@ def test_the_sbom_lists_every_locked_package(tmp_path: Path) -> None:
     assert {"genkit", "fastapi", "grpcio", "uvicorn"} <= names
     # The check notices a package the SBOM leaves out.
     assert sbom.missing_components(document, [*locked, ("not-there", "1.0")]) == ["not-there==1.0"]
+
+
+def test_every_locked_pin_is_audited_once_without_a_name_twice_per_run() -> None:
+    """The lock can pin two versions of one package (by Python or platform): both are
+    audited, in runs where each name appears once."""
+    locked = [("deprecated", "1.3.1"), ("deprecated", "3.0.1"), ("anyio", "4.0"), ("anyio", "4.0")]
+    groups = audit.batches(locked)
+    assert sorted(pin for group in groups for pin in group) == sorted(set(locked))
+    for group in groups:
+        names = [name for name, _ in group]
+        assert len(names) == len(set(names))
