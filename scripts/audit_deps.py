@@ -87,10 +87,10 @@ def audit(service: str) -> tuple[int, str]:
     exceptions = load_exceptions()
     dependencies: list[dict[str, Any]] = []
     for index, pins in enumerate(batches(locked)):
-        found, why_not = run_pip_audit(pins, index, service)
+        reported, why_not = run_pip_audit(pins, index, service)
         if why_not:
             return NOT_RUN, why_not
-        dependencies += found
+        dependencies += reported
     skipped = [d["name"] for d in dependencies if "skip_reason" in d]
     if skipped:
         # The service answered nothing for these, so nothing is known about them.

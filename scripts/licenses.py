@@ -90,11 +90,16 @@ def permitted(expression: str, allowed: frozenset[str]) -> bool:
     return value
 
 
+def _field(meta: md.PackageMetadata, name: str) -> str:
+    values = meta.get_all(name) or []
+    return str(values[0]).strip() if values else ""
+
+
 def declared(meta: md.PackageMetadata, policy: Policy) -> str | None:
     """The SPDX expression a package's metadata declares, None if it says nothing usable."""
-    if expression := (meta.get("License-Expression") or "").strip():
+    if expression := _field(meta, "License-Expression"):
         return expression
-    field = (meta.get("License") or "").strip()
+    field = _field(meta, "License")
     first_line = field.splitlines()[0].strip() if field else ""
     if first_line in policy.allowed:
         return first_line
