@@ -1,7 +1,7 @@
 # Short names for the common jobs. Each is one uv command; see README.md.
 UV ?= python3 -m uv
 
-.PHONY: run test lint fmt typecheck bench bench-targets bench-resilience bench-observability bench-streams bench-provider-pool bench-charts charts docs loadtest lock
+.PHONY: run test lint fmt typecheck supply-chain spdx-fix terraform-validate image bench bench-targets bench-resilience bench-observability bench-streams bench-provider-pool bench-charts charts docs loadtest lock
 
 run:        ## start the server on :8080 (offline model unless a provider key is set)
 	$(UV) run --all-extras endpoints-hello
@@ -22,6 +22,21 @@ fmt:        ## format and autofix
 typecheck:
 	$(UV) run --all-extras mypy
 	$(UV) run --all-extras mypy loadtest/locustfile.py bench/charts.py
+
+supply-chain: ## SPDX headers, dependency licences, vulnerability audit, SBOM (build/sbom.cdx.json)
+	$(UV) run --all-extras python scripts/spdx_headers.py --check
+	$(UV) run --all-extras python scripts/licenses.py
+	$(UV) run --all-extras python scripts/audit_deps.py
+	$(UV) run --all-extras python scripts/sbom.py
+
+spdx-fix:   ## add the SPDX licence line to every file that lacks it
+	$(UV) run --all-extras python scripts/spdx_headers.py --fix
+
+terraform-validate: ## terraform init (providers from the registry) + validate, in a temporary copy
+	$(UV) run --all-extras python scripts/terraform_validate.py
+
+image:      ## build the container image (needs docker with buildx; nothing is pushed)
+	docker buildx build --file Containerfile --tag genkit-endpoints:ci --load .
 
 bench:      ## side-by-side benchmark: ours vs bare FastAPI and a hand-written Genkit app (installs wrk if missing)
 	$(UV) run --all-extras python bench/run.py

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """A complete app on genkit-endpoints: a schema, a flow, a route table, ``serve``.
 
     python examples/hello_min.py --port 8080 --no-grpc
