@@ -2,9 +2,9 @@
 
 Outermost first::
 
-    proxy headers → tracing → request id → request record → security headers → [gRPC-Web
-    status] → error envelope → /metrics → CORS → trusted host → concurrency limit → body
-    limit → [gRPC-Web] → API key → rate limit → request timeout → gzip → framework
+    proxy headers → tracing → request id → request record → security headers → gRPC-Web
+    status → error envelope → /metrics → CORS → trusted host → concurrency limit → body
+    limit → gRPC-Web → API key → rate limit → request timeout → gzip → framework
 
 Why this order:
 
@@ -39,7 +39,7 @@ Why this order:
   envelope's 500) into the gRPC-Web form a browser's client can read.
 
 Layers with nothing configured are not installed at all (no proxies, no keys, no CORS
-origins) — they cost nothing per request.
+origins, no gRPC service) — they cost nothing per request.
 """
 
 from __future__ import annotations
