@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import io
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,13 +30,14 @@ from sonora import protocol
 from sonora.client import insecure_web_channel
 
 from endpoints_hello.generated import genkit_sample_pb2 as pb
+from tests.support.metrics import REQUEST_COUNT, scrape, total
 from tests.support.server import ServerProcess, run_server
 
 SERVICE = pb.DESCRIPTOR.services_by_name["GenkitService"]
 PREFIX = f"/{SERVICE.full_name}/"
 BINARY = "application/grpc-web+proto"
 TEXT = "application/grpc-web-text+proto"
-KEYS = {name: f"{name}-key-0123456789abcdef" for name in ("web", "burst", "shared")}
+KEYS = {name: f"{name}-key-0123456789abcdef" for name in ("web", "shared", "leave")}
 ORIGIN = "https://app.example.com"
 POLICY_ENV = {
     "API_KEYS": ",".join(f"{name}:{key}" for name, key in KEYS.items()),
@@ -265,3 +267,40 @@ def test_cors_preflight_allows_the_grpc_web_headers_and_responses_expose_the_sta
     exposed = r.headers["access-control-expose-headers"].split(", ")
     assert {"grpc-status", "grpc-message", "x-request-id"} <= set(exposed)
     assert status["grpc-status"] == str(grpc.StatusCode.UNAUTHENTICATED.value[0])
+
+
+def test_calls_count_in_the_grpc_series_and_the_http_series_names_the_method(
+    policed: ServerProcess,
+) -> None:
+    """One series for native and gRPC-Web calls, so a dashboard sees both; the request
+    itself is also an HTTP request, counted under the method's path as its route."""
+    with insecure_web_channel(policed.base_url) as channel:
+        WebStub(channel).Health(pb.HealthRequest(), timeout=10)
+    families = scrape(policed.base_url)
+    rpc = {"rpc_system": "grpc", "rpc_service": SERVICE.full_name, "rpc_method": "Health"}
+    assert total(families, "rpc_server_duration_seconds_count", **rpc) >= 1
+    assert total(families, REQUEST_COUNT, http_route=PREFIX + "Health") >= 1
+
+
+def test_a_client_leaving_a_stream_cancels_the_call(policed: ServerProcess) -> None:
+    """The flow (and its model call) stops when the browser goes away, as on native gRPC."""
+    body = protocol.wrap_message(False, False, pb.StoryRequest().SerializeToString())
+    headers = {"content-type": BINARY, "x-api-key": KEYS["leave"]}
+    with (
+        policed.client() as c,
+        c.stream("POST", PREFIX + "TellStory", content=body, headers=headers) as r,
+    ):
+        first = next(r.iter_raw())  # the first chunk arrived: the flow is running
+        assert first
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        ended = [
+            e
+            for e in policed.log_events()
+            if e.get("method") == PREFIX + "TellStory" and e.get("principal") == "leave"
+        ]
+        if ended:
+            break
+        time.sleep(0.05)
+    assert ended, policed.log_text()
+    assert ended[-1]["code"] == "CANCELLED"
