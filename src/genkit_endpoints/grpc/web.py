@@ -215,14 +215,11 @@ class WebCall(grpc.aio.ServicerContext):  # type: ignore[misc]
 
     async def send_message(self, payload: bytes) -> None:
         data = frame(payload)
-        await self._start()
-        await self._send(
-            {
-                "type": "http.response.body",
-                "body": base64.b64encode(data) if self._text else data,
-                "more_body": True,
-            }
-        )
+        body = base64.b64encode(data) if self._text else data
+        if not await self._start() or not await self._out(body, more=True):
+            # The client is gone: the call ends as a cancelled one, as when gRPC sees
+            # the stream reset, so the handler stops and nothing reports a bug.
+            raise asyncio.CancelledError
 
     async def finish(self) -> None:
         """Send the status: in a trailers frame after messages, else in the headers."""
@@ -233,22 +230,34 @@ class WebCall(grpc.aio.ServicerContext):  # type: ignore[misc]
         trailers = [*status, *((k, _text(k, v)) for k, v in self._trailers)]
         if not self.started:
             # Trailers-only: the request id is already a header of the HTTP layer's.
-            await self._start([(k, v) for k, v in trailers if k != METADATA_KEY])
-            await self._send({"type": "http.response.body", "body": b""})
+            if await self._start([(k, v) for k, v in trailers if k != METADATA_KEY]):
+                await self._out(b"", more=False)
             return
         data = trailers_frame(trailers)
-        body = base64.b64encode(data) if self._text else data
-        await self._send({"type": "http.response.body", "body": body})
+        await self._out(base64.b64encode(data) if self._text else data, more=False)
 
-    async def _start(self, headers: Sequence[tuple[str, str]] = ()) -> None:
+    async def _start(self, headers: Sequence[tuple[str, str]] = ()) -> bool:
         if self.started:
-            return
+            return not self.gone
         self.started = True
         raw = [(b"content-type", self._content_type)]
         raw += [(k.encode("latin-1"), v.encode("latin-1", "replace")) for k, v in headers]
         if headers:
             raw.append((b"content-length", b"0"))
-        await self._send({"type": "http.response.start", "status": 200, "headers": raw})
+        return await self._write({"type": "http.response.start", "status": 200, "headers": raw})
+
+    async def _out(self, body: bytes, *, more: bool) -> bool:
+        return await self._write({"type": "http.response.body", "body": body, "more_body": more})
+
+    async def _write(self, message: Message) -> bool:
+        """Send ``message``; False once the client is gone (some servers raise then)."""
+        if self.gone:
+            return False
+        try:
+            await self._send(message)
+        except (OSError, RuntimeError):  # what the servers raise for a closed connection
+            self.gone = True
+        return not self.gone
 
 
 def _text(key: str, value: str | bytes) -> str:
@@ -348,7 +357,7 @@ class GrpcWebMiddleware:
             call.set_details(f"Method not found: {scope['path']}")
             await call.finish()
             return
-        await self._run(call, handler, payload, receive)
+        await self._run(call, handler, payload, receive, scope["path"])
 
     async def _handler(self, method: str) -> grpc.RpcMethodHandler | None:
         wrapped = self._wrapped.get(method)
@@ -365,7 +374,12 @@ class GrpcWebMiddleware:
         return wrapped
 
     async def _run(
-        self, call: WebCall, handler: grpc.RpcMethodHandler, payload: bytes, receive: Receive
+        self,
+        call: WebCall,
+        handler: grpc.RpcMethodHandler,
+        payload: bytes,
+        receive: Receive,
+        method: str,
     ) -> None:
         task = asyncio.current_task()
         watcher = asyncio.create_task(_watch_disconnect(receive, call, task))
@@ -388,7 +402,7 @@ class GrpcWebMiddleware:
                 raise
             return  # nobody to answer
         except Exception as exc:  # what the native server would send as UNKNOWN
-            _log.error("grpc_web_call_failed", method=repr(behaviour), exc_info=exc)
+            _log.error("grpc_web_call_failed", method=method, exc_info=exc)
             report_unexpected(exc)
             call.set_code(grpc.StatusCode.UNKNOWN)
             call.set_details("Unexpected error")
