@@ -8,12 +8,13 @@ line and metrics, API-key auth, rate limit) — so a browser gets the statuses, 
 limits and log lines a native client gets, without a proxy. Everything else passes
 through to the framework untouched.
 
-``WebCall`` is the ``ServicerContext`` those handlers see: the request's headers as
-metadata (the HTTP layer's request id replacing the caller's, so both log lines carry
-one id), the client address the proxy layer settled as the peer, ``grpc-timeout`` as the
-deadline. Responses stream as they are written: headers with the first message, each
-message as a frame (base64 in text mode), the status in a final trailers frame; a call
-that fails before its first message answers with the status in the headers alone.
+The handlers see a ``WebCall`` (``grpc.web_call``) as their context: the request's
+headers as metadata (the HTTP layer's request id replacing the caller's, so both log
+lines carry one id), the client address the proxy layer settled as the peer,
+``grpc-timeout`` as the deadline, a disconnect as a cancellation. The request body is
+read whole (one message; ``grpc.web_framing`` parses it), and a body that is not one
+well-formed, uncompressed message is answered with the protocol's status before any
+handler runs.
 
 Limits: unary and server-streaming methods only (a browser cannot stream a request
 body), no message compression, no mutual-TLS principal (the REST port has no client
@@ -26,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import TYPE_CHECKING, Any
 
 import grpc
@@ -37,16 +38,14 @@ from genkit_endpoints.core.crash import report_unexpected
 from genkit_endpoints.grpc.fused import policy_interceptor
 from genkit_endpoints.grpc.interceptors import METADATA_KEY
 from genkit_endpoints.grpc.servicer import build_method_handlers
+from genkit_endpoints.grpc.web_call import WebCall
 from genkit_endpoints.grpc.web_framing import (
     COMPRESSED,
     TRAILERS,
     FramingError,
     decode_text,
-    frame,
-    grpc_message,
     parse_timeout,
     split_frames,
-    trailers_frame,
 )
 from genkit_endpoints.telemetry.observer import NO_OBSERVER, Observer
 
@@ -58,7 +57,7 @@ if TYPE_CHECKING:
     from genkit_endpoints.security.keys import ApiKeyring
     from genkit_endpoints.telemetry.audit import AuditLog
 
-__all__ = ["GrpcWebMiddleware", "WebCall", "grpc_web_layer", "is_grpc_web"]
+__all__ = ["GrpcWebMiddleware", "grpc_web_layer", "is_grpc_web"]
 
 _log = structlog.get_logger(__name__)
 
@@ -106,164 +105,6 @@ class _Details(grpc.HandlerCallDetails):  # type: ignore[misc]
     def __init__(self, method: str) -> None:
         self.method = method
         self.invocation_metadata: tuple[tuple[str, str], ...] = ()
-
-
-class WebCall(grpc.aio.ServicerContext):  # type: ignore[misc]
-    """One gRPC-Web call as the servicer and the interceptors see it."""
-
-    def __init__(
-        self,
-        send: Send,
-        *,
-        text: bool,
-        content_type: bytes,
-        metadata: Sequence[tuple[str, str | bytes]],
-        peer: str,
-        deadline: float | None,
-    ) -> None:
-        self._send = send
-        self._text = text
-        self._content_type = content_type
-        self._metadata = tuple(metadata)
-        self._peer = peer
-        self.deadline = deadline  # loop time, or None without grpc-timeout
-        self._code: grpc.StatusCode | None = None
-        self._details = ""
-        self._trailers: tuple[tuple[str, str | bytes], ...] = ()
-        self._serializer: Callable[[Any], bytes] = bytes
-        self.started = False  # response headers sent
-        self.gone = False  # the client disconnected
-
-    # What the handlers and interceptors read.
-    def invocation_metadata(self) -> tuple[tuple[str, str | bytes], ...]:
-        return self._metadata
-
-    def peer(self) -> str:
-        return self._peer
-
-    def peer_identities(self) -> None:
-        return None
-
-    def peer_identity_key(self) -> None:
-        return None
-
-    def auth_context(self) -> dict[str, list[bytes]]:
-        return {}  # no transport security the call could prove an identity with
-
-    def time_remaining(self) -> float | None:
-        if self.deadline is None:
-            return None
-        return max(0.0, self.deadline - asyncio.get_running_loop().time())
-
-    def code(self) -> grpc.StatusCode | None:
-        return self._code
-
-    def details(self) -> str:
-        return self._details
-
-    def trailing_metadata(self) -> tuple[tuple[str, str | bytes], ...]:
-        return self._trailers
-
-    def cancelled(self) -> bool:
-        return self.gone
-
-    def done(self) -> bool:
-        return self.gone
-
-    # What the handlers and interceptors do.
-    def set_code(self, code: grpc.StatusCode) -> None:
-        self._code = code
-
-    def set_details(self, details: str) -> None:
-        self._details = details
-
-    def set_trailing_metadata(self, trailing_metadata: Sequence[tuple[str, str | bytes]]) -> None:
-        self._trailers = tuple(trailing_metadata)
-
-    async def abort(
-        self,
-        code: grpc.StatusCode,
-        details: str = "",
-        trailing_metadata: Sequence[tuple[str, str | bytes]] = (),
-    ) -> None:
-        self._code = code
-        self._details = details
-        self._trailers = tuple(trailing_metadata)
-        raise grpc.aio.AbortError
-
-    async def abort_with_status(self, status: Any) -> None:
-        await self.abort(status.code, status.details, status.trailing_metadata)
-
-    async def write(self, message: Any) -> None:
-        await self.send_message(self._serializer(message))
-
-    async def send_initial_metadata(self, initial_metadata: Any) -> None:
-        return None  # nothing sends it; trailers carry what the kit reports
-
-    async def read(self) -> Any:
-        raise NotImplementedError("gRPC-Web requests carry one message")
-
-    def set_compression(self, compression: Any) -> None:
-        return None
-
-    def disable_next_message_compression(self) -> None:
-        return None
-
-    # The wire.
-    def serve_with(self, serializer: Callable[[Any], bytes]) -> None:
-        self._serializer = serializer
-
-    async def send_message(self, payload: bytes) -> None:
-        data = frame(payload)
-        body = base64.b64encode(data) if self._text else data
-        if not await self._start() or not await self._out(body, more=True):
-            # The client is gone: the call ends as a cancelled one, as when gRPC sees
-            # the stream reset, so the handler stops and nothing reports a bug.
-            raise asyncio.CancelledError
-
-    async def finish(self) -> None:
-        """Send the status: in a trailers frame after messages, else in the headers."""
-        code = self._code or grpc.StatusCode.OK
-        status = [("grpc-status", str(code.value[0]))]
-        if self._details:
-            status.append(("grpc-message", grpc_message(self._details)))
-        trailers = [*status, *((k, _text(k, v)) for k, v in self._trailers)]
-        if not self.started:
-            # Trailers-only: the request id is already a header of the HTTP layer's.
-            if await self._start([(k, v) for k, v in trailers if k != METADATA_KEY]):
-                await self._out(b"", more=False)
-            return
-        data = trailers_frame(trailers)
-        await self._out(base64.b64encode(data) if self._text else data, more=False)
-
-    async def _start(self, headers: Sequence[tuple[str, str]] = ()) -> bool:
-        if self.started:
-            return not self.gone
-        self.started = True
-        raw = [(b"content-type", self._content_type)]
-        raw += [(k.encode("latin-1"), v.encode("latin-1", "replace")) for k, v in headers]
-        if headers:
-            raw.append((b"content-length", b"0"))
-        return await self._write({"type": "http.response.start", "status": 200, "headers": raw})
-
-    async def _out(self, body: bytes, *, more: bool) -> bool:
-        return await self._write({"type": "http.response.body", "body": body, "more_body": more})
-
-    async def _write(self, message: Message) -> bool:
-        """Send ``message``; False once the client is gone (some servers raise then)."""
-        if self.gone:
-            return False
-        try:
-            await self._send(message)
-        except (OSError, RuntimeError):  # what the servers raise for a closed connection
-            self.gone = True
-        return not self.gone
-
-
-def _text(key: str, value: str | bytes) -> str:
-    if isinstance(value, bytes):
-        return base64.b64encode(value).decode("ascii") if key.endswith("-bin") else value.decode()
-    return value
 
 
 def _peer(scope: Scope) -> str:
