@@ -19,21 +19,19 @@ import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 from urllib.parse import unquote
 
 import grpc
 import httpx
 import pytest
-from google.protobuf import message_factory
 from sonora import protocol
 from sonora.client import insecure_web_channel
 
 from endpoints_hello.generated import genkit_sample_pb2 as pb
+from tests.support.grpc_web import SERVICE, WebStub
 from tests.support.metrics import REQUEST_COUNT, scrape, total
 from tests.support.server import ServerProcess, run_server
 
-SERVICE = pb.DESCRIPTOR.services_by_name["GenkitService"]
 PREFIX = f"/{SERVICE.full_name}/"
 BINARY = "application/grpc-web+proto"
 TEXT = "application/grpc-web-text+proto"
@@ -46,28 +44,6 @@ POLICY_ENV = {
     "MAX_BODY_SIZE": "4096",
     "OFFLINE_CHUNK_DELAY": "300",
 }
-
-
-class WebStub:
-    """The service's methods as sonora multicallables.
-
-    Built from the descriptor rather than with the generated stub: the generated stub
-    passes grpcio's ``_registered_method`` argument, which sonora's channel predates.
-    """
-
-    def __init__(self, channel: Any) -> None:
-        for method in SERVICE.methods:
-            request = message_factory.GetMessageClass(method.input_type)
-            response = message_factory.GetMessageClass(method.output_type)
-            make = channel.unary_stream if method.server_streaming else channel.unary_unary
-            setattr(
-                self,
-                method.name,
-                make(PREFIX + method.name, request.SerializeToString, response.FromString),
-            )
-
-    def __getattr__(self, name: str) -> Any:  # the methods are set above; for type checkers
-        raise AttributeError(name)
 
 
 def text_call(
