@@ -13,10 +13,13 @@ from pathlib import Path
 import grpc
 import httpx
 import pytest
+from sonora import protocol
+from sonora.client import insecure_web_channel
 
 from endpoints_hello.generated import genkit_sample_pb2 as pb
 from endpoints_hello.generated import genkit_sample_pb2_grpc as pb_grpc
 from tests.fakes.provider import FakeProvider, Fault, Reply
+from tests.support.grpc_web import WebStub
 from tests.support.redis_server import RedisServer
 from tests.support.server import ServerProcess, run_server
 
@@ -74,6 +77,16 @@ def test_provider_503_burst_opens_the_breaker_then_a_probe_closes_it(
                 pytest.raises(grpc.RpcError) as info,
             ):
                 pb_grpc.GenkitServiceStub(channel).TellJoke(pb.JokeRequest(), timeout=5)
+            with (
+                insecure_web_channel(server.base_url) as web,
+                pytest.raises(grpc.RpcError) as web_info,
+            ):
+                WebStub(web).TellJoke(pb.JokeRequest(), timeout=5)
+            web_refused = c.post(
+                "/genkit.sample.v1.GenkitService/TellJoke",
+                content=protocol.wrap_message(False, False, b""),
+                headers={"content-type": "application/grpc-web+proto"},
+            )
             assert fake.calls("generate") == THRESHOLD  # zero upstream calls while open
             time.sleep(max(0.0, RECOVERY_S + 0.2 - (time.monotonic() - opened_at)))
             fake.script(Reply(text="back again"))
@@ -89,6 +102,11 @@ def test_provider_503_burst_opens_the_breaker_then_a_probe_closes_it(
     assert info.value.code() == grpc.StatusCode.UNAVAILABLE
     trailers = dict(info.value.trailing_metadata() or ())  # type: ignore[attr-defined]
     assert 1 <= int(trailers["retry-after"]) <= RECOVERY_S
+    # gRPC-Web on the REST port: the same status, its retry-after in the headers
+    # (nothing was sent before the refusal, so the status travels there).
+    assert web_info.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert web_refused.headers["grpc-status"] == str(grpc.StatusCode.UNAVAILABLE.value[0])
+    assert 1 <= int(web_refused.headers["retry-after"]) <= RECOVERY_S
     assert probe.status_code == 200
     assert probe.json()["joke"] == "back again"
     assert after.status_code == 200

@@ -25,8 +25,10 @@ _SERVERS = "uvicorn|granian|hypercorn"
 _STACK = re.compile(rf"\[({_FRAMEWORKS})-({_SERVERS})[\]-]")
 _SERVER = re.compile(rf"[\[-]({_SERVERS})[\]-]")
 _PROVIDER = re.compile(rf"\[(gemini|openai)-({_FRAMEWORKS})[\]-]")
-# Modules whose tests all use one module-scoped server.
-SHARED_SERVER_MODULES = frozenset({"tests/e2e/test_reporting.py", "tests/e2e/test_loadtest.py"})
+# Modules whose tests (but those of one stack) all use one module-scoped server.
+SHARED_SERVER_MODULES = frozenset(
+    {"tests/e2e/test_reporting.py", "tests/e2e/test_loadtest.py", "tests/e2e/test_grpc_web.py"}
+)
 
 
 def work_unit(nodeid: str) -> str:

@@ -60,8 +60,12 @@ from genkit_endpoints.grpc.servicer import abort_with_error
 
 if TYPE_CHECKING:
     from genkit_endpoints.grpc.ratelimit import RateLimitInterceptor
+    from genkit_endpoints.policies.ratelimit import RateLimiter
+    from genkit_endpoints.security.keys import ApiKeyring
+    from genkit_endpoints.telemetry.audit import AuditLog
+    from genkit_endpoints.telemetry.observer import Observer
 
-__all__ = ["FusedInterceptor"]
+__all__ = ["FusedInterceptor", "policy_interceptor"]
 
 # Methods whose wrapped handler is kept. A generic handler may serve any name a caller
 # sends; past this many, handlers are wrapped per call instead of cached without bound.
@@ -183,6 +187,37 @@ class FusedInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 request_id_var.reset(rid_token)
 
         return serve
+
+
+def policy_interceptor(
+    service: str,
+    *,
+    health_method: str | None,
+    api_keys: ApiKeyring | None,
+    client_certs: bool,
+    rate_limiter: RateLimiter | None,
+    observer: Observer,
+    audit: AuditLog | None,
+    access_logger: Any,
+) -> FusedInterceptor:
+    """The interceptor every call of ``service`` runs through, on the native server and
+    over gRPC-Web alike: request id, access line and metrics, then (with keys or client
+    certificates) auth, then (with a limiter) the rate limit. ``health_method`` is exempt
+    from auth and the limit, like the standard health and reflection services."""
+    exempt = (f"/{service}/{health_method}",) if health_method else ()
+    auth = None
+    if api_keys is not None or client_certs:
+        auth = AuthInterceptor(api_keys, client_certs=client_certs, exempt_methods=exempt)
+    limit = None
+    if rate_limiter is not None:
+        from genkit_endpoints.grpc.ratelimit import RateLimitInterceptor  # noqa: PLC0415
+
+        limit = RateLimitInterceptor(rate_limiter, exempt_methods=exempt)
+    return FusedInterceptor(
+        LoggingInterceptor(access_logger, observer=observer, audit=audit),
+        auth=auth,
+        rate_limit=limit,
+    )
 
 
 def _scan(metadata: Any) -> tuple[str | None, list[bytes], list[bytes]]:

@@ -31,10 +31,9 @@ from grpc_reflection.v1alpha import reflection
 
 from genkit_endpoints.core.health import Readiness
 from genkit_endpoints.core.routes import RouteTable, RunContext
-from genkit_endpoints.grpc.auth import AuthInterceptor
 from genkit_endpoints.grpc.config import GrpcConfig
-from genkit_endpoints.grpc.fused import FusedInterceptor
-from genkit_endpoints.grpc.interceptors import LoggingInterceptor, StreamsAsGenerators
+from genkit_endpoints.grpc.fused import policy_interceptor
+from genkit_endpoints.grpc.interceptors import StreamsAsGenerators
 from genkit_endpoints.grpc.servicer import InflightCalls, build_method_handlers
 from genkit_endpoints.grpc.tls import load_server_tls
 from genkit_endpoints.policies.ratelimit import RateLimiter
@@ -248,21 +247,17 @@ def create_grpc_server(
     if cfg.tls_cert is not None and cfg.tls_key is not None:  # GrpcConfig checked the pairing
         tls = load_server_tls(cfg.tls_cert, cfg.tls_key, cfg.tls_client_ca)
     mutual = tls is not None and tls.mutual
-    exempt = (f"/{service.full_name}/{health_method}",) if health_method else ()
-    auth = None
-    if api_keys is not None or mutual:
-        auth = AuthInterceptor(api_keys, client_certs=mutual, exempt_methods=exempt)
-    limit = None
-    if rate_limiter is not None:
-        from genkit_endpoints.grpc.ratelimit import RateLimitInterceptor  # noqa: PLC0415
-
-        limit = RateLimitInterceptor(rate_limiter, exempt_methods=exempt)
     # Request id, access log, auth, then the rate limit (inside auth, so it sees the
     # principal): one interceptor doing what the four separate ones would, in that order.
-    ours = FusedInterceptor(
-        LoggingInterceptor(access_logger, observer=observer, audit=audit),
-        auth=auth,
-        rate_limit=limit,
+    ours = policy_interceptor(
+        service.full_name,
+        health_method=health_method,
+        api_keys=api_keys,
+        client_certs=mutual,
+        rate_limiter=rate_limiter,
+        observer=observer,
+        audit=audit,
+        access_logger=access_logger,
     )
     tracing = (
         [_tracing_interceptor(tracer_provider), StreamsAsGenerators()]

@@ -193,6 +193,7 @@ def create_service(app: App, settings: Settings) -> Service:
         shutdown_grace=settings.server.shutdown_grace,
         grpc=settings.grpc_config() if settings.grpc.grpc_enabled else None,
         grpc_service=app.grpc_service,
+        grpc_web=settings.grpc.grpc_web_enabled,
         api_keys=settings.api_keyring(),
         rate_limit=settings.rate_limit_config(),
         cache=settings.cache_config(),

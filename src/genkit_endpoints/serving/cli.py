@@ -61,7 +61,14 @@ def build_parser(prog: str = _DEFAULT_PROG, description: str | None = None) -> _
         dest="grpc_enabled",
         action="store_false",
         default=None,
-        help="serve REST only (GRPC_ENABLED=false)",
+        help="no native gRPC port (GRPC_ENABLED=false)",
+    )
+    p.add_argument(
+        "--no-grpc-web",
+        dest="grpc_web_enabled",
+        action="store_false",
+        default=None,
+        help="no gRPC-Web on the REST port (GRPC_WEB_ENABLED=false)",
     )
     p.add_argument("--env", metavar="NAME", help="also read .NAME.env (after .env)")
     p.add_argument(
@@ -111,6 +118,7 @@ def parse_settings(argv: Sequence[str] | None = None, app: App | None = None) ->
             workers=args.workers,
             grpc_port=args.grpc_port,
             grpc_enabled=args.grpc_enabled,
+            grpc_web_enabled=args.grpc_web_enabled,
             debug=args.debug,
             log_level=args.log_level,
             log_format=args.log_format,

@@ -13,7 +13,7 @@ import contextlib
 import gc
 import importlib
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -41,6 +41,8 @@ from genkit_endpoints.telemetry.multiprocess import worker_stopped
 from genkit_endpoints.telemetry.observer import NO_OBSERVER, Observer
 
 if TYPE_CHECKING:
+    from google.protobuf.descriptor import ServiceDescriptor
+
     from genkit_endpoints.grpc.server import GrpcServer
     from genkit_endpoints.telemetry.tracing import Tracing
 
@@ -74,6 +76,9 @@ class ServiceConfig:
     shutdown_grace: float = 25.0
     grpc: GrpcConfig | None = None
     grpc_service: str | None = None
+    # gRPC-Web for ``grpc_service`` on the REST port (needs ``grpc_service``, not the
+    # native gRPC server); its requests' message limit is the HTTP body limit.
+    grpc_web: bool = True
     api_keys: ApiKeyring | None = None  # None: no API-key authentication
     rate_limit: RateLimitConfig | None = None  # None: no rate limiting
     # The access-log loggers (``genkit_endpoints.serving.logging.access_logger``) of REST
@@ -210,8 +215,10 @@ def build_service(
         title=cfg.title,
         lifespan=lifespan,
     )
+    grpc_web = _grpc_web(table, run, cfg, limiter, observer)
     template = route_templates(
-        (*(r.path for r in table), *_KIT_PATHS), prefixes=(("/flows/", "/flows/{name}"),)
+        (*(r.path for r in table), *_KIT_PATHS, *(grpc_web[1] if grpc_web else ())),
+        prefixes=(("/flows/", "/flows/{name}"),),
     )
     asgi = build_stack(
         framework_app,
@@ -225,6 +232,7 @@ def build_service(
         metrics=cfg.metrics,
         metrics_key=cfg.metrics_key,
         tracing=cfg.tracing,
+        grpc_web=grpc_web[0] if grpc_web else None,
     )
     return Service(asgi, ai, table, run, readiness, choice, lifecycle)
 
@@ -240,6 +248,40 @@ def _log_model_choice(choice: ModelChoice) -> None:
         _log.info("using_model", model=choice.model, provider=choice.provider)
 
 
+def _service_descriptor(grpc_service: str) -> ServiceDescriptor:
+    module_name, _, service_name = grpc_service.partition(":")
+    module = importlib.import_module(module_name)
+    descriptor: ServiceDescriptor = module.DESCRIPTOR.services_by_name[service_name]
+    return descriptor
+
+
+def _grpc_web(
+    table: RouteTable,
+    run: RunContext,
+    cfg: ServiceConfig,
+    limiter: RateLimiter | None,
+    observer: Observer,
+) -> tuple[Callable[[ASGIApp], ASGIApp], list[str]] | None:
+    """The gRPC-Web layer and the paths it serves (route templates), or None when off."""
+    if not cfg.grpc_web or cfg.grpc_service is None:
+        return None
+    from genkit_endpoints.grpc.web import grpc_web_layer  # noqa: PLC0415 - only with gRPC-Web
+
+    service = _service_descriptor(cfg.grpc_service)
+    layer = grpc_web_layer(
+        table,
+        service,
+        max_message_bytes=cfg.http.max_body_size,
+        run=run,
+        api_keys=cfg.api_keys,
+        rate_limiter=limiter,
+        observer=observer,
+        audit=cfg.audit,
+        access_logger=cfg.grpc_access_logger,
+    )
+    return layer, [f"/{service.full_name}/{m.name}" for m in service.methods]
+
+
 async def _start_grpc(  # noqa: PLR0917 - private, one caller
     table: RouteTable,
     run: RunContext,
@@ -253,11 +295,9 @@ async def _start_grpc(  # noqa: PLR0917 - private, one caller
         return None
     from genkit_endpoints.grpc.server import create_grpc_server  # noqa: PLC0415 - only with gRPC
 
-    module_name, _, service_name = cfg.grpc_service.partition(":")
-    module = importlib.import_module(module_name)
     server = create_grpc_server(
         table,
-        service=module.DESCRIPTOR.services_by_name[service_name],
+        service=_service_descriptor(cfg.grpc_service),
         readiness=readiness,
         cfg=cfg.grpc,
         api_keys=cfg.api_keys,

@@ -7,6 +7,9 @@ from pathlib import Path
 
 from opentelemetry.sdk.trace import TracerProvider
 
+from genkit_endpoints.grpc.fused import FusedInterceptor
+from genkit_endpoints.grpc.interceptors import LoggingInterceptor
+from genkit_endpoints.grpc.web import GrpcWebMiddleware
 from genkit_endpoints.http.middleware import stack as stack_module
 from genkit_endpoints.http.middleware.stack import HttpPolicy, build_stack
 from genkit_endpoints.http.types import Message, Receive, Scope, Send
@@ -42,12 +45,14 @@ LAYERS = {
     "request id": "RequestIdMiddleware",
     "request record": "RecordMiddleware",
     "security headers": "SecurityHeadersMiddleware",
+    "gRPC-Web status": "GrpcWebStatusMiddleware",
     "error envelope": "ErrorEnvelopeMiddleware",
     "/metrics": "MetricsEndpointMiddleware",
     "CORS": "CorsMiddleware",
     "trusted host": "TrustedHostMiddleware",
     "concurrency limit": "ConcurrencyLimitMiddleware",
     "body limit": "BodyLimitMiddleware",
+    "gRPC-Web": "GrpcWebMiddleware",
     "API key": "ApiKeyMiddleware",
     "rate limit": "RateLimitMiddleware",
     "request timeout": "TimeoutMiddleware",
@@ -75,6 +80,9 @@ def full_stack() -> list[str]:
         metrics=PrometheusMetrics(),
         # A provider of this test's own: the global one is never touched.
         tracing=Tracing(TracerProvider(), TracingConfig()),
+        grpc_web=lambda inner: GrpcWebMiddleware(
+            inner, {}, FusedInterceptor(LoggingInterceptor()), max_message_bytes=1024
+        ),
     )
     names = []
     for _ in range(len(LAYERS) + 1):  # bounded: a cycle of .app would otherwise never end

@@ -7,9 +7,13 @@ auth and the routes, with the methods and request headers the API uses; prefligh
 other origins get a 403 problem. Actual requests from allowed origins get the origin
 echoed, ``Vary: Origin`` and ``Access-Control-Expose-Headers`` naming the headers a
 script may read (``X-Request-ID``, the rate-limit headers, ``traceresponse`` when tracing
-is on). A browser's tracing library may send ``traceparent`` / ``tracestate``; whether
-they are believed is ``TRUST_INCOMING_TRACE``'s decision, not the origin's. No
-credentials: the API authenticates with headers, never cookies.
+is on). With gRPC-Web served, preflights also allow its request headers
+(``x-grpc-web``, ``x-user-agent``, ``grpc-timeout``) and responses expose
+``grpc-status`` and ``grpc-message``, which a browser's gRPC-Web client must read when a
+call fails before its first message. A browser's tracing library may send
+``traceparent`` / ``tracestate``; whether they are believed is
+``TRUST_INCOMING_TRACE``'s decision, not the origin's. No credentials: the API
+authenticates with headers, never cookies.
 
 Fast path: a request without ``Origin`` (servers, curl, same-origin GETs) costs one scan.
 """
@@ -45,6 +49,8 @@ EXPOSE_HEADERS = (
     "ratelimit-reset",
     "traceresponse",
 )
+GRPC_WEB_ALLOW_HEADERS = ("x-grpc-web", "x-user-agent", "grpc-timeout")
+GRPC_WEB_EXPOSE_HEADERS = ("grpc-status", "grpc-message")
 MAX_AGE = 600
 
 
@@ -53,16 +59,22 @@ class CorsDenied(Forbidden):
 
 
 class CorsMiddleware:
-    def __init__(self, app: ASGIApp, origins: Iterable[str], *, debug: bool = False) -> None:
+    def __init__(
+        self, app: ASGIApp, origins: Iterable[str], *, debug: bool = False, grpc_web: bool = False
+    ) -> None:
         allowed = {o.strip().rstrip("/") for o in origins if o.strip()}
         if "*" in allowed and not debug:
             raise ValueError("CORS_ALLOWED_ORIGINS='*' is only allowed with DEBUG")
         self.app = app
         self.any_origin = "*" in allowed
         self.origins = frozenset(o.lower().encode("latin-1") for o in allowed - {"*"})
-        self.allow_headers = frozenset(ALLOW_HEADERS)
+        allow: tuple[str, ...] = ALLOW_HEADERS
+        expose: tuple[str, ...] = EXPOSE_HEADERS
+        if grpc_web:
+            allow, expose = allow + GRPC_WEB_ALLOW_HEADERS, expose + GRPC_WEB_EXPOSE_HEADERS
+        self.allow_headers = frozenset(allow)
         self.simple = [
-            (b"access-control-expose-headers", ", ".join(EXPOSE_HEADERS).encode()),
+            (b"access-control-expose-headers", ", ".join(expose).encode()),
             (b"vary", b"Origin"),
         ]
         self.preflight = [

@@ -2,9 +2,9 @@
 
 Outermost first::
 
-    proxy headers → tracing → request id → request record → security headers → error
-    envelope → /metrics → CORS → trusted host → concurrency limit → body limit → API key
-    → rate limit → request timeout → gzip → framework
+    proxy headers → tracing → request id → request record → security headers → gRPC-Web
+    status → error envelope → /metrics → CORS → trusted host → concurrency limit → body
+    limit → gRPC-Web → API key → rate limit → request timeout → gzip → framework
 
 Why this order:
 
@@ -29,9 +29,17 @@ Why this order:
   (else the client IP the proxy layer settled), and an unauthenticated flood is
   refused by auth without spending anyone's quota or a trip to the limit store.
 * gzip is closest to the framework: it sees only route responses, never SSE.
+* gRPC-Web calls (only with a gRPC service) are answered inside the body limit, so the
+  request id, access line, security headers, CORS, trusted host, concurrency and body
+  limits apply to them as to any request; but outside the API-key, rate-limit and
+  timeout layers, because the gRPC interceptor the call runs through applies the same
+  key check, the same limiter (same keys) and the call's own ``grpc-timeout``, and
+  answers in gRPC statuses. The gRPC-Web status layer, just inside the security
+  headers, turns the HTTP refusals of the layers outside the call (413, 503, 400, the
+  envelope's 500) into the gRPC-Web form a browser's client can read.
 
 Layers with nothing configured are not installed at all (no proxies, no keys, no CORS
-origins) — they cost nothing per request.
+origins, no gRPC service) — they cost nothing per request.
 """
 
 from __future__ import annotations
@@ -76,6 +84,7 @@ def build_stack(
     metrics: PrometheusMetrics | None = None,
     metrics_key: str | None = None,
     tracing: Tracing | None = None,
+    grpc_web: Callable[[ASGIApp], ASGIApp] | None = None,
 ) -> ASGIApp:
     """Wrap a framework app in the kit's middleware, in the documented order.
 
@@ -83,7 +92,9 @@ def build_stack(
     metrics (default: every path is unmatched). ``rate_limiter``: None, no rate limiting.
     ``observer`` hears every request; ``audit`` writes its line; ``metrics`` (None: no
     ``/metrics``) is served, behind ``metrics_key`` when one is given. ``tracing`` (None:
-    off) opens a server span per request with its provider.
+    off) opens a server span per request with its provider. ``grpc_web`` (None: off)
+    wraps the inner layers in the layer that serves gRPC-Web calls
+    (``genkit_endpoints.grpc.web``); CORS then allows and exposes the gRPC-Web headers.
     """
     policy = policy or HttpPolicy()
     route_template = route_template or route_templates(())
@@ -97,6 +108,8 @@ def build_stack(
         from genkit_endpoints.http.middleware.auth import ApiKeyMiddleware  # noqa: PLC0415 - only with keys
 
         inner = ApiKeyMiddleware(inner, api_keys, exempt_paths=policy.exempt_paths)
+    if grpc_web is not None:
+        inner = grpc_web(inner)
     inner = BodyLimitMiddleware(
         inner, policy.max_body_size, policy.body_read_timeout, policy.body_min_rate
     )
@@ -105,7 +118,9 @@ def build_stack(
     )
     inner = TrustedHostMiddleware(inner, policy.trusted_hosts)
     if policy.cors_allowed_origins:
-        inner = CorsMiddleware(inner, policy.cors_allowed_origins, debug=policy.debug)
+        inner = CorsMiddleware(
+            inner, policy.cors_allowed_origins, debug=policy.debug, grpc_web=grpc_web is not None
+        )
     if metrics is not None:
         from genkit_endpoints.http.middleware.metrics import (  # noqa: PLC0415 - only with metrics
             MetricsEndpointMiddleware,
@@ -113,6 +128,12 @@ def build_stack(
 
         inner = MetricsEndpointMiddleware(inner, metrics, key=metrics_key)
     inner = ErrorEnvelopeMiddleware(inner)
+    if grpc_web is not None:
+        from genkit_endpoints.http.middleware.grpc_web_status import (  # noqa: PLC0415
+            GrpcWebStatusMiddleware,
+        )
+
+        inner = GrpcWebStatusMiddleware(inner)
     inner = SecurityHeadersMiddleware(inner, debug=policy.debug, hsts_max_age=policy.hsts_max_age)
     inner = RecordMiddleware(inner, route_template, access_logger, observer=observer, audit=audit)
     inner = RequestIdMiddleware(inner)

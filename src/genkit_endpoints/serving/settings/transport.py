@@ -129,6 +129,9 @@ class AuthSettings(SettingsGroup):
 
 class GrpcSettings(SettingsGroup):
     grpc_enabled: bool = Field(default=True, description="Serve gRPC next to REST.")
+    grpc_web_enabled: bool = Field(
+        default=True, description="Serve gRPC-Web on the REST port (apps with a gRPC service)."
+    )
     grpc_port: int = Field(default=50051, ge=0, le=65535, description="gRPC port (0: any).")
     grpc_tls_cert: OptionalPath = Field(default=None, description="PEM server certificate.")
     grpc_tls_key: OptionalPath = Field(default=None, description="PEM server private key.")
