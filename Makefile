@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # Short names for the common jobs. Each is one uv command; see README.md.
 UV ?= python3 -m uv
 

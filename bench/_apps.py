@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The apps under test: how each is started on each server, and what each must answer.
 
 Every app is started the same way — the venv's Python directly (not ``uv run``, whose

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The harness's command line: flags, their defaults and their checks (see bench/README.md)."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The gRPC suite: our full gRPC server and two ``grpc.aio`` baselines, started, checked, driven.
 
 Ours is the real app process with gRPC enabled (interceptors, authentication, standard

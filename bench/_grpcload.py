@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """gRPC load generator: N ``Health`` or ``TellJoke`` calls kept in flight for a fixed time.
 
 Closed loop, like wrk for HTTP: each of ``--concurrency`` workers starts its next call

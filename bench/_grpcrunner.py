@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Start-up shared by the baseline gRPC servers (``bare_grpc.py``, ``naive_grpc.py``).
 
 A plain ``grpc.aio`` server with one ``GenkitService`` servicer: no interceptors, no

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Load generators: ``wrk`` (installed with apt-get when missing) or the Python fallback.
 
 Both run as a child process pinned to the load core and report the same ``LoadResult``;

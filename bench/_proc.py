@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Child processes of the benchmark: spawned pinned to a core, always stopped.
 
 Every process goes through one ``Children`` registry so that an error, Ctrl-C or

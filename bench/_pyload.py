@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Fallback load generator for machines without ``wrk``: closed-loop keep-alive clients.
 
 Like ``wrk -c N``: N connections, each sending its next request as soon as the previous

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Results of one harness run: raw samples, medians over rounds, target verdicts, the JSON.
 
 Samples are kept per suite — one REST suite per server (``uvicorn``, ``granian``,

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """What ``bench/resilience.py`` runs against: a Redis of its own, our app with given
 settings, the load client, process memory, and the in-process rate-limiter probe.
 

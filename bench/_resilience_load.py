@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Python load client for ``bench/resilience.py``: many requests in flight, per-request bodies.
 
 Two modes, run as a child process pinned to the load core, one JSON line on stdout:

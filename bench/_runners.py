@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Server runners shared by the baseline FastAPI apps (``bare_app.py``, ``naive_app.py``).
 
 Each baseline is served with the option values of our runners in

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The load client of ``bench/streams.py``: N concurrent SSE streams from one asyncio process.
 
 Opens ``--streams`` raw HTTP/1.1 connections, at most ``--rate`` new ones per second,

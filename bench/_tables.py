@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The printed report: one table per server, the gRPC table, the summary, the warnings.
 
 Pure formatting of a ``_report.Results``; every number comes from there. Each table has

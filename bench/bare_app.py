@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Baseline for ``bench/run.py``: the same two routes in plain FastAPI, nothing on top.
 
 No Genkit, no middleware, no logging: a ``/health`` that returns a dict and a

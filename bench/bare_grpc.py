@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Baseline for the gRPC comparison: ``Health`` alone on a plain ``grpc.aio`` server.
 
 The generated ``GenkitService`` stubs with a servicer that implements only ``Health``

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Draw the benchmark charts of the docs site from the benches' own JSON results.
 
     python bench/charts.py                            # redraw from docs/benchmarks/results.json

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """How long the secret masker takes per access-log event (it runs on every request).
 
 Prints microseconds per event for a typical access-log event, with and without

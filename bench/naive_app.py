@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The hand-written alternative to the kit: plain FastAPI calling the same Genkit flow.
 
 What a user writes without ``genkit_endpoints``, following Genkit's documentation: a

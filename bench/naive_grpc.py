@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The hand-written gRPC alternative: a ``grpc.aio`` servicer calling the naive Genkit flow.
 
 The gRPC counterpart of ``naive_app.py``: the generated ``GenkitService`` servicer with

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Observability benchmark: what metrics, the audit log and tracing cost, and a scrape's time.
 
 Two parts (``--parts``), on uvicorn with our app pinned to one core and the load on the

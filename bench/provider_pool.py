@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """What the pooled provider connections save: kept-alive pool vs a new connection per call.
 
 Runs N model calls, 64 in flight (``--in-flight``), through the real Gemini or OpenAI plugin

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Resilience benchmark: cache hits, rate-limit cost, 1 000 in flight, stampedes.
 
 Four parts, each printed as a table (``--parts`` picks them), all on uvicorn with our

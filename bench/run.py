@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Side-by-side benchmark: our app against two baselines, per server and over gRPC.
 
 One command (``make bench``) runs, for each server in ``--servers`` (uvicorn, granian,

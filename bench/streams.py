@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Streams at scale: one server process holding thousands of concurrent SSE streams.
 
 Our app on uvicorn, one process pinned to one core, with the production settings of

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Every performance target in one command: runs the three benches, prints one verdict table.
 
 ``run.py`` (ours vs bare and naive on uvicorn, granian and hypercorn, gRPC, cold starts),

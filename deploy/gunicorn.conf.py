@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """gunicorn configuration for users who prefer gunicorn as the process manager.
 
 Run (from the directory holding your ``.env``, if any)::

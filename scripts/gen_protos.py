@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Regenerate the sample's gRPC stubs from ``protos/genkit_sample.proto``.
 
 Runs ``python -m grpc_tools.protoc`` (Python, ``.pyi`` and gRPC outputs) into an output

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Fixtures every test directory may use."""
 
 from __future__ import annotations

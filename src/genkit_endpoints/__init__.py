@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Production serving for Genkit flows: REST + SSE and gRPC endpoints with policies.
 
 The public API: everything an app, a deployment or an embedding needs is importable from

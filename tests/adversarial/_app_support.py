@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Helpers for the app-level adversarial cases: unique request ids, the access log, raw
 response heads, and reading a connection until the server closes it.
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The adversarial corpus's harness: real servers, raw sockets.
 
 ``serve(server, framework="fastapi", **env)`` starts ``python -m endpoints_hello`` on a

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Client identity, Host and CORS against the real app on every server.
 
 A client must not be able to choose its own identity (the address in the access log, the

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Body limits, ``Expect: 100-continue``, deep JSON and hostile request ids, against the
 real app on every server: the app-level half of the adversarial corpus.
 

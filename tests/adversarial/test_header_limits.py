@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Request-head limits and Host rules on every server.
 
 The servers run with MAX_HEADER_BYTES=8192 and MAX_HEADER_COUNT=50 (``HARDENED_ENV``),

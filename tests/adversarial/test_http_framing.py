@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """HTTP/1.1 framing attacks against every server: no smuggling, no ambiguity.
 
 Each case is written to a fresh connection as raw bytes. The safe outcome is the server's

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Slow clients are cut off: slowloris heads, silent connections, slow or stalled bodies.
 
 Deadlines come from ``HARDENED_ENV``: HEADER_READ_TIMEOUT=2, KEEP_ALIVE_TIMEOUT=4,

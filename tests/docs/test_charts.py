@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """``bench/charts.py``: every chart from a results file, and the committed charts current.
 
 The script runs as a child process, as ``make charts`` runs it, so matplotlib is never

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The documentation site builds with ``mkdocs build --strict``, charts included.
 
 Strict mode turns every broken link, missing anchor and missing image into a failure,

@@ -1,1 +1,2 @@
+# SPDX-License-Identifier: Apache-2.0
 """End-to-end tests: real server processes on free loopback ports."""

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Fixtures starting the real app (``python -m endpoints_hello``) as a process.
 
 Which stacks a module runs on — the rule, decided per module from what it tests:

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """API keys end to end: the real app process with ``API_KEYS``, REST and gRPC."""
 
 from __future__ import annotations

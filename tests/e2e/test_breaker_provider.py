@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The circuit breaker in the real app process against the fake provider.
 
 Retries are off (``LLM_MAX_RETRIES=0``) so one request is one upstream call and the

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The flow cache across real server processes sharing one Redis.
 
 Three app processes (the offline model, 300 ms to its first chunk) get the same

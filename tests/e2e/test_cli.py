@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The command line and every setting that exists so far: each proven by its effect."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """A dependency outside the range the kit's hooks were checked against stops the command
 line with one line and exit code 2, before anything is served or any worker starts.
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """describe-image fetches the image itself, SSRF-safe, in the real app process.
 
 The app runs with ``IMAGE_FETCH_ALLOWED_NETWORKS=127.0.0.2/32`` next to a fake image

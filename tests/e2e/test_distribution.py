@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The wheels a user installs: the kit's ships no sample, and each carries its data files.
 
 Built for real with ``uv build`` (the same backend a release uses), then read as zip files.

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The client-facing errors the foundation can produce, over real sockets."""
 
 from __future__ import annotations

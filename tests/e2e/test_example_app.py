@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The documented minimal app (examples/hello_min.py) really serves, as a script run by path."""
 
 from __future__ import annotations

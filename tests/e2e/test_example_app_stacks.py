@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """An app of its own (tests/example_app) keeps the kit's contract on every stack.
 
 The app is written against the public API only and started as a real process

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """REST and gRPC in one process: one Genkit instance, one drain.
 
 Two workers sharing the gRPC port are checked with the other promises of several

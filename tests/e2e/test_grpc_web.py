@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """gRPC-Web on the REST port, end to end: a real gRPC-Web client against the real app.
 
 The calls go through ``sonora``'s client (binary mode, ``application/grpc-web+proto``).

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The maintained gunicorn config (deploy/gunicorn.conf.py) really serves and drains, and
 its workers count into one ``/metrics`` in a directory the master removes at exit."""
 

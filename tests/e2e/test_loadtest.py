@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The Locust load test (``loadtest/locustfile.py``) against the real service.
 
 Short headless runs: the valid mix must cover every kind of request it claims to send

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """``/metrics`` in the real app process: exact counts after a known mix of traffic.
 
 One server (uvicorn, the sample app) in front of the fake OpenAI provider, with API keys,

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Several worker processes serve as one service: to clients, to gRPC and to a scraper.
 
 ``--workers 2`` on every server: both workers answer HTTP (which process owns a

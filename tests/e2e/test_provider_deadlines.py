@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Model-call deadlines end to end against the fake provider.
 
 What ``test_providers.py`` does not pin down already: a gRPC cancellation closes the

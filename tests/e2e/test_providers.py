@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Real provider plugins (Gemini, OpenAI-compatible) against the fake provider server.
 
 The app runs as its own process; the fake runs in the test process and both talk over

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Rate limits across real server processes.
 
 With one Redis, three replicas share one window per client: 2N concurrent requests

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """A Redis outage shows in readiness as what it costs, and goes without a restart.
 
 Two real servers keep their rate limits, cache and breaker state on one Redis the test

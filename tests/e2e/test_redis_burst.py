@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Bursts on a busy machine are not Redis outages.
 
 Three server processes (uvicorn on uvloop) share one Redis — behind a fault proxy — for

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """A Redis outage degrades the service instead of taking it down.
 
 The real app keeps its rate limits, cache and breaker state on a Redis behind a TCP

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """What the service reports, end to end: crash reports to Sentry and the audit log.
 
 One real server process (``tests/support/failing_app.py``, whose Shout fails on cue)

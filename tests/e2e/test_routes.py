@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Every REST route against a real uvicorn process, zero configuration."""
 
 from __future__ import annotations

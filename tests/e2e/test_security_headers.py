@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Every response carries the security headers and a request id, on all nine stacks.
 
 The full middleware stack in the real process, over real sockets: route answers, framework

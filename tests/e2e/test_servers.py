@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Parity over servers: uvicorn, granian and hypercorn as real processes.
 
 Each server runs the default FastAPI app from ``python -m endpoints_hello --server NAME``.

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Shutdown on every stack: in-flight work finishes, new connections are refused, and the
 process exits 0 as soon as the work is done; work longer than SHUTDOWN_GRACE is cut at
 the grace. The server owns the signal and the listener, the framework the lifespan and

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """SSE routes and the callable protocol's stream mode, byte level."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Tracing end to end: real servers exporting with the real OTLP exporters to a fake
 collector (``tests/support/otlp_collector.py``), calling the fake provider.
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """An app of its own on the kit's public API: three flows, a Dotprompt file, a gRPC service.
 
     python -m tests.example_app.app --port 8080 --grpc-port 50052

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """An app on the public API whose flows fail on cue, for what the service reports.
 
     python -m tests.support.failing_app --port 8080

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """A TCP fault proxy on loopback, for putting Redis (or a provider) through outages.
 
 Between a client and an upstream ``127.0.0.1:port`` it forwards bytes both ways, or

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """A gRPC-Web client for the sample service: sonora's channel, the service's methods."""
 
 from __future__ import annotations

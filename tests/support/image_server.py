@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """A fake image server for the describe-image tests: a real HTTP/1.1 server on loopback.
 
 It runs its own event loop in a thread, so sync (e2e) and async (unit) tests can use

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Reading a server's ``/metrics`` and its access log the way an operator would."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """A fake OpenTelemetry collector on loopback: OTLP over http/protobuf and over gRPC.
 
 The service under test exports to it with the real OTLP exporters, so what the tests see

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """One raw HTTP/1.1 exchange over a socket, for tests that talk to a server below any
 client library (heads a client would refuse to send, 100 Continue)."""
 

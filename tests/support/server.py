@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Start the real app as a separate process on a free loopback port, and stop it.
 
 End-to-end tests talk to it over sockets only. The process's log (stderr, JSON lines)

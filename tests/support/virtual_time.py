@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """An asyncio event loop on a virtual clock, the fake clock of asyncio code.
 
 Code that waits with ``asyncio.sleep``, ``asyncio.timeout`` or ``loop.call_later`` reads

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """How the suite is spread over xdist workers: each shared server is started once.
 
 A session- or module-scoped server is started by every worker that runs a test needing

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Drive an ASGI app in-process with raw messages (no framework, no client library)."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Shared harness for the gRPC tests: a real grpc.aio server on 127.0.0.1:0 and a channel."""
 
 from __future__ import annotations

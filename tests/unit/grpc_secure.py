@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """A real grpc.aio server with API keys and/or TLS, and a flow that reports the principal.
 
 Like ``grpc_harness.serving``, but the caller chooses the keyring and the transport, and

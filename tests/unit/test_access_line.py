@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The JSON access line is written directly (it runs on every request); it must stay the
 line structlog's own JSON pipeline would write for the same fields: same keys, same
 order, same values, one line per call."""

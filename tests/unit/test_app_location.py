@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Worker processes find the app: ``locate`` in the parent, ``load_app`` in the worker.
 
 Each case runs the way a user starts an app — an importable module (``python -m`` or a

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """API keys: the keyring, and the REST middleware on a tiny raw ASGI app."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Redis failing under the rate limiter, the flow cache and the shared breaker.
 
 Run on uvloop, the event loop the servers use by default: it raises ``RuntimeError``

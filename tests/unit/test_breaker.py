@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The circuit breaker's behaviour, one suite over local and Redis-shared state.
 
 The clock is the only fake: every test drives time by hand. The Redis runs are against a

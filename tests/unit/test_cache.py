@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The flow cache: one behaviour suite over memory:// and a real Redis.
 
 Flows are real Genkit flows defined here that count their runs (the boundary: a model

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Per-flow cache versions, computed when the route table is built.
 
 An app module of two flows is written to a temporary folder and imported from its file,

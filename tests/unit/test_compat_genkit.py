@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Canary for the Genkit internals in ``genkit_endpoints.compat.genkit``.
 
 Genkit remembers a failed plugin initialisation per event loop and re-raises it on

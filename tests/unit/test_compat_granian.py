@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Canaries for the granian internals in ``genkit_endpoints.compat.granian``.
 
 The runner names granian's multi-process server class (not exported), hands it our app

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Canaries for the hypercorn internals in ``genkit_endpoints.compat.hypercorn``.
 
 hypercorn has no setting for its HTTP/1 protocol class, so the kit replaces the name its

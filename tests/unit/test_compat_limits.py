@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Canaries for what the kit relies on in ``limits``; run them before widening its range.
 
 The limiter hands ``limits``' Redis storage the shared pool: if a release stopped using

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Canary for ``genkit_endpoints.compat.opentelemetry``: the copy of a finished span.
 
 Spans are scrubbed before export by copying them with other attributes, events and

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Canaries for the uvicorn internals in ``genkit_endpoints.compat.uvicorn``.
 
 Each test fails when a uvicorn release stops honouring one hook: the protocol callbacks

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The version ranges of ``genkit_endpoints.compat``: how a version is compared, and that
 the ranges the start-up check enforces are the ones pyproject.toml declares."""
 

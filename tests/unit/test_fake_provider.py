@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The fake provider, proven through the real Gemini and OpenAI Genkit plugins.
 
 Also the reference for both wire formats as Genkit 0.12 uses them: each test pins what the

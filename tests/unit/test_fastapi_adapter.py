@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The kit's route table through the FastAPI adapter and the middleware stack, in-process.
 
 The flows here are test flows (the app boundary): one that crashes, one that raises a

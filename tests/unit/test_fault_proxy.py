@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The fault proxy itself: each mode does what the outage tests rely on."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Every sample flow on the offline model: schema-valid output for many varied inputs.
 
 Inputs are drawn by hypothesis within each input model's constraints; outputs must

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """One REST contract on FastAPI, Litestar and Quart: the same requests get the same bytes.
 
 Every app is built by ``create_framework_app`` from one route table, wrapped in the kit's

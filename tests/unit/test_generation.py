@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """ModelClient and ModelCallPolicy against scripted models (the upstream boundary).
 
 The scripted model is a real Genkit model action whose behaviour the test dictates:

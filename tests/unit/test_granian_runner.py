@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """What granian cannot bound is said at start-up, where it matters.
 
 granian cuts a slow request head only after KEEP_ALIVE_TIMEOUT. Bound to an address that

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The audit log on gRPC: one line per RPC from the logging interceptor, over a real
 ``grpc.aio`` server with API keys, a rate limit, the flow cache and the offline model."""
 

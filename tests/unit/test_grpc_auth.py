@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """API keys on gRPC: the same rules as REST, over metadata, on a real server."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Messages of plain string fields skip json_format, with json_format's exact results.
 
 The handlers turn requests into dicts and results into responses. For messages made of

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The gRPC contract: committed stubs match the proto, wire-compatible fields, a handler per RPC.
 
 Generated stubs are committed and a test proves they match the proto; field names and

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The fused interceptor against the chain of separate ones it replaces.
 
 Two real ``grpc.aio`` servers serve the same handlers: one through

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The gRPC server around the servicer: deadlines and cancellation, message size, health
 and drain, reflection only in DEBUG, the access log and the request id.
 """

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The gRPC service over a real ``grpc.aio`` server and channel, on the offline model.
 
 Every RPC with empty and custom requests, input validation and status mapping.

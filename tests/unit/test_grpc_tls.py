@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """gRPC TLS and mutual TLS with certificates made here (``cryptography``).
 
 The negative matrix: a plaintext client, no client certificate, a certificate from another

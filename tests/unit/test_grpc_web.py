@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """gRPC-Web in process: the wire format, the status layer and the setting that turns it off.
 
 Round trips through a real gRPC-Web client, on real servers, are in

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The kit's import graph: layers only import downwards, no cycles, and code outside the
 kit uses only its public API.
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The joke contract's ``username``: accepted, echoed, never in the prompt, and overridden
 by an authenticated caller's name.
 

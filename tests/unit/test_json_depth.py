@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """JSON nesting limit: a body nested too deep is a 422, never a 500.
 
 Before the limit, parsers decided: pydantic refused around 255 levels, orjson (the

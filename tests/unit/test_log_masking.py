@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Secret masking in logs: by key name, by shape, by value.
 
 The processor is tested directly, then end to end through ``configure_logging`` on real

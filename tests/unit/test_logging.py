@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Logging setup: JSON lines with tracebacks, request ids, levels for libraries too."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """SSRF-safe image fetching against real HTTP servers on loopback.
 
 The allowed fake image server listens on 127.0.0.2 (``allowed_networks``); every other

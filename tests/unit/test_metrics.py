@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Prometheus metrics: the observer's series, the scrape endpoint and the model-call events.
 
 The end-to-end counts after real traffic are in ``tests/e2e/test_metrics.py``; these

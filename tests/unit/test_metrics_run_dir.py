@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The Prometheus multiprocess directory of a run, and gunicorn's master hooks for it.
 
 Metric files are written by a real worker-like process (``PrometheusMetrics`` with the

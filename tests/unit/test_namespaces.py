@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """One Redis key-prefix rule and one default for every shared-state feature, whether it
 is configured by settings or built in code."""
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The offline model behaves like a real Genkit model: text, JSON, tools, media, streaming."""
 
 from __future__ import annotations

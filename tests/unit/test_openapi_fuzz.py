@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """A bounded schemathesis run against the OpenAPI document: no 5xx, and every response is
 what the document says — status code, media type, body schema (each SSE event too) and
 documented headers.

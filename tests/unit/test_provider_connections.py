@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Provider connections: the pool settings reach the real SDKs, and calls reuse connections.
 
 Every test builds the provider with ``choose_model`` — the kit's own wiring of the real

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The kit's public API: one documented list, importable cheaply.
 
 That the sample, deploy/, bench/ and examples/ import nothing else is checked with the

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The rate limiter's behaviour, one suite over both backends (memory, a real Redis).
 
 Exactness is the point: a limit of N admits exactly N of 2N concurrent requests, on

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The limiter on the wire: the REST middleware (in-process ASGI, also through the whole
 stack) and the gRPC interceptor on a real grpc.aio server."""
 

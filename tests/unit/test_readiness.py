@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Readiness as its owners push it: the report, the drain and the change notifications,
 and what ``GET /ready`` answers for ok, degraded and failing components."""
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """A Redis outage as readiness and metrics report it, per feature.
 
 The rate limiter and the cache share one Redis behind a TCP fault proxy, with the

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The rate limiter, the cache and the breaker share one Redis connection per Redis.
 
 One pool (so one set of sockets) and one outage gate (so one verdict, logged once) for

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """`sample` builds values that both jsonschema and Pydantic accept, deterministically."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Crash reports to Sentry: the real SDK, sending to a fake ingest on loopback.
 
 What is reported (bugs only), what an event carries (request id, flow, trace, release,

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Settings precedence and validation, in-process."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The per-line UTC timestamps of the access and audit logs, against datetime's own."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Tracing in-process: the scrubber, the propagators, the server-span layer, log ids, and
 a service built with tracing switched off.
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The virtual-time loop the timing tests rely on: the clock jumps, timer order is kept."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Where the kit reaches into third-party internals, one module per dependency.
 
 Some guarantees need more than a library's public API: request-head limits and a head

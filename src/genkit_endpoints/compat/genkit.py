@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Genkit internals the kit builds on: the model warm-up's retry and a flow's function.
 
 Genkit keeps one plugin-initialisation task per plugin and event loop, and re-raises a

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """granian internals the granian runner builds on.
 
 * ``MPServer``: granian's documented entry point, ``granian.Granian``, is the

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """What a complete HTTP/1.x request head must satisfy before the app sees it.
 
 Shared by the hardened uvicorn and hypercorn protocols; granian's parser (hyper) applies

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """hypercorn's HTTP/1 protocol with request-head rules, a head read deadline and no h2c.
 
 What hypercorn 0.18 leaves open, measured by ``tests/adversarial``: h11 accepts

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The kit's hold on the ``limits`` library, and the versions it was checked against.
 
 The rate limiter runs ``limits``' async strategies over its storages. On Redis it hands

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """OpenTelemetry SDK internals the kit builds on: a finished span copied with other fields.
 
 Before a span leaves the process the kit drops prompt and completion text from it and

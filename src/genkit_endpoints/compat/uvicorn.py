@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """uvicorn internals the kit builds on: its httptools protocol and its drain.
 
 Three subclasses of classes uvicorn does not document for extension, checked against

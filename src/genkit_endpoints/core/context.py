@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Per-request context shared by middleware, handlers and logs: request id, principal and
 the request's record (what each layer learned about it, for the audit log and metrics).
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Crash reports: the one call made wherever an unexpected exception becomes a 500.
 
 A bug in a flow, a plugin, an adapter or the kit ends as the generic internal error —

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The one error hierarchy: every failure a client can see, with its HTTP status and gRPC code.
 
 Transports never invent statuses. Flows, policies and adapters raise these types; the

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Readiness: the state of the parts a ready service needs, pushed by the parts' owners.
 
 Nothing is checked when someone asks. Each owner sets its component's status as soon as

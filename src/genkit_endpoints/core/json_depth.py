@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The nesting limit of JSON request bodies: too deep is a 422, never a 500.
 
 JSON parsers recurse, and each stops somewhere else: orjson at 1024 levels, pydantic's

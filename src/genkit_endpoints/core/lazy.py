@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Package namespaces that import their modules on first use.
 
 A package whose ``__init__`` imported every module would make each import of one of its

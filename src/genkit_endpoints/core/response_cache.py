@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """What the flow run path needs from a response cache, and the client's way to bypass it.
 
 The run path (``core.routes``) only keys requests, looks them up and settles the misses

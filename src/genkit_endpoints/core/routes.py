@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The flow route table: every flow declared once, driving every transport.
 
 A ``FlowRoute`` names a Genkit flow, its REST path, its input and output schemas, whether

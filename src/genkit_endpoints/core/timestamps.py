@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Timestamps for log lines written on every request, formatted cheaply.
 
 ``datetime.now(UTC).isoformat()`` costs more than the rest of an access or audit line's

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Cache versions computed per flow from what decides its answers.
 
 A cached answer is only as good as the code, prompts and model that made it. The kit

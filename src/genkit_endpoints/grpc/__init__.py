@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """gRPC transport of the kit: handlers from the route table, interceptors, server.
 
 Importing this package does not import gRPC; the names below load their modules on first

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """gRPC authentication: a verified client certificate or an API key in metadata.
 
 The same rules as REST (``genkit_endpoints.security.keys``): the key travels in ``x-api-key`` or

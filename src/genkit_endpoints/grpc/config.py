@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """How the gRPC server listens; free of grpc imports so settings stay cheap to load."""
 
 from __future__ import annotations

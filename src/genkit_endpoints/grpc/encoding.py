@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Response encoders for ``FlowRoute.grpc_encode``: JSON outputs that a proto carries as text.
 
 Kept free of gRPC and protobuf imports so an app's route table can use them without

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The server's own per-call interceptors as one: request id, access log, auth, rate limit.
 
 ``create_grpc_server`` would otherwise chain ``RequestIdInterceptor``,

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """gRPC server interceptors: request id, and per RPC one access-log event, its metrics and
 its audit line.
 

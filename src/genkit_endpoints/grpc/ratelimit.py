@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """gRPC rate limiting: the REST limiter's rules for every RPC.
 
 The key is the authenticated principal, else the peer's IP address from

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The gRPC server: flow handlers, standard health, DEBUG-only reflection, graceful drain.
 
 ``create_grpc_server`` assembles a ``grpc.aio`` server from the route table and the proto

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """gRPC method handlers generated from the route table and a proto service descriptor.
 
 Each RPC of the service whose name matches a ``FlowRoute.grpc_method`` gets a handler that

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Read and check the gRPC server's TLS files before gRPC sees them.
 
 gRPC core accepts any bytes as a certificate or key and fails only at the first handshake,

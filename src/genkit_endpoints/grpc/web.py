@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """gRPC-Web on the REST port: a pure-ASGI layer that serves the gRPC service's methods.
 
 Browsers cannot speak gRPC (no HTTP/2 trailers, no control over framing), so gRPC-Web

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The ``ServicerContext`` of a gRPC-Web call, and how its answer goes on the wire.
 
 The handlers and interceptors the native server runs are written against gRPC's

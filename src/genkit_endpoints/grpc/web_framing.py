@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """gRPC-Web wire format: length-prefixed frames, the trailers frame, text mode, timeouts.
 
 A gRPC-Web body is a run of frames — one flag byte (``0x80``: trailers, ``0x01``:

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Transport-neutral HTTP handling: what every framework adapter answers, byte for byte.
 
 Adapters read the request (path, headers, body) in their framework's way, call one of

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The OpenAPI document of the REST contract, derived from the route table.
 
 Adapters answer with bytes from ``genkit_endpoints.http.handlers``, so a framework's own generator

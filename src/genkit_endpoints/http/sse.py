@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Server-Sent Events framing for flow streams and the Genkit callable protocol.
 
 Pure functions from stream events to bytes; the transport only writes them. A failure

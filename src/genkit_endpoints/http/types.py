@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """ASGI type aliases shared by the middleware modules."""
 
 from __future__ import annotations

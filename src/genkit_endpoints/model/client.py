@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """How flows call models: one policy per model call, failures as typed errors, output validated.
 
 Genkit 0.12 returns failed generations instead of raising (``response.error``), and does

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """What the model layer takes: the provider choice, the offline model and the call policy.
 
 Deliberately free of heavy imports (no Genkit): settings build these, and ``--help`` or a

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The offline model: a Genkit model plugin that answers without any provider or network.
 
 `OfflineModel` serves one model, ``offline/default``, for development, tests and

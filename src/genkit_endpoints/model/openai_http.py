@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The OpenAI SDK's HTTP client: one pool per provider, and correct on any event loop.
 
 ``AsyncOpenAI`` takes pool limits only as a ready ``http_client`` instance, while the

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Prompts built from user text."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Model provider selection: Gemini, OpenAI-compatible or the offline model.
 
 The provider plugins are imported only when selected: ``genkit_google_genai`` alone

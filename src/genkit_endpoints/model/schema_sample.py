@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Deterministic, readable example values for JSON Schemas (Pydantic v2 / Genkit dialect).
 
 `sample` walks a schema (``$ref``/``$defs``, ``anyOf``/``oneOf``/``allOf``, types,

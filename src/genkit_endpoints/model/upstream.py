@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Which failures of a model call are the provider's, and which are bugs of this service.
 
 Only the provider failing — an error answer, a timeout, a dropped or refused connection,

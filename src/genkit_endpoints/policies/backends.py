@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Shared-state backends by URL: ``memory://`` or Redis, parsed once at start-up.
 
 ``memory://`` (or no URL) keeps state in the process: exact for one process, per process

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The Redis connection the features share: one pool and one outage gate per Redis.
 
 The rate limiter, the flow cache and the breaker usually point at the same Redis (one

@@ -1,1 +1,2 @@
+# SPDX-License-Identifier: Apache-2.0
 """API keys, address rules, the guarded image fetcher and secret masking in logs."""

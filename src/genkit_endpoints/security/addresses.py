@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Which IP addresses an outbound fetch of a user-supplied URL may connect to.
 
 Only globally routable unicast addresses. The ranges are listed here rather than taken

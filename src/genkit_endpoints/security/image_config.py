@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The limits of an image download, apart from the downloader: the settings build them,
 and reading the settings (``--help``, a bad flag) must not import the HTTP client."""
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """SSRF-safe download of user-supplied image URLs, so they can be passed inline.
 
 A provider plugin must never be handed a user's URL: Gemini's downloads any http(s) URL

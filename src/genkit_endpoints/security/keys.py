@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """API keys and the authenticated principal, with no transport types.
 
 REST middleware and the gRPC interceptor are thin layers over this module, so both accept

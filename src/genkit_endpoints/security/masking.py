@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Secret masking for every log line, ours and the libraries'.
 
 A structlog processor that walks the event (nested dicts, lists, tuples, sets; bounded

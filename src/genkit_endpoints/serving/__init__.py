@@ -1,1 +1,2 @@
+# SPDX-License-Identifier: Apache-2.0
 """Assembling and running the service: lifecycle, logging and the server runners."""

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """What an app hands the kit (``App``), and how the kit builds the service from it.
 
 An app is flows + schemas + a route table: ``App.routes`` receives an ``AppContext``

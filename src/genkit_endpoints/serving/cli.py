@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The command line every app gets: ``main(app, argv)`` / ``serve(app)``.
 
 Parses flags, builds settings once, configures logging, builds the service and hands it

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """How the REST server listens; free of server imports so settings stay cheap to load."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """A gunicorn worker with the kit's uvicorn settings, for gunicorn as process manager.
 
 The built-in runners already run N workers; this is for deployments that standardise on

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Drain coordination: what runs at the first SIGTERM/SIGINT, in every server.
 
 Servers drain on their own (stop accepting, wait for in-flight work) and only then run

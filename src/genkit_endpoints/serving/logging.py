@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Logging setup: structlog for our events, stdlib records routed through it.
 
 JSON lines in production (tracebacks included as text), a coloured console in DEBUG.

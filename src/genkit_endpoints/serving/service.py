@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Service assembly: a route table in, one served ASGI application (REST + gRPC) out.
 
 Everything an app needs around its flows lives here, so the app stays "flows + schemas +

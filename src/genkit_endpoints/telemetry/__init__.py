@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Observability: what the service tells operators — metrics, traces, audit log, crash reports.
 
 Every other layer reports through ``Observer`` (no-op by default), so the policies, the

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The audit log: one JSON line per REST request and gRPC call, on a sink of its own.
 
 Security teams ingest it into a SIEM, so it is separate from the application log (its

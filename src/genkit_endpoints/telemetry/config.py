@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """What the service reports and where: the runtime config the telemetry settings produce."""
 
 from __future__ import annotations

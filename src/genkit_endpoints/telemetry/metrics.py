@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Prometheus metrics: the service's events as series on an injected registry.
 
 Names follow the OpenTelemetry semantic conventions where one exists, rendered the

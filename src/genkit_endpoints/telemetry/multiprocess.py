@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The per-run directory of Prometheus multiprocess mode, owned by the process that starts
 the workers.
 

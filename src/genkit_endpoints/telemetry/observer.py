@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The events the service's parts report, as one interface with do-nothing defaults.
 
 The rate limiter, the cache, the breaker, the Redis outage gate, the model client and

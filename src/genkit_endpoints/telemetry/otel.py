@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The OpenTelemetry SDK pieces ``setup_tracing`` installs. Imported only with tracing on:
 this module loads the SDK, the exporters and the instrumentations, which a service with
 tracing off never does.

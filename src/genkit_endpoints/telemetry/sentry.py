@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Crash reports to Sentry: every bug that became a 500 or ``INTERNAL``, and nothing else.
 
 With ``SENTRY_DSN`` set (and the ``sentry`` extra installed), each serving process

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """OpenTelemetry tracing: one tracer provider per process, and the ids of the current span.
 
 ``setup_tracing`` runs once per serving process (workers build their own service) before

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """A local fake LLM provider: Gemini REST and OpenAI chat completions on 127.0.0.1, with faults.
 
 `FakeProvider` is a real HTTP/1.1 server on a free loopback port, run by a background thread

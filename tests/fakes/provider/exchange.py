@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """One HTTP/1.1 exchange with the fake: read a request, classify it, write the response.
 
 `read_request` parses a request off a connection (``Content-Length`` or chunked bodies);

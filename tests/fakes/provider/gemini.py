@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The Gemini REST wire under ``/v1beta``: request classification and every body the fake sends.
 
 Builds what `genkit_google_genai` expects from the real API: the paginated model listing,

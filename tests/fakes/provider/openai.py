@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The OpenAI chat-completions wire under ``/v1``: request classification and every body sent.
 
 Builds what `genkit_openai` (through the `openai` SDK) expects from the real API: the model

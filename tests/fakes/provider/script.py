@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """What a test scripts and what the fake records: the data types of the fake provider.
 
 `Reply`, `ToolCall` and `Fault` are the steps a test queues with `FakeProvider.script`;

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The fake provider's server: `FakeProvider`, its script, its record and its event loop.
 
 `FakeProvider` is what tests hold: it starts an asyncio HTTP/1.1 server on a free loopback

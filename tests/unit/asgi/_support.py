@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Tiny raw ASGI apps and header checks shared by the middleware tests.
 
 No framework: the apps below speak ASGI messages directly, so every assertion is about

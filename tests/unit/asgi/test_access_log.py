@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """One access-log line per request, through the app's real JSON log pipeline."""
 
 from __future__ import annotations

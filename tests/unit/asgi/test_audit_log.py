@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The audit log on REST: one JSON line per request, written by the request record layer.
 
 First the record middleware and ``AuditLog`` alone (fields, order, types, the status a

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The request body limits: 413 for too much, 408 for too slow, never a late 200."""
 
 from __future__ import annotations

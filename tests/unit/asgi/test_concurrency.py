@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The in-flight request limit: 503 at once above it, slots always freed."""
 
 from __future__ import annotations

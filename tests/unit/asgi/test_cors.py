@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """CORS: an explicit origin allowlist, preflights answered without the app."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The error envelope: generic 500s, endpoint errors kept, never two responses."""
 
 from __future__ import annotations

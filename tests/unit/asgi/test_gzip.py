@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Gzip of JSON responses: only when worth it and wanted, never event streams."""
 
 from __future__ import annotations

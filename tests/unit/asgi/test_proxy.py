@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Client identity and scheme behind trusted proxies."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The request id: generated, echoed when safe, visible to the app, reset after."""
 
 from __future__ import annotations

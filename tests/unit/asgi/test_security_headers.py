@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Security headers on every response, including errors from every layer of the stack."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The assembled stack: its layers in the documented order, non-HTTP scopes left alone."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The request timeout: a 504 problem until the response has started."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The Host header allowlist, and malformed Host headers refused."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The sample app as the kit serves it: its name, its route table, its prompts and proto.
 
 Nothing is built at import time, and the flows (which import Genkit) are imported only

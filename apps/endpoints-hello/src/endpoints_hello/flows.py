@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The sample flows and their route table entries.
 
 ``build_routes`` defines every flow on the given Genkit instance and returns the one

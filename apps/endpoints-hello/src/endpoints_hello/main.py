@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Command line entry point: ``endpoints-hello`` / ``python -m endpoints_hello``."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Input and output schemas of the sample flows: defaults, limits, JSON keys.
 
 Every input field is optional with a default, so ``{}`` is a valid request everywhere.

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Framework adapters generated from the flow route table."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Quart adapter: wiring from the route table to Quart views, nothing more.
 
 Request parsing, validation and error bodies live in ``genkit_endpoints.http.handlers`` so every

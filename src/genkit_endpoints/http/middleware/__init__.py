@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Pure-ASGI middleware, one concern per module.
 
 Never Starlette's base-class middleware: it breaks streaming and context variables, and

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """API-key authentication for REST: a valid key, or 401 problem+json.
 
 The key comes in ``X-API-Key`` or ``Authorization: Bearer``; ``genkit_endpoints.security.keys``

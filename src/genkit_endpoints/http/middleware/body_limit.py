@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Request body limits: size and time, enforced on the bytes as they actually arrive.
 
 Size. Checking ``Content-Length`` alone lets a chunked upload through, so the limit is

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Concurrency limit: above ``MAX_CONCURRENT_REQUESTS`` in flight, answer 503 at once.
 
 Queueing more work than a process can finish only grows latency and memory until

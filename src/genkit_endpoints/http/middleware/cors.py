@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """CORS for browser clients on other origins.
 
 An empty allowlist means same origin only: no ``Access-Control-*`` header is ever sent,

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Error envelope: the last line of defence, outermost after the request id.
 
 Anything that escapes the framework or another middleware before the response started

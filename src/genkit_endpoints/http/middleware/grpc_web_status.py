@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """gRPC-Web statuses for the HTTP layers' refusals.
 
 The trusted-host check, the concurrency limit, the body limit, CORS and the error

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """gzip for large JSON responses; never for SSE or anything else.
 
 Only ``application/json`` and ``application/*+json`` bodies of at least ``min_size``

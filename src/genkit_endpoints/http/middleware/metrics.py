@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """``GET /metrics``: the Prometheus scrape, answered before auth, limits and host checks.
 
 Scrapers are infrastructure, like probes: an API key, a rate limit, the concurrency cap

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """What the HTTP middleware stack enforces: one plain, light config object.
 
 Kept free of heavy imports so the app's settings can build it without importing the

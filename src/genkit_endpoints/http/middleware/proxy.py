@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Client identity behind proxies: believe ``X-Forwarded-*`` only from trusted peers.
 
 The client is the socket peer, unless that peer is in ``TRUSTED_PROXIES``; then it is the

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Rate limiting for REST: the limiter's decision as 429 or ``RateLimit-*`` headers.
 
 The key is the authenticated principal when there is one, else the client IP. So this

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The request record: one measurement per request, feeding the access log, the metrics
 and the audit log.
 

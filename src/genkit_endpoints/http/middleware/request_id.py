@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Request id: accept a well-formed client ``X-Request-ID`` or make one; echo it; expose it to logs.
 
 Only ids of at most 128 characters of ``[A-Za-z0-9._-]`` are accepted, so a client

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Security headers on every response, including errors produced by other middleware.
 
 The header values come from the ``secure`` library, built once at start-up and kept as

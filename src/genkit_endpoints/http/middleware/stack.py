@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The middleware order, in one place.
 
 Outermost first::

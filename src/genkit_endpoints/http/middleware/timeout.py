@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Request timeout: 504 problem+json when no response has started within the limit.
 
 One timer handle per request (``loop.call_later`` cancelling the request's task), no

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The server span of each request, on the OpenTelemetry API, shown the route template and
 never the request itself.
 

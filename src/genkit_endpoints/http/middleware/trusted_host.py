@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Host header checks: well-formed always, and on the allowlist when ``TRUSTED_HOSTS`` is set.
 
 A malformed ``Host`` (spaces, a path, userinfo, several values) is a 400 on every

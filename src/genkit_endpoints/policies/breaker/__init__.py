@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The circuit breaker around model calls: ``Breaker`` over a ``BreakerStore``.
 
 The names load their modules on first use (``genkit_endpoints.core.lazy``): the settings

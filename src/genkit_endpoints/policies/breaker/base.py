@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The circuit breaker's shared parts: states, config, one step of the state machine,
 which failures count, and the storage protocol its two backends implement.
 

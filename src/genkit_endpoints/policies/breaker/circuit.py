@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The circuit breaker around model calls: an async state machine, clock injected.
 
 CLOSED → OPEN when upstream failures reach ``failure_threshold`` in a row (``consecutive``)

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The breaker's state machine in process memory (``lua/breaker.lua`` is the same one on
 Redis). Per process: with several workers each keeps its own state. Clock injected.
 """

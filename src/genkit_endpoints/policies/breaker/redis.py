@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Breaker state shared on Redis, so every replica opens, half-opens and closes together.
 
 Each transition is one atomic step of ``breaker.lua`` (the state machine of

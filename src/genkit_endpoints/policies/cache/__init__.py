@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The flow cache: ``FlowCache`` over a ``CacheStore`` (``memory`` or ``redis``).
 
 The names load their modules on first use (``genkit_endpoints.core.lazy``): the settings

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The flow cache's shared parts: its config, its storage protocol, leases and keys.
 
 A key is the SHA-256 of the flow's name, its version (computed per flow from its

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The flow cache: answers of idempotent flows by key, with single-flight.
 
 Single-flight happens at two levels. In one process, concurrent identical misses share

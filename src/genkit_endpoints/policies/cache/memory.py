@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The flow cache in process memory: TTL + LRU, for one process.
 
 Per process: with several workers each holds its own entries. Bounded by ``max_entries``

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The flow cache's Redis store: cluster-wide values and one flow call per cluster.
 
 Keys live under ``<namespace>:cache:`` — ``v:<key>`` the value (``PX`` = the TTL),

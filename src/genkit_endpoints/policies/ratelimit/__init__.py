@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Request rate limits per caller: ``RateLimiter`` over a ``LimitStore`` (memory, redis).
 
 The names load their modules on first use (``genkit_endpoints.core.lazy``): the settings

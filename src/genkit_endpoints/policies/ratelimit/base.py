@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Rate limiting's shared parts: rates, config, the decision, and the storage protocol.
 
 A ``LimitStore`` spends one request for a key from every configured rate and answers a

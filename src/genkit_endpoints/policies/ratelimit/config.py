@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """What the rate limiter is configured with: the rates, the strategy, where to count.
 
 Apart from the limiter, and importing ``limits`` only to parse a rate: the settings

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Request rate limits per caller, over the ``limits`` library's async strategies.
 
 ``RateLimiter.hit(key)`` spends one request from every configured rate for ``key`` and

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Rate limits counted in process memory: exact for one process, per process with
 several workers (N workers admit up to N times the rate)."""
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Rate limits counted on Redis: every replica shares one window per key.
 
 The counting is ``limits``' (its Lua scripts make each hit atomic), over the process's

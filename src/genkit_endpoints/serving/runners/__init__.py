@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Server runners: uvicorn, granian or hypercorn, one process or N workers.
 
 Every runner binds host and port, keeps idle connections for ``keep_alive`` seconds,

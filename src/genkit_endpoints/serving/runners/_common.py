@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """What every server runner shares: the missing-extra error, app targets, time rounding.
 
 Kept free of server imports so that choosing a server that is not installed fails with

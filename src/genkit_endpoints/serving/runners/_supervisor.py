@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """A small process supervisor that forwards SIGTERM/SIGINT to its workers.
 
 For servers whose own multi-process mode keeps the signal away from the workers:

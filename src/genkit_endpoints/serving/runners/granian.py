@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The granian runner: a supervisor process and ``workers`` worker processes.
 
 granian always serves from separate worker processes, even with one worker, so it cannot

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The hypercorn runner: one process, or N workers under our supervisor.
 
 hypercorn's own signal handling does not suit the drain: ``serve`` registers its

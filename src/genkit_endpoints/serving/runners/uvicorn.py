@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The uvicorn runner: one process, or N workers under uvicorn's supervisor.
 
 uvicorn installs its SIGTERM/SIGINT handlers with ``signal.signal`` before the lifespan

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The kit's settings: one group per concern, composed by ``Settings``, built once.
 
 Priority: CLI flags > environment > ``.<env>.env`` (``--env NAME``) > ``.env`` > defaults.

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The base of every settings group, and the field types groups share.
 
 A value that appears in several places (a CIDR list, a Redis URL, a key prefix) is

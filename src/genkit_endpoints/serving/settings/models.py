@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Settings of the model side: call deadlines and retries, providers, image downloads."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Settings of the shared-state features: Redis, rate limits, the flow cache, the breaker.
 
 Each feature uses its own Redis URL if set, else ``REDIS_URL``, else memory; the client

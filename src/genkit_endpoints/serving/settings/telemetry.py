@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Settings of what the service reports: metrics, tracing, the audit log, Sentry.
 
 The OpenTelemetry names are the standard ``OTEL_*`` variables, so an operator's usual

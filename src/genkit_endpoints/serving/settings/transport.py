@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Settings of the transports: the REST server, HTTP security, API keys, gRPC, logging.
 
 Each group reads its own flat variable names (see ``genkit_endpoints.serving.settings``).
