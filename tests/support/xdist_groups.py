@@ -26,7 +26,7 @@ _STACK = re.compile(rf"\[({_FRAMEWORKS})-({_SERVERS})[\]-]")
 _SERVER = re.compile(rf"[\[-]({_SERVERS})[\]-]")
 _PROVIDER = re.compile(rf"\[(gemini|openai)-({_FRAMEWORKS})[\]-]")
 # Modules whose tests all use one module-scoped server.
-SHARED_SERVER_MODULES = frozenset({"tests/e2e/test_reporting.py"})
+SHARED_SERVER_MODULES = frozenset({"tests/e2e/test_reporting.py", "tests/deploy/test_checkov.py"})
 
 
 def work_unit(nodeid: str) -> str:
