@@ -40,9 +40,23 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]
     for name in RENDERS:
         (scan / f"{name}.yaml").write_text(yaml.safe_dump_all(render(name, work)))
     done = subprocess.run(
-        [_uv(), "tool", "run", "--from", CHECKOV, "checkov",
-         "--directory", str(scan), "--framework", "dockerfile", "kubernetes",
-         "--output", "json", "--skip-download", "--compact"],  # fmt: skip
+        [
+            _uv(),
+            "tool",
+            "run",
+            "--from",
+            CHECKOV,
+            "checkov",
+            "--directory",
+            str(scan),
+            "--framework",
+            "dockerfile",
+            "kubernetes",
+            "--output",
+            "json",
+            "--skip-download",
+            "--compact",
+        ],
         capture_output=True,
         text=True,
         timeout=850,
