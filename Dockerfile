@@ -1,5 +1,3 @@
-# syntax=docker/dockerfile:1
-#
 # The production image of the sample app (`endpoints-hello`): REST on 8080, gRPC on 50051.
 # Build:  docker build -t genkit-endpoints:0.1.0 .      (podman build works the same)
 # Run:    docker run --rm --read-only -p 8080:8080 -p 50051:50051 genkit-endpoints:0.1.0
