@@ -124,7 +124,9 @@ def env_of(stage: list[Instruction]) -> dict[str, str]:
 def kubectl() -> str:
     path = shutil.which("kubectl")
     if path is None:
-        pytest.fail("kubectl not found on PATH: the Kubernetes checks need it (CI has it)")
+        pytest.fail(
+            "kubectl not found on PATH: the Kubernetes checks need it (CI has it)", pytrace=False
+        )
     return path
 
 
