@@ -37,7 +37,7 @@ terraform-validate: ## terraform init (providers from the registry) + validate, 
 	$(UV) run --all-extras python scripts/terraform_validate.py
 
 image:      ## build the container image (needs docker with buildx; nothing is pushed)
-	docker buildx build --file Containerfile --tag genkit-endpoints:ci --load .
+	docker buildx build --file Dockerfile --tag genkit-endpoints:ci --load .
 
 bench:      ## side-by-side benchmark: ours vs bare FastAPI and a hand-written Genkit app (installs wrk if missing)
 	$(UV) run --all-extras python bench/run.py

@@ -17,7 +17,7 @@ import importlib.metadata as md
 import re
 import sys
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from supply import BUILD, FAILED, OK, ROOT, export_lock, finish, normalize
@@ -32,6 +32,9 @@ class Policy:
     allowed: frozenset[str]
     aliases: dict[str, str]
     packages: dict[str, str]  # normalized name -> SPDX expression stated by hand
+    # normalized name -> SPDX expression of a dev tool that is only ever run as a program
+    # of its own (never imported, linked or shipped in the image): any licence may do
+    programs: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def load(cls, path: Path = POLICY) -> Policy:
@@ -42,7 +45,12 @@ class Policy:
             if not str(entry.get("reason", "")).strip() or not entry.get("license"):
                 raise SystemExit(f"{path.name}: [packages.{name}] needs license and reason")
             packages[normalize(name)] = entry["license"]
-        return cls(frozenset(data["allowed"]), dict(data.get("aliases", {})), packages)
+        programs: dict[str, str] = {}
+        for name, entry in data.get("programs", {}).items():
+            if not str(entry.get("reason", "")).strip() or not entry.get("license"):
+                raise SystemExit(f"{path.name}: [programs.{name}] needs license and reason")
+            programs[normalize(name)] = entry["license"]
+        return cls(frozenset(data["allowed"]), dict(data.get("aliases", {})), packages, programs)
 
 
 def permitted(expression: str, allowed: frozenset[str]) -> bool:
@@ -122,6 +130,9 @@ def check(policy: Policy, workdir: Path = BUILD) -> tuple[list[str], list[str]]:
     problems: list[str] = []
     for name in locked:
         dist = installed.get(name)
+        if name in policy.programs:
+            lines.append(f"{name:40} {policy.programs[name]} (a program run by the checks only)")
+            continue
         if name in policy.packages:
             expression: str | None = policy.packages[name]
             source = "licenses.toml"

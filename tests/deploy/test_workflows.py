@@ -92,7 +92,7 @@ def test_jobs_run_the_makefile_and_the_readme_commands() -> None:
 def test_the_image_job_builds_the_root_containerfile() -> None:
     makefile = (ROOT / "Makefile").read_text()
     image = makefile.split("\nimage:", 1)[1].split("\n\n", 1)[0]
-    assert "docker buildx build --file Containerfile" in image
+    assert "docker buildx build --file Dockerfile" in image
     assert "--push" not in image
 
 

@@ -2,7 +2,7 @@
 """A fake Sentry ingest on loopback: what the SDK sends, kept byte for byte.
 
 It answers ``POST /api/<project>/envelope/`` and ``POST /api/<project>/store/`` like
-Sentry (200 and the event id), decodes the body (gzip or deflate, as the SDK chose)
+Sentry (200 and the event id), decodes the body (gzip, deflate or brotli, as the SDK chose)
 and keeps both the bytes on the wire and the decoded ones, so tests can assert on the
 events and search everything that left the process for a secret. Any other request is
 a 404 and is kept too: a test should see a client talking to the wrong place.
@@ -48,6 +48,12 @@ def decode_body(raw: bytes, encoding: str | None) -> bytes:
         return gzip.decompress(raw)
     if coding == "deflate":
         return zlib.decompress(raw)
+    if coding == "br":
+        # The SDK compresses with brotli whenever the package is importable (here, a
+        # dependency of the load-test tool brings it), so a real ingest must read it.
+        import brotli  # noqa: PLC0415
+
+        return bytes(brotli.decompress(raw))
     if coding in ("identity", ""):
         return raw
     raise ValueError(f"unsupported content-encoding {coding!r}")

@@ -26,9 +26,15 @@ _SERVERS = "uvicorn|granian|hypercorn"
 _STACK = re.compile(rf"\[({_FRAMEWORKS})-({_SERVERS})[\]-]")
 _SERVER = re.compile(rf"[\[-]({_SERVERS})[\]-]")
 _PROVIDER = re.compile(rf"\[(gemini|openai)-({_FRAMEWORKS})[\]-]")
-# Modules whose tests (but those of one stack) all use one module-scoped server.
+# Modules whose tests (but those of one stack) all use one module-scoped server, or one
+# expensive tool run (checkov).
 SHARED_SERVER_MODULES = frozenset(
-    {"tests/e2e/test_reporting.py", "tests/e2e/test_loadtest.py", "tests/e2e/test_grpc_web.py"}
+    {
+        "tests/e2e/test_reporting.py",
+        "tests/e2e/test_loadtest.py",
+        "tests/e2e/test_grpc_web.py",
+        "tests/deploy/test_checkov.py",
+    }
 )
 
 

@@ -29,7 +29,8 @@ from pydantic import BaseModel
 
 from genkit_endpoints.core.errors import UpstreamError, UpstreamTimeout
 from genkit_endpoints.model.client import ModelClient
-from genkit_endpoints.model.config import ModelCallPolicyConfig
+from genkit_endpoints.model.config import ModelCallPolicyConfig, ProviderPoolConfig
+from genkit_endpoints.model.gemini_http import gemini_async_client_args
 from genkit_endpoints.policies.breaker import Breaker, BreakerConfig, BreakerState
 from tests.fakes.provider import (
     FakeProvider,
@@ -53,11 +54,16 @@ class PluginCase:
     def genkit(self, fake: FakeProvider, *, timeout: float = 5.0) -> Genkit:
         if self.wire == "gemini":
             # http_options.timeout is in milliseconds; no retry_options means the SDK never
-            # retries, so every scripted step is consumed exactly once.
+            # retries, so every scripted step is consumed exactly once. The client
+            # arguments are the kit's: with aiohttp importable (as it is here) the SDK
+            # would otherwise send through aiohttp, not httpx.
             plugin: Any = GoogleAI(
                 api_key="test",
                 base_url=fake.gemini_base_url,
-                http_options={"timeout": int(timeout * 1000)},
+                http_options={
+                    "timeout": int(timeout * 1000),
+                    "async_client_args": gemini_async_client_args(ProviderPoolConfig()),
+                },
             )
         else:
             # The SDK defaults are 2 retries and a 600 s timeout: both would hide faults.

@@ -11,16 +11,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import socket
 import time
 from collections.abc import Iterator
 
+import httpx
 import pytest
 from genkit import FinishReason, Genkit
 
 from genkit_endpoints.core.errors import UpstreamTimeout
 from genkit_endpoints.model.client import ModelClient
 from genkit_endpoints.model.config import ModelCallPolicyConfig, ProviderConfig, ProviderPoolConfig
+from genkit_endpoints.model.gemini_http import gemini_async_client_args
 from genkit_endpoints.model.providers import choose_model
 from tests.fakes.provider import FakeProvider, Reply
 
@@ -204,3 +207,13 @@ def test_each_event_loop_gets_its_own_pool(wire_name: str, fake: FakeProvider) -
         assert asyncio.run(call_many(ai, calls=3, in_flight=3)) == ["pooled"] * 3
 
     assert 2 <= fake.connections_accepted <= 6
+
+
+def test_the_gemini_sdk_is_kept_on_httpx_when_aiohttp_is_installed() -> None:
+    """Any package may bring aiohttp, and the Gemini SDK then prefers it for async calls —
+    bypassing the pool, the connect timeout and the failure types the call policy knows —
+    unless its client arguments name an httpx transport, which ours always do. aiohttp
+    is installed in the test environment, so every Gemini test here runs that case."""
+    assert importlib.util.find_spec("aiohttp") is not None
+    args = gemini_async_client_args(ProviderPoolConfig())
+    assert isinstance(args["transport"], httpx.AsyncBaseTransport)

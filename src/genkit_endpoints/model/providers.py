@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import importlib
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import structlog
 from genkit import Genkit
@@ -31,9 +30,6 @@ from genkit_endpoints.model.config import (
     resolve_model,
 )
 from genkit_endpoints.model.offline import OfflineModel
-
-if TYPE_CHECKING:
-    import httpx
 
 _SDK_TIMEOUT_MARGIN_MS = 1_000
 MODEL_COMPONENT = "model"  # its name in the readiness report
@@ -54,48 +50,21 @@ class ModelChoice:
 
 
 def _gemini(cfg: ProviderConfig, model: str) -> ModelChoice:
-    import httpx  # noqa: PLC0415 -- the SDK's HTTP library; not paid for by --help
+    # Here, not at the top: httpx and the SDK are not paid for by --help or another provider.
+    from genkit_endpoints.model.gemini_http import gemini_async_client_args  # noqa: PLC0415
 
     mod = importlib.import_module(PROVIDER_PACKAGES[GEMINI][1])
-    pool = cfg.pool
     # No SDK retries (ModelCallPolicy retries within one deadline), and the SDK timeout
     # a little past LLM_TIMEOUT so our deadline — one for the whole call, retries
     # included, and naming the phase it timed out in — is the one that fires.
     http_options: dict[str, Any] = {
         "timeout": int(cfg.timeout_ms + _SDK_TIMEOUT_MARGIN_MS),
-        # The SDK builds its async httpx client from these arguments, once per SDK
-        # client — and the plugin keeps one SDK client per event loop — so each loop
-        # gets one pool with our limits and keep-alive.
-        "async_client_args": {
-            "limits": httpx.Limits(
-                max_connections=pool.max_connections,
-                max_keepalive_connections=pool.keepalive_connections,
-                keepalive_expiry=pool.keepalive_expiry,
-            ),
-            "event_hooks": {"request": [_connect_timeout_hook(pool.connect_timeout)]},
-        },
+        "async_client_args": gemini_async_client_args(cfg.pool),
     }
     plugin = mod.GoogleAI(
         api_key=cfg.gemini_api_key, base_url=cfg.gemini_base_url, http_options=http_options
     )
     return ModelChoice(model, GEMINI, (plugin,))
-
-
-def _connect_timeout_hook(seconds: float) -> Callable[[httpx.Request], Awaitable[None]]:
-    """An httpx request hook that caps the time to connect at ``seconds``.
-
-    The Gemini SDK sends its one timeout with every request, for every phase — a client
-    default would be overridden — so the cap goes into the request's own timeouts (the
-    ``timeout`` request extension), which is what the transport reads.
-    """
-
-    async def cap_connect_timeout(request: httpx.Request) -> None:
-        timeouts = dict(request.extensions.get("timeout") or {})
-        current = timeouts.get("connect")
-        timeouts["connect"] = seconds if current is None else min(seconds, current)
-        request.extensions["timeout"] = timeouts
-
-    return cap_connect_timeout
 
 
 def _openai(cfg: ProviderConfig, model: str) -> ModelChoice:
