@@ -51,7 +51,7 @@ def decode_body(raw: bytes, encoding: str | None) -> bytes:
     if coding == "br":
         # The SDK compresses with brotli whenever the package is importable (here, a
         # dependency of the load-test tool brings it), so a real ingest must read it.
-        import brotli  # noqa: PLC0415
+        import brotli
 
         return bytes(brotli.decompress(raw))
     if coding in ("identity", ""):
