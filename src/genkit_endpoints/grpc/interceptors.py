@@ -228,13 +228,20 @@ def code_name(context: grpc.aio.ServicerContext) -> str | None:
     return code.name if isinstance(code, grpc.StatusCode) else None
 
 
+# The server's copy of a deadline starts when the request arrived, the client's when it
+# was sent: the client's fires first, and the cancellation it sends can reach the server
+# a moment before the server's own copy expires. Within this much of the deadline, a
+# cancellation is the deadline's.
+_DEADLINE_SLACK_S = 0.1
+
+
 def cancelled_code(context: grpc.aio.ServicerContext) -> str:
     """The status a cancelled handler ends with.
 
     gRPC cancels the handler when the client cancels or the call's deadline passes.
     """
     remaining = context.time_remaining()
-    expired = remaining is not None and remaining <= 0
+    expired = remaining is not None and remaining <= _DEADLINE_SLACK_S
     return "DEADLINE_EXCEEDED" if expired else "CANCELLED"
 
 
