@@ -17,12 +17,12 @@ from sonora import protocol
 
 from endpoints_hello.app import APP
 from endpoints_hello.generated import genkit_sample_pb2 as pb
+from genkit_endpoints.core.grpc_wire import grpc_message
 from genkit_endpoints.grpc.web_framing import (
     TRAILERS,
     FramingError,
     decode_text,
     frame,
-    grpc_message,
     parse_timeout,
     split_frames,
     trailers_frame,

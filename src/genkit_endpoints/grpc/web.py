@@ -36,6 +36,7 @@ import structlog
 
 from genkit_endpoints.core.context import current_request_id
 from genkit_endpoints.core.crash import report_unexpected
+from genkit_endpoints.core.grpc_wire import is_grpc_web
 from genkit_endpoints.grpc.fused import policy_interceptor
 from genkit_endpoints.grpc.interceptors import METADATA_KEY
 from genkit_endpoints.grpc.servicer import build_method_handlers
@@ -58,7 +59,7 @@ if TYPE_CHECKING:
     from genkit_endpoints.security.keys import ApiKeyring
     from genkit_endpoints.telemetry.audit import AuditLog
 
-__all__ = ["GrpcWebMiddleware", "grpc_web_layer", "is_grpc_web"]
+__all__ = ["GrpcWebMiddleware", "grpc_web_layer"]
 
 _log = structlog.get_logger(__name__)
 
@@ -69,7 +70,6 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _CONTENT_TYPE = b"content-type"
-_PREFIX = b"application/grpc-web"
 # Request headers that are HTTP's or gRPC-Web's own, not the caller's metadata.
 _NOT_METADATA = frozenset(
     {
@@ -90,16 +90,6 @@ _NOT_METADATA = frozenset(
         METADATA_KEY,
     }
 )
-
-
-def is_grpc_web(scope: Scope) -> bool:
-    """Whether the request is a gRPC-Web call (a POST with a gRPC-Web content type)."""
-    if scope["type"] != "http" or scope["method"] != "POST":
-        return False
-    for name, value in scope["headers"]:
-        if name == _CONTENT_TYPE:
-            return bool(value.startswith(_PREFIX))
-    return False
 
 
 class _Details(grpc.HandlerCallDetails):  # type: ignore[misc]

@@ -20,8 +20,9 @@ from typing import Any
 
 import grpc
 
+from genkit_endpoints.core.grpc_wire import grpc_message
 from genkit_endpoints.grpc.interceptors import METADATA_KEY
-from genkit_endpoints.grpc.web_framing import frame, grpc_message, trailers_frame
+from genkit_endpoints.grpc.web_framing import frame, trailers_frame
 
 __all__ = ["WebCall"]
 

@@ -24,7 +24,6 @@ __all__ = [
     "FramingError",
     "decode_text",
     "frame",
-    "grpc_message",
     "parse_timeout",
     "split_frames",
     "trailers_frame",
@@ -70,15 +69,6 @@ def split_frames(data: bytes) -> list[tuple[int, bytes]]:
 
 def frame(payload: bytes, flags: int = 0) -> bytes:
     return _HEADER.pack(flags, len(payload)) + payload
-
-
-def grpc_message(text: str) -> str:
-    """``grpc-message`` as the gRPC spec encodes it: printable ASCII but ``%`` as is, every
-    other UTF-8 byte percent-encoded."""
-    raw = text.encode("utf-8", "replace")
-    if all(0x20 <= b <= 0x7E and b != 0x25 for b in raw):
-        return text
-    return "".join(chr(b) if 0x20 <= b <= 0x7E and b != 0x25 else f"%{b:02X}" for b in raw)
 
 
 def trailers_frame(trailers: Iterable[tuple[str, str]]) -> bytes:

@@ -15,15 +15,13 @@ Imported only when the Gemini provider is selected (it imports ``httpx``).
 
 from __future__ import annotations
 
-import asyncio
-import threading
-import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
 
 from genkit_endpoints.model.config import ProviderPoolConfig
+from genkit_endpoints.model.per_loop import PerLoop
 
 __all__ = ["LoopLocalTransport", "gemini_async_client_args"]
 
@@ -33,28 +31,14 @@ class LoopLocalTransport(httpx.AsyncBaseTransport):
     made with ``limits`` on the loop's first request."""
 
     def __init__(self, limits: httpx.Limits) -> None:
-        self._limits = limits
-        self._by_loop: weakref.WeakKeyDictionary[
-            asyncio.AbstractEventLoop, httpx.AsyncHTTPTransport
-        ] = weakref.WeakKeyDictionary()
-        self._lock = threading.Lock()  # loops in several threads may ask at once
-
-    def pooled(self) -> httpx.AsyncHTTPTransport:
-        loop = asyncio.get_running_loop()
-        with self._lock:
-            transport = self._by_loop.get(loop)
-            if transport is None:
-                transport = self._by_loop[loop] = httpx.AsyncHTTPTransport(limits=self._limits)
-            return transport
+        self._pools = PerLoop(lambda: httpx.AsyncHTTPTransport(limits=limits))
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        return await self.pooled().handle_async_request(request)
+        return await self._pools.get().handle_async_request(request)
 
     async def aclose(self) -> None:
         """Close the running loop's pool only; a later request on it opens a fresh one."""
-        loop = asyncio.get_running_loop()
-        with self._lock:
-            transport = self._by_loop.pop(loop, None)
+        transport = self._pools.pop()
         if transport is not None:
             await transport.aclose()
 

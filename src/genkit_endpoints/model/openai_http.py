@@ -15,17 +15,15 @@ Imported only when the OpenAI provider is selected (it imports ``openai``).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import importlib
-import threading
-import weakref
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 import openai
 
 from genkit_endpoints.model.config import ProviderPoolConfig
+from genkit_endpoints.model.per_loop import PerLoop
 
 if TYPE_CHECKING:
     import httpx2
@@ -58,28 +56,13 @@ class LoopLocalHttpClient(openai.DefaultAsyncHttpxClient):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self._kwargs = kwargs
-        self._by_loop: weakref.WeakKeyDictionary[
-            asyncio.AbstractEventLoop, openai.DefaultAsyncHttpxClient
-        ] = weakref.WeakKeyDictionary()
-        self._lock = threading.Lock()  # loops in several threads may ask at once
-
-    def pooled(self) -> openai.DefaultAsyncHttpxClient:
-        """The running loop's pooled client (made on its first call)."""
-        loop = asyncio.get_running_loop()
-        with self._lock:
-            client = self._by_loop.get(loop)
-            if client is None:
-                client = self._by_loop[loop] = openai.DefaultAsyncHttpxClient(**self._kwargs)
-            return client
+        self._clients = PerLoop(lambda: openai.DefaultAsyncHttpxClient(**kwargs))
 
     async def send(self, request: httpx2.Request, *args: Any, **kwargs: Any) -> httpx2.Response:
-        return await self.pooled().send(request, *args, **kwargs)
+        return await self._clients.get().send(request, *args, **kwargs)
 
     async def aclose(self) -> None:
-        loop = asyncio.get_running_loop()
-        with self._lock:
-            client = self._by_loop.pop(loop, None)
+        client = self._clients.pop()
         if client is not None:
             await client.aclose()
 

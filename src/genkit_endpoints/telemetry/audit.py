@@ -25,33 +25,13 @@ import orjson
 import structlog
 
 from genkit_endpoints.core.context import RequestRecord, current_request_id
+from genkit_endpoints.core.grpc_wire import GRPC_STATUS_NUMBERS
 from genkit_endpoints.core.timestamps import UtcStamp
 from genkit_endpoints.telemetry.tracing import current_trace_id
 
-__all__ = ["GRPC_STATUS_NUMBERS", "AuditLog", "AuditSinkError", "open_audit_log"]
+__all__ = ["AuditLog", "AuditSinkError", "open_audit_log"]
 
 _log = structlog.get_logger(__name__)
-
-# The gRPC status codes by name, as the protocol numbers them (they never change).
-GRPC_STATUS_NUMBERS: dict[str, int] = {
-    "OK": 0,
-    "CANCELLED": 1,
-    "UNKNOWN": 2,
-    "INVALID_ARGUMENT": 3,
-    "DEADLINE_EXCEEDED": 4,
-    "NOT_FOUND": 5,
-    "ALREADY_EXISTS": 6,
-    "PERMISSION_DENIED": 7,
-    "RESOURCE_EXHAUSTED": 8,
-    "FAILED_PRECONDITION": 9,
-    "ABORTED": 10,
-    "OUT_OF_RANGE": 11,
-    "UNIMPLEMENTED": 12,
-    "INTERNAL": 13,
-    "UNAVAILABLE": 14,
-    "DATA_LOSS": 15,
-    "UNAUTHENTICATED": 16,
-}
 
 
 class AuditSinkError(ValueError):

@@ -20,34 +20,14 @@ from __future__ import annotations
 import orjson
 
 from genkit_endpoints.core.errors import PROBLEM_CONTENT_TYPE, EndpointError
+from genkit_endpoints.core.grpc_wire import GRPC_STATUS_NUMBERS, grpc_message, is_grpc_web
 from genkit_endpoints.http.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["GRPC_WEB_CONTENT_TYPE", "GrpcWebStatusMiddleware"]
+__all__ = ["GrpcWebStatusMiddleware"]
 
-GRPC_WEB_CONTENT_TYPE = b"application/grpc-web"
 _CONTENT_TYPE = b"content-type"
 _PROBLEM = PROBLEM_CONTENT_TYPE.encode()
 _DROPPED = frozenset({_CONTENT_TYPE, b"content-length"})
-# grpc.StatusCode numbers by name (fixed by the gRPC protocol; grpc itself is not loaded).
-_NUMBERS = {
-    "OK": 0,
-    "CANCELLED": 1,
-    "UNKNOWN": 2,
-    "INVALID_ARGUMENT": 3,
-    "DEADLINE_EXCEEDED": 4,
-    "NOT_FOUND": 5,
-    "ALREADY_EXISTS": 6,
-    "PERMISSION_DENIED": 7,
-    "RESOURCE_EXHAUSTED": 8,
-    "FAILED_PRECONDITION": 9,
-    "ABORTED": 10,
-    "OUT_OF_RANGE": 11,
-    "UNIMPLEMENTED": 12,
-    "INTERNAL": 13,
-    "UNAVAILABLE": 14,
-    "DATA_LOSS": 15,
-    "UNAUTHENTICATED": 16,
-}
 
 
 def _codes() -> tuple[dict[str, str], dict[int, str]]:
@@ -70,7 +50,7 @@ class GrpcWebStatusMiddleware:
         self._by_type, self._by_status = _codes()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST" or not _is_grpc_web(scope):
+        if not is_grpc_web(scope):
             await self.app(scope, receive, send)
             return
         held: list[Message] = []  # a problem's start, until its body says which problem
@@ -105,22 +85,12 @@ class GrpcWebStatusMiddleware:
         headers = [(k, v) for k, v in start.get("headers", ()) if k not in _DROPPED]
         headers += [
             (_CONTENT_TYPE, b"application/grpc-web+proto"),
-            (b"grpc-status", str(_NUMBERS.get(code, 2)).encode()),
-            (b"grpc-message", _percent(detail).encode("ascii")),
+            (
+                b"grpc-status",
+                str(GRPC_STATUS_NUMBERS.get(code, GRPC_STATUS_NUMBERS["UNKNOWN"])).encode(),
+            ),
+            (b"grpc-message", grpc_message(detail).encode("ascii")),
             (b"content-length", b"0"),
         ]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": b""})
-
-
-def _is_grpc_web(scope: Scope) -> bool:
-    for name, value in scope["headers"]:
-        if name == _CONTENT_TYPE:
-            return bool(value.startswith(GRPC_WEB_CONTENT_TYPE))
-    return False
-
-
-def _percent(text: str) -> str:
-    # grpc-message's encoding: printable ASCII but "%" as is, other UTF-8 bytes as %XX.
-    raw = text.encode("utf-8", "replace")
-    return "".join(chr(b) if 0x20 <= b <= 0x7E and b != 0x25 else f"%{b:02X}" for b in raw)
