@@ -30,29 +30,25 @@ def validate(terraform: str, module: Path) -> tuple[int, str]:
     with tempfile.TemporaryDirectory() as tmp:
         copy = Path(tmp) / module.name
         shutil.copytree(module, copy, ignore=shutil.ignore_patterns(".terraform"))
-        init = subprocess.run(  # noqa: S603 - fixed argv, no shell
-            [terraform, "init", "-backend=false", "-input=false", "-no-color"],
-            cwd=copy,
-            capture_output=True,
-            text=True,
-            env=env,
-            check=False,
-            timeout=300,
-        )
+
+        def terraform_run(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(  # noqa: S603 - fixed argv, no shell
+                [terraform, *args, "-no-color"],
+                cwd=copy,
+                capture_output=True,
+                text=True,
+                env=env,
+                check=False,
+                timeout=300,
+            )
+
+        init = terraform_run("init", "-backend=false", "-input=false")
         if init.returncode != 0:
             out = init.stdout + init.stderr
             if any(marker in out.lower() for marker in _UNREACHABLE):
                 return NOT_RUN, "the Terraform provider registry is unreachable from here"
             return FAILED, f"terraform init failed in {module.relative_to(ROOT)}:\n{out}"
-        result = subprocess.run(  # noqa: S603 - fixed argv, no shell
-            [terraform, "validate", "-no-color"],
-            cwd=copy,
-            capture_output=True,
-            text=True,
-            env=env,
-            check=False,
-            timeout=300,
-        )
+        result = terraform_run("validate")
         if result.returncode != 0:
             return FAILED, f"{module.relative_to(ROOT)}:\n{result.stdout}{result.stderr}"
     return OK, ""
