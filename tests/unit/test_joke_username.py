@@ -13,9 +13,25 @@ from __future__ import annotations
 import json
 
 import pytest
+from genkit import (
+    ActionRunContext,
+    Genkit,
+    Message,
+    ModelInfo,
+    ModelRequest,
+    ModelResponse,
+    Part,
+    Supports,
+)
 
+from endpoints_hello.app import PROMPTS_DIR
+from endpoints_hello.flows import build_routes
 from endpoints_hello.generated import genkit_sample_pb2 as pb
+from genkit_endpoints.core.routes import RouteTable
 from genkit_endpoints.http.adapters import FRAMEWORKS
+from genkit_endpoints.model.client import ModelClient
+from genkit_endpoints.model.config import ModelCallPolicyConfig
+from tests.support.image_server import offline_fetcher
 from tests.unit.asgi_helpers import call, http_scope
 from tests.unit.grpc_harness import serving as grpc_serving
 from tests.unit.test_framework_adapters import JSON, sample_table, serving
@@ -57,18 +73,55 @@ async def test_a_username_over_200_characters_is_refused_not_cut() -> None:
     assert [e["field"] for e in errors] == ["username"]
 
 
-async def test_the_username_never_reaches_the_prompt() -> None:
-    """The offline model answers from the request alone (it is seeded by a hash of it), so
-    two usernames giving the same joke means the model request did not contain them."""
-    jokes = set()
-    for username in ("bob", "Zebedee Quixote", None):
-        status, body = await _post("fastapi", "/tell-joke", {"name": "Ada", "username": username})
-        assert status == 200
-        jokes.add(body["joke"])
-    assert len(jokes) == 1
-    # ...while the name, which is in the prompt, does change the answer.
-    _, other = await _post("fastapi", "/tell-joke", {"name": "Grace", "username": "bob"})
-    assert other["joke"] not in jokes
+class RecordingModel:
+    """A model that keeps every request it is sent, so a test can read the prompt itself."""
+
+    NAME = "test/recording"
+
+    def __init__(self) -> None:
+        self.requests: list[str] = []
+
+    async def answer(self, request: ModelRequest, ctx: ActionRunContext) -> ModelResponse:
+        self.requests.append(request.model_dump_json())
+        return ModelResponse(
+            message=Message(role="model", content=[Part.from_text("A joke.")]),
+            finish_reason="stop",
+        )
+
+    def table(self) -> RouteTable:
+        ai = Genkit(model=self.NAME, prompt_dir=PROMPTS_DIR)
+        ai.define_model(name=self.NAME, fn=self.answer, info=ModelInfo(supports=Supports()))
+        return build_routes(ai, ModelClient(ai, ModelCallPolicyConfig()), offline_fetcher())
+
+
+MARKER = "Zebedee-Quixote-7f3a"  # a username no prompt template could contain by chance
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+async def test_the_username_never_reaches_the_prompt(framework: str) -> None:
+    model = RecordingModel()
+    async with serving(framework, model.table()) as app:
+        for path, body in (
+            ("/tell-joke", {"name": "Ada", "username": MARKER}),
+            ("/tell-joke/stream", {"name": "Ada", "username": MARKER}),
+            ("/flows/tell_joke", {"data": {"name": "Ada", "username": MARKER}}),
+        ):
+            got = await call(app, http_scope(path, "POST", [JSON]), json.dumps(body).encode())
+            assert got.status == 200, (path, got.body)
+    assert len(model.requests) == 3
+    assert all("Ada" in r for r in model.requests)  # the name is in the prompt...
+    assert not [r for r in model.requests if MARKER in r]  # ...the username never
+
+
+async def test_grpc_never_puts_the_username_into_the_prompt() -> None:
+    model = RecordingModel()
+    async with grpc_serving(patch=lambda _ai, _table: model.table()) as h:
+        reply = await h.stub.TellJoke(pb.JokeRequest(name="Ada", username=MARKER))
+        async for _ in h.stub.TellJokeStream(pb.JokeRequest(name="Ada", username=MARKER)):
+            pass
+    assert reply.username == MARKER
+    assert len(model.requests) == 2
+    assert not [r for r in model.requests if MARKER in r]
 
 
 async def test_grpc_echoes_the_username_of_an_unauthenticated_caller() -> None:
