@@ -36,6 +36,7 @@ from genkit_endpoints.policies.breaker.redis import RedisBreakerState
 from genkit_endpoints.policies.cache import CacheConfig, Flight, FlowCache
 from genkit_endpoints.policies.cache.redis import RedisStore
 from genkit_endpoints.policies.ratelimit import Decision, RateLimitConfig, RateLimiter
+from genkit_endpoints.policies.ratelimit.redis import RedisLimits
 from genkit_endpoints.policies.redis import OutageGate
 from tests.support.fault_proxy import FaultProxy, fault_proxy
 from tests.support.redis_server import RedisServer
@@ -273,6 +274,47 @@ def test_one_slow_answer_does_not_hide_the_clusters_open_breaker(
             await other.aclose()
 
     on_uvloop(scenario())
+
+
+def test_an_exhausted_pool_is_not_an_outage_the_probe_has_its_own_connection(
+    redis_server: RedisServer,
+) -> None:
+    """A burst can hold every pooled connection: a call then waits for one, gives up and
+    fails over to the local count. The probe that then decides about an outage must not
+    queue behind that burst: on a connection of its own it reaches Redis at once, so the
+    process stays on Redis. (A probe in the shared pool would time out waiting there and
+    take the whole process off Redis because of its own load.)"""
+    cfg = RateLimitConfig(
+        rates="100000/minute",
+        backend=parse_backend(redis_server.url),
+        namespace=redis_server.namespace(),
+        redis=RedisOptions(max_connections=1),
+    )
+    limiter = RateLimiter(cfg)
+    gate = limiter.gate
+    assert gate is not None
+    shared = limiter.store
+    assert isinstance(shared, RedisLimits)
+    pool = shared.connection.pool
+    fallback: list[Decision] = []
+
+    async def scenario() -> None:
+        try:
+            assert (await limiter.hit("client")).allowed  # the pool's one connection opens
+            busy = await pool.get_connection()  # ...and the burst holds it
+            try:
+                fallback.append(await limiter.hit("client"))  # waits, then falls back
+                assert gate.failures == 1
+                await settled(gate)
+            finally:
+                await pool.release(busy)
+            assert (await limiter.hit("client")).allowed  # on Redis again
+        finally:
+            await limiter.aclose()
+
+    on_uvloop(scenario())
+    assert fallback[0].allowed
+    assert (gate.up, gate.outages, limiter.outages) == (True, 0, 1)
 
 
 # --- down: bounded fallbacks -----------------------------------------------------------------

@@ -83,10 +83,7 @@ class RecordingModel:
 
     async def answer(self, request: ModelRequest, ctx: ActionRunContext) -> ModelResponse:
         self.requests.append(request.model_dump_json())
-        return ModelResponse(
-            message=Message(role="model", content=[Part.from_text("A joke.")]),
-            finish_reason="stop",
-        )
+        return ModelResponse(message=Message(role="model", content=[Part.from_text("A joke.")]))
 
     def table(self) -> RouteTable:
         ai = Genkit(model=self.NAME, prompt_dir=PROMPTS_DIR)
